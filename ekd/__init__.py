@@ -1,0 +1,8 @@
+"""ekd: ensemble knowledge distillation of machine-learning interatomic potentials."""
+
+from importlib import metadata as _metadata
+
+try:
+    __version__ = _metadata.version("ekd")
+except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"

@@ -1,0 +1,137 @@
+"""The ``ekd`` command line. Each command parses its options and calls its Python twin.
+
+User mistakes raise :class:`ekd.errors.EkdError`; :func:`main` prints them as one line and exits
+with status 2 (``--debug`` or ``EKD_DEBUG=1`` shows the traceback instead).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ekd.errors import EkdError
+
+__all__ = ["main", "cli"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ekd")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+def cli(debug: bool) -> None:
+    """ekd: ensemble knowledge distillation of ML interatomic potentials.
+
+    Units at every boundary: positions Å, energies eV, forces eV/Å; reports in kcal/mol.
+    """
+    if debug:
+        os.environ["EKD_DEBUG"] = "1"
+
+
+def read_options(command):
+    """Options that tell a reader how to interpret a file (shared by every command that reads)."""
+    options = [
+        click.option("--format", "format_", help="Reader name (default: detect from the file layout)."),
+        click.option("--energy-key", help="Stored energy to use, e.g. 'ccsd(t)_cbs.energy'."),
+        click.option("--force-key", help="Stored forces to use; 'none' reads no forces."),
+        click.option("--force-sign", type=click.Choice(["+1", "-1"]), help="+1: stored array is forces; -1: gradients."),
+        click.option("--energy-unit", help="Unit of stored energies: eV, meV, Ha, kcal/mol, kJ/mol."),
+        click.option("--molecule-key", help="Per-frame key holding the molecule id (ASE formats)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _read(path, format_, energy_key, force_key, force_sign, energy_unit, molecule_key):
+    from ekd.data import DEFAULT_DATASET, ReadOptions, read
+
+    options = ReadOptions(
+        format=format_,
+        energy_key=energy_key,
+        force_key="" if force_key == "none" else force_key,
+        force_sign=None if force_sign is None else int(force_sign),
+        energy_unit=energy_unit,
+        molecule_key=molecule_key,
+    )
+    path = Path(path) if path else DEFAULT_DATASET
+    return path, read(path, options)
+
+
+@cli.group()
+def data() -> None:
+    """Inspect and convert dataset files."""
+
+
+@data.command("info")
+@click.argument("path", required=False)
+@read_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
+def data_info(path, as_json, **read_kwargs) -> None:
+    """Summarize a dataset file (default: the embedded reference set)."""
+    from ekd.data.inspect import summarize
+
+    path, frames = _read(path, **read_kwargs)
+    summary = summarize(frames, path)
+    check = summary["force_sign_check"]
+    if check["verdict"] == "flipped":
+        click.echo(
+            f"warning: {path}: energies and forces disagree in sign (slope {check['slope']:+.2f} over "
+            f"{check['n_pairs']} nearby pairs); the stored array looks like gradients: try --force-sign "
+            f"{'+1' if summary['force_sign'] == -1 else '-1'}",
+            err=True,
+        )
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    rows = [
+        ("file", f"{summary['path']} ({summary['format']})"),
+        ("conformations", summary["n_conformations"]),
+        ("molecules", summary["n_molecules"]),
+        ("elements", " ".join(summary["elements"])),
+        ("atoms per conformation", f"{summary['atoms_min']}-{summary['atoms_max']}"),
+        ("level of theory", summary["level_of_theory"] or "not recorded"),
+        ("energy key", summary["energy_key"] or "none"),
+        ("force key", f"{summary['force_key']} (sign {summary['force_sign']:+d})" if summary["has_forces"] else "none"),
+        ("units (as read)", "positions Å, energies eV, forces eV/Å"),
+        ("available keys", ", ".join(summary["available_keys"])),
+    ]
+    if summary["has_energies"]:
+        rows.append(("energy range", f"{summary['energy_min_eV']:.4f} to {summary['energy_max_eV']:.4f} eV"))
+    if check["n_pairs"]:
+        rows.append(("force sign check", f"{check['verdict']} (slope {check['slope']:+.3f}, {check['n_pairs']} pairs)"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+
+
+@data.command("convert")
+@click.argument("source")
+@click.argument("target")
+@read_options
+def data_convert(source, target, **read_kwargs) -> None:
+    """Convert SOURCE to TARGET: .h5 (ekd HDF5) or .xyz (extended XYZ), in eV and Å."""
+    from ekd.data import write
+
+    _, frames = _read(source, **read_kwargs)
+    write(frames, target)
+    click.echo(f"wrote {len(frames)} conformations to {target}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``ekd`` console script."""
+    try:
+        cli.main(args=argv, prog_name="ekd", standalone_mode=False)
+    except EkdError as error:
+        if os.environ.get("EKD_DEBUG"):
+            raise
+        click.echo(f"ekd: error: {error}", err=True)
+        sys.exit(2)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        click.echo("ekd: interrupted", err=True)
+        sys.exit(130)

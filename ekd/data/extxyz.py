@@ -1,0 +1,116 @@
+"""Extended XYZ and every other format ``ase.io`` reads, with key mapping and declared units."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import ase.io
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from ekd._io import atomic_path
+from ekd.data.frames import Frames, formula
+from ekd.data.hdf5 import is_hdf5
+from ekd.data.readers import ReadOptions, Reader
+from ekd.errors import DataError
+from ekd.units import energy_factor
+
+__all__ = ["READER", "write_extxyz", "frames_to_atoms"]
+
+
+def _lookup(atoms: Atoms, key: str, per_atom: bool):
+    """A frame's value for ``key`` from ``info``/``arrays`` or the attached calculator's results."""
+    store = atoms.arrays if per_atom else atoms.info
+    if key in store:
+        return store[key]
+    if atoms.calc is not None and key in atoms.calc.results:
+        return atoms.calc.results[key]
+    return None
+
+
+def _read_column(images: list[Atoms], path: Path, key: str, explicit: bool, per_atom: bool):
+    values = [_lookup(atoms, key, per_atom) for atoms in images]
+    missing = [i for i, v in enumerate(values) if v is None]
+    if len(missing) == len(values) and not explicit:
+        return None
+    if missing:
+        raise DataError(f"{path}: frame {missing[0]} has no '{key}' ({len(missing)} of {len(values)} frames lack it)")
+    return values
+
+
+def _read_ase(path: Path, options: ReadOptions) -> Frames:
+    try:
+        images = ase.io.read(path, index=":")
+    except Exception as error:  # ase raises many kinds for unreadable files
+        raise DataError(f"{path}: ase.io cannot read it ({type(error).__name__}: {error})") from None
+    if not images:
+        raise DataError(f"{path}: no frames")
+    energy_key, force_key = options.energy_key or "energy", options.force_key
+    factor = energy_factor(options.energy_unit or "eV")
+    energies = _read_column(images, path, energy_key, options.energy_key is not None, per_atom=False)
+    forces = None
+    if force_key != "":
+        forces = _read_column(images, path, force_key or "forces", force_key is not None, per_atom=True)
+    if options.molecule_key:
+        molecule = _read_column(images, path, options.molecule_key, True, per_atom=False)
+    elif all("molecule" in atoms.info for atoms in images):
+        molecule = [atoms.info["molecule"] for atoms in images]
+    else:
+        molecule = [formula(atoms.numbers) for atoms in images]
+    for i, atoms in enumerate(images):
+        if forces is not None and np.shape(forces[i]) != (len(atoms), 3):
+            raise DataError(f"{path}: frame {i} '{force_key or 'forces'}' has shape {np.shape(forces[i])}, expected ({len(atoms)}, 3)")
+    sign = 1 if options.force_sign is None else options.force_sign
+    return Frames.from_arrays(
+        numbers=[atoms.numbers for atoms in images],
+        positions=[atoms.positions for atoms in images],
+        molecule=[str(m) for m in molecule],
+        energy=None if energies is None else np.array(energies, dtype=np.float64).reshape(-1) * factor,
+        forces=None if forces is None else [np.asarray(f, dtype=np.float64) * factor * sign for f in forces],
+        metadata={
+            "source": str(path),
+            "energy_key": energy_key if energies is not None else None,
+            "force_key": (force_key or "forces") if forces is not None else None,
+            "force_sign": sign if forces is not None else None,
+            "energy_unit_in_file": options.energy_unit or "eV",
+        },
+    )
+
+
+def frames_to_atoms(frames: Frames) -> list[Atoms]:
+    """ASE Atoms of every conformation, with energy/forces (eV, eV/Å) as calculator results."""
+    images = []
+    for i in range(len(frames)):
+        rows = frames.atoms_of(i)
+        atoms = Atoms(numbers=frames.numbers[rows], positions=frames.positions[rows])
+        atoms.info["molecule"] = str(frames.molecule[i])
+        results = {}
+        if frames.energy is not None:
+            results["energy"] = float(frames.energy[i])
+        if frames.forces is not None:
+            results["forces"] = frames.forces[rows]
+        if results:
+            atoms.calc = SinglePointCalculator(atoms, **results)
+        images.append(atoms)
+    return images
+
+
+def write_extxyz(frames: Frames, path: str | os.PathLike) -> None:
+    """Write Frames as extended XYZ (energy in eV, forces in eV/Å), atomically."""
+    with atomic_path(path) as tmp:
+        ase.io.write(tmp, frames_to_atoms(frames), format="extxyz")
+
+
+def _detect(path: Path) -> bool:
+    return not is_hdf5(path)
+
+
+READER = Reader(
+    "ase",
+    "extended XYZ or any format ase.io reads (declare --energy-unit; default eV)",
+    _detect,
+    _read_ase,
+    frozenset({"energy_key", "force_key", "force_sign", "energy_unit", "molecule_key"}),
+)

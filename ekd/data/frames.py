@@ -1,0 +1,210 @@
+"""The neutral dataset container: conformations of molecules with energies and forces.
+
+Units inside ekd: positions in Å, energies in eV, forces in eV/Å. Readers convert at the boundary.
+Atoms of all conformations are stored concatenated (ragged layout): conformation ``i`` owns the
+atom rows ``ptr[i]:ptr[i + 1]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Iterator, Sequence
+
+import numpy as np
+from ase.data import chemical_symbols
+
+from ekd.errors import DataError
+
+__all__ = ["Frames", "formula"]
+
+
+def formula(numbers: np.ndarray) -> str:
+    """Hill-ordered chemical formula of one conformation's atomic numbers, e.g. ``CH4O``."""
+    counts = Counter(chemical_symbols[z] for z in numbers)
+    order = ["C", "H"] if "C" in counts else []
+    order += sorted(s for s in counts if s not in order)
+    return "".join(s + (str(counts[s]) if counts[s] > 1 else "") for s in order)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Frames:
+    """A set of conformations.
+
+    Attributes:
+        numbers: (A,) atomic numbers of all atoms, conformation after conformation.
+        positions: (A, 3) Cartesian positions, Å.
+        ptr: (N + 1,) atom offsets; conformation ``i`` is ``ptr[i]:ptr[i + 1]``.
+        molecule: (N,) molecule / group id of each conformation (str).
+        energy: (N,) total energies, eV, or None when the data carry none.
+        forces: (A, 3) forces (−dE/dx), eV/Å, or None.
+        atom_data: extra per-atom arrays (A, ...), e.g. the teachers' ``force_spread``.
+        metadata: where the data came from: source, sha256, level_of_theory, energy_key, ...
+    """
+
+    numbers: np.ndarray
+    positions: np.ndarray
+    ptr: np.ndarray
+    molecule: np.ndarray
+    energy: np.ndarray | None = None
+    forces: np.ndarray | None = None
+    atom_data: dict = dataclasses.field(default_factory=dict)
+    metadata: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = self.metadata.get("source", "frames")
+        n_atoms, n_conf = len(self.numbers), len(self.ptr) - 1
+        checks = [
+            (self.positions.shape == (n_atoms, 3), f"positions shape {self.positions.shape}, expected ({n_atoms}, 3)"),
+            (n_conf >= 0 and self.ptr[0] == 0 and self.ptr[-1] == n_atoms, "atom offsets do not cover the atoms"),
+            (np.all(np.diff(self.ptr) > 0), "a conformation has no atoms"),
+            (len(self.molecule) == n_conf, f"{len(self.molecule)} molecule ids for {n_conf} conformations"),
+            (self.energy is None or self.energy.shape == (n_conf,), f"energy shape, expected ({n_conf},)"),
+            (self.forces is None or self.forces.shape == (n_atoms, 3), f"forces shape, expected ({n_atoms}, 3)"),
+        ]
+        checks += [(len(v) == n_atoms, f"atom_data '{k}' has {len(v)} rows for {n_atoms} atoms") for k, v in self.atom_data.items()]
+        for ok, message in checks:
+            if not ok:
+                raise DataError(f"{where}: {message}")
+        if self.energy is not None and not np.all(np.isfinite(self.energy)):
+            bad = int(np.flatnonzero(~np.isfinite(self.energy))[0])
+            key = self.metadata.get("energy_key", "energy")
+            raise DataError(f"{where}: key '{key}' has a non-finite energy at conformation {bad}")
+        if self.forces is not None and not np.all(np.isfinite(self.forces)):
+            key = self.metadata.get("force_key", "forces")
+            raise DataError(f"{where}: key '{key}' has non-finite forces")
+        if np.any(self.numbers < 1) or np.any(self.numbers >= len(chemical_symbols)):
+            raise DataError(f"{where}: atomic numbers outside 1..{len(chemical_symbols) - 1}")
+
+    # construction -------------------------------------------------------------------------
+    @classmethod
+    def from_arrays(
+        cls,
+        numbers: Sequence[np.ndarray],
+        positions: Sequence[np.ndarray],
+        molecule: Sequence[str],
+        energy: np.ndarray | None = None,
+        forces: Sequence[np.ndarray] | None = None,
+        metadata: dict | None = None,
+    ) -> "Frames":
+        """Build from per-conformation arrays: ``numbers[i]`` (n_i,), ``positions[i]`` (n_i, 3), ..."""
+        sizes = [len(z) for z in numbers]
+        ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        cat = lambda arrays, shape: np.concatenate(arrays) if arrays else np.zeros(shape)  # noqa: E731
+        return cls(
+            numbers=cat([np.asarray(z) for z in numbers], (0,)).astype(np.int64),
+            positions=cat([np.asarray(p, dtype=np.float64) for p in positions], (0, 3)),
+            ptr=ptr,
+            molecule=np.asarray(molecule, dtype=str).reshape(-1),
+            energy=None if energy is None else np.asarray(energy, dtype=np.float64),
+            forces=None if forces is None else cat([np.asarray(f, dtype=np.float64) for f in forces], (0, 3)),
+            metadata=dict(metadata or {}),
+        )
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["Frames"]) -> "Frames":
+        """Join several Frames; energies/forces/atom_data are kept only where every part has them."""
+        if not parts:
+            raise DataError("nothing to concatenate")
+        if len(parts) == 1:
+            return parts[0]
+        offsets = np.cumsum([0] + [p.n_atoms for p in parts[:-1]])
+        keep = lambda attr: all(getattr(p, attr) is not None for p in parts)  # noqa: E731
+        common = set.intersection(*(set(p.atom_data) for p in parts))
+        return cls(
+            numbers=np.concatenate([p.numbers for p in parts]),
+            positions=np.concatenate([p.positions for p in parts]),
+            ptr=np.concatenate([[0]] + [p.ptr[1:] + o for p, o in zip(parts, offsets)]),
+            molecule=np.concatenate([p.molecule for p in parts]),
+            energy=np.concatenate([p.energy for p in parts]) if keep("energy") else None,
+            forces=np.concatenate([p.forces for p in parts]) if keep("forces") else None,
+            atom_data={k: np.concatenate([p.atom_data[k] for p in parts]) for k in sorted(common)},
+            metadata={"parts": [p.metadata for p in parts]},
+        )
+
+    # size and access ----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.ptr) - 1
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.numbers)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """(N,) number of atoms of each conformation."""
+        return np.diff(self.ptr)
+
+    @property
+    def conformation_index(self) -> np.ndarray:
+        """(A,) index of the conformation each atom belongs to."""
+        return np.repeat(np.arange(len(self)), self.sizes)
+
+    @property
+    def elements(self) -> list[int]:
+        """Sorted atomic numbers present."""
+        return sorted(int(z) for z in np.unique(self.numbers))
+
+    @property
+    def molecules(self) -> list[str]:
+        """Distinct molecule ids, in order of first appearance."""
+        _, first = np.unique(self.molecule, return_index=True)
+        return [str(self.molecule[i]) for i in sorted(first)]
+
+    def atoms_of(self, i: int) -> slice:
+        """Atom rows of conformation ``i``."""
+        return slice(int(self.ptr[i]), int(self.ptr[i + 1]))
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> "Frames":
+        """The conformations at ``index`` (in that order), as a new Frames."""
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        if index.size and (index.min() < -len(self) or index.max() >= len(self)):
+            raise IndexError(f"conformation index out of range for {len(self)} conformations")
+        index = index % max(len(self), 1)
+        sizes = self.sizes[index]
+        atom_rows = (
+            np.concatenate([np.arange(self.ptr[i], self.ptr[i + 1]) for i in index])
+            if index.size
+            else np.zeros(0, dtype=np.int64)
+        )
+        return dataclasses.replace(
+            self,
+            numbers=self.numbers[atom_rows],
+            positions=self.positions[atom_rows],
+            ptr=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+            molecule=self.molecule[index],
+            energy=None if self.energy is None else self.energy[index],
+            forces=None if self.forces is None else self.forces[atom_rows],
+            atom_data={k: v[atom_rows] for k, v in self.atom_data.items()},
+        )
+
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterator["Frames"]:
+        """Iterate over consecutive (or, with ``shuffle``, seeded random) batches of conformations."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        order = np.random.default_rng(seed).permutation(len(self)) if shuffle else np.arange(len(self))
+        for start in range(0, len(self), batch_size):
+            yield self.subset(order[start : start + batch_size])
+
+    def check_elements(self, supported, what: str) -> None:
+        """Raise a DataError naming the file if any element is outside ``supported`` (atomic numbers)."""
+        extra = sorted(set(self.elements) - {int(z) for z in supported})
+        if extra:
+            names = lambda zs: " ".join(chemical_symbols[z] for z in zs)  # noqa: E731
+            raise DataError(
+                f"{self.metadata.get('source', 'data')}: element(s) {names(extra)} not supported by {what} "
+                f"(it covers {names(sorted(supported))})"
+            )
+
+    # variants -----------------------------------------------------------------------------
+    def with_metadata(self, **items) -> "Frames":
+        """A copy with ``items`` added to the metadata."""
+        return dataclasses.replace(self, metadata={**self.metadata, **items})
+
+    def with_forces(self, forces: np.ndarray | None, **atom_data: np.ndarray) -> "Frames":
+        """A copy whose force labels are ``forces`` (A, 3) eV/Å (None drops them)."""
+        return dataclasses.replace(self, forces=forces, atom_data={**self.atom_data, **atom_data})
+
+    def without_forces(self) -> "Frames":
+        """A copy with no force labels: what energy-only training may see."""
+        return dataclasses.replace(self, forces=None)

@@ -1,0 +1,105 @@
+"""ekd's own HDF5 format: one file, ragged arrays, units in the attributes.
+
+Layout (``format = "ekd-frames"``, ``format_version = 1``)::
+
+    numbers   (A,)    int      atomic numbers, conformation after conformation
+    positions (A, 3)  float64  Å
+    ptr       (N+1,)  int64    conformation i owns atoms ptr[i]:ptr[i+1]
+    molecule  (N,)    str      molecule / group id
+    energy    (N,)    float64  eV          (optional)
+    forces    (A, 3)  float64  eV/Å        (optional; true forces, −dE/dx)
+    atom_data/<name>  (A, ...)             (optional per-atom extras)
+    attrs: format, format_version, energy_unit, length_unit, force_unit, metadata (JSON)
+
+The labels file (``ekd.data.labels``) is this format plus the teachers' arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ekd._io import atomic_path
+from ekd.data.frames import Frames
+from ekd.data.readers import Reader
+from ekd.errors import DataError
+
+__all__ = ["write_ekd_h5", "read_ekd_h5", "READER", "FORMAT_VERSION", "is_hdf5"]
+
+FORMAT_VERSION = 1
+FRAME_FORMATS = ("ekd-frames", "ekd-labels")
+_UNITS = {"energy_unit": "eV", "length_unit": "Å", "force_unit": "eV/Å"}
+
+
+def is_hdf5(path: Path) -> bool:
+    """Whether ``path`` is an HDF5 file (by signature)."""
+    return h5py.is_hdf5(path)
+
+
+def write_frames_to_group(handle: h5py.File, frames: Frames) -> None:
+    """Write the Frames arrays and attributes into an open, empty HDF5 file."""
+    handle.create_dataset("numbers", data=frames.numbers.astype(np.uint8 if frames.numbers.max(initial=0) < 256 else np.int64))
+    handle.create_dataset("positions", data=frames.positions)
+    handle.create_dataset("ptr", data=frames.ptr)
+    handle.create_dataset("molecule", data=frames.molecule.astype(object), dtype=h5py.string_dtype())
+    if frames.energy is not None:
+        handle.create_dataset("energy", data=frames.energy)
+    if frames.forces is not None:
+        handle.create_dataset("forces", data=frames.forces)
+    for name, values in frames.atom_data.items():
+        handle.create_dataset(f"atom_data/{name}", data=values)
+    handle.attrs.update(_UNITS)
+    handle.attrs["format_version"] = FORMAT_VERSION
+    handle.attrs["metadata"] = json.dumps(frames.metadata, default=str)
+
+
+def write_ekd_h5(frames: Frames, path: str | os.PathLike) -> None:
+    """Write Frames to ``path`` in ekd's HDF5 format, atomically."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        handle.attrs["format"] = "ekd-frames"
+        write_frames_to_group(handle, frames)
+
+
+def read_frames_from_group(handle: h5py.File, path: Path) -> Frames:
+    """Read the Frames part of an ekd HDF5 file (frames or labels)."""
+    version = int(handle.attrs.get("format_version", -1))
+    if version != FORMAT_VERSION:
+        raise DataError(f"{path}: ekd format version {version}, this ekd reads version {FORMAT_VERSION}")
+    missing = [k for k in ("numbers", "positions", "ptr", "molecule") if k not in handle]
+    if missing:
+        raise DataError(f"{path}: ekd HDF5 file lacks key(s) {', '.join(missing)}")
+    optional = lambda key: handle[key][()] if key in handle else None  # noqa: E731
+    return Frames(
+        numbers=handle["numbers"][()].astype(np.int64),
+        positions=handle["positions"][()].astype(np.float64),
+        ptr=handle["ptr"][()].astype(np.int64),
+        molecule=np.asarray(handle["molecule"].asstr()[()], dtype=str),
+        energy=optional("energy"),
+        forces=optional("forces"),
+        atom_data={k: v[()] for k, v in handle.get("atom_data", {}).items()},
+        metadata={"source": str(path), **json.loads(handle.attrs.get("metadata", "{}"))},
+    )
+
+
+def read_ekd_h5(path: Path, options=None) -> Frames:
+    """Read an ekd HDF5 frames or labels file (labels: force labels are the teacher mean)."""
+    with h5py.File(path, "r") as handle:
+        if handle.attrs.get("format") == "ekd-labels":
+            from ekd.data.labels import read_labels
+
+            return read_labels(path)
+        return read_frames_from_group(handle, path)
+
+
+def _detect(path: Path) -> bool:
+    if not is_hdf5(path):
+        return False
+    with h5py.File(path, "r") as handle:
+        return handle.attrs.get("format") in FRAME_FORMATS
+
+
+READER = Reader("ekd", "ekd HDF5 (frames or labels file)", _detect, read_ekd_h5)

@@ -1,0 +1,27 @@
+"""ekd's exceptions: every user mistake is an :class:`EkdError` with a one-line message.
+
+The CLI catches :class:`EkdError` once, prints its message and exits with status 2; anything
+else is a bug and keeps its traceback.
+"""
+
+__all__ = ["EkdError", "ConfigError", "DataError", "BackendError", "PluginError"]
+
+
+class EkdError(Exception):
+    """Base class: a problem the user can fix; the message says what and where."""
+
+
+class ConfigError(EkdError):
+    """An option, config key or command-line value is missing, misspelt or out of range."""
+
+
+class DataError(EkdError):
+    """A data file is missing, unreadable, or holds the wrong keys, shapes or values."""
+
+
+class BackendError(EkdError):
+    """A model backend cannot build, load or run a model as asked."""
+
+
+class PluginError(EkdError):
+    """A plugin failed to import or register; the message names the plugin."""
