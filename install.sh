@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Install ekd and its backends into a virtual environment (default ./.venv).
 #
-#   ./install.sh                 core + all backends (ani, mace, nequip) + test tools
+#   ./install.sh                 core + all backends (ani, mace, nequip) + the example plugin
 #   ./install.sh core            ekd core only
-#   ./install.sh core ani        core + one backend; any subset of: ani mace nequip
+#   ./install.sh core ani        core + one backend; any subset of: ani mace nequip example
 #
 # EKD_VENV=DIR puts the environment elsewhere; EKD_PYTHON picks the interpreter (default python3).
 # The three backends conflict on e3nn if listed naively: mace-torch 0.3.16 pins e3nn==0.4.4 but
@@ -23,10 +23,10 @@ MACE_RUNTIME_DEPS=(opt_einsum torch-ema prettytable matscipy torchmetrics python
                    configargparse GitPython tqdm lmdb orjson matplotlib pandas)
 
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(core ani mace nequip)
+[ ${#parts[@]} -eq 0 ] && parts=(core ani mace nequip example)
 want() { local p; for p in "${parts[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 for p in "${parts[@]}"; do
-  case "$p" in core|ani|mace|nequip) ;; *) echo "install.sh: unknown part '$p' (expected core, ani, mace, nequip)" >&2; exit 2;; esac
+  case "$p" in core|ani|mace|nequip|example) ;; *) echo "install.sh: unknown part '$p' (expected core, ani, mace, nequip, example)" >&2; exit 2;; esac
 done
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
@@ -45,6 +45,7 @@ want mace && backend_reqs+=("$E3NN_PIN" "${MACE_RUNTIME_DEPS[@]}")
 for plugin in ani mace nequip; do
   if want "$plugin" && [ -d "plugins/ekd-$plugin" ]; then backend_reqs+=(-e "plugins/ekd-$plugin"); fi
 done
+want example && backend_reqs+=(-e "plugins/ekd-pairmlp")  # the example plugin of docs/plugins.md
 if [ ${#backend_reqs[@]} -gt 0 ]; then
   echo "== backends: ${parts[*]}"
   "${pip[@]}" install -q "$TORCH_PIN" "${backend_reqs[@]}"

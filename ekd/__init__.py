@@ -1,5 +1,7 @@
 """ekd: ensemble knowledge distillation of machine-learning interatomic potentials."""
 
+from ekd.hookspecs import hookimpl, hookspec
+
 from importlib import metadata as _metadata
 
 try:

@@ -45,10 +45,10 @@ def read_options(command):
     return command
 
 
-def _read(path, format_, energy_key, force_key, force_sign, energy_unit, molecule_key):
-    from ekd.data import DEFAULT_DATASET, ReadOptions, read
+def _read_options(format_, energy_key, force_key, force_sign, energy_unit, molecule_key):
+    from ekd.data import ReadOptions
 
-    options = ReadOptions(
+    return ReadOptions(
         format=format_,
         energy_key=energy_key,
         force_key="" if force_key == "none" else force_key,
@@ -56,8 +56,13 @@ def _read(path, format_, energy_key, force_key, force_sign, energy_unit, molecul
         energy_unit=energy_unit,
         molecule_key=molecule_key,
     )
+
+
+def _read(path, **read_kwargs):
+    from ekd.data import DEFAULT_DATASET, read
+
     path = Path(path) if path else DEFAULT_DATASET
-    return path, read(path, options)
+    return path, read(path, _read_options(**read_kwargs))
 
 
 @cli.group()
@@ -120,6 +125,56 @@ def data_convert(source, target, **read_kwargs) -> None:
     click.echo(f"wrote {len(frames)} conformations to {target}")
 
 
+@cli.command("backends")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def backends_command(as_json) -> None:
+    """List installed backends (name, version, package, elements) and broken plugins."""
+    from ekd.plugins import backend_infos, plugin_failures
+
+    rows, failures = backend_infos(), plugin_failures()
+    if as_json:
+        click.echo(json.dumps({"backends": rows, "failed_plugins": failures}, indent=2))
+        return
+    if not rows:
+        click.echo("no backends installed (install a plugin, e.g. ./install.sh core ani)")
+    header = ("name", "version", "package", "elements")
+    widths = [max(len(h), *(len(str(r[h])) for r in rows)) if rows else len(h) for h in header]
+    for line in [dict(zip(header, header))] + rows:
+        click.echo("  ".join(f"{str(line[h]):<{w}}" for h, w in zip(header, widths)).rstrip())
+    for plugin, error in failures.items():
+        click.echo(f"plugin {plugin} failed to load: {error}", err=True)
+
+
+@cli.command("train")
+@click.option("--backend", required=True, help="Installed backend name (see 'ekd backends').")
+@click.option("--data", "data_path", help="Dataset file (default: the embedded reference set).")
+@click.option("--forces", is_flag=True, help="Also train on the data's reference forces.")
+@click.option("--out", required=True, help="Run directory (an unfinished run there is resumed).")
+@click.option("--config", "config_path", help="YAML with 'train' and 'options' sections.")
+@click.option("--epochs", type=int, help="Maximum epochs (overrides the config).")
+@click.option("--seed", type=int, help="Seed of the split, the initialisation and the batch order.")
+@click.option("--force-weight", type=float, help="Weight of the force term (with --forces; default 0.1).")
+@read_options
+def train_command(backend, data_path, forces, out, config_path, epochs, seed, force_weight, **read_kwargs) -> None:
+    """Train one model; energies only unless --forces. Scores it on a held-out test split."""
+    from ekd.pipeline import train_model
+
+    summary = train_model(
+        backend, out, data_path, forces, config_path, _read_options(**read_kwargs),
+        epochs=epochs, seed=seed, force_weight=force_weight,
+    )
+    test = summary["test"]
+    click.echo(
+        f"trained {backend} on {summary['trained_on']}: {summary['epochs_run']} epochs "
+        f"(best {summary['best_epoch']}{', stopped early' if summary['stopped_early'] else ''}), {summary['seconds']:.0f} s"
+    )
+    if "energy_mae" in test:
+        click.echo(f"held-out test ({test['n_conformations']} conformations): energy MAE {test['energy_mae']:.3f} kcal/mol")
+    if "force_mae" in test:
+        click.echo(f"held-out test force MAE {test['force_mae']:.3f} kcal/mol/Å (reference forces)")
+    click.echo(f"model: {Path(out) / 'model.pt'}; log: {Path(out) / 'history.csv'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``ekd`` console script."""
     try:
@@ -132,6 +187,6 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
-    except click.exceptions.Abort:
-        click.echo("ekd: interrupted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("ekd: interrupted; run the same command again to resume from the last finished step", err=True)
         sys.exit(130)

@@ -6,7 +6,7 @@ import hashlib
 import os
 from importlib import metadata
 
-__all__ = ["sha256_file", "package_versions"]
+__all__ = ["sha256_file", "package_versions", "frames_fingerprint"]
 
 _TRACKED_PACKAGES = ("ekd", "numpy", "h5py", "ase", "torch", "torchani", "mace-torch", "nequip", "e3nn")
 
@@ -29,3 +29,12 @@ def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def frames_fingerprint(frames) -> str:
+    """sha256 of the arrays of an :class:`ekd.data.Frames` (what a model was trained on)."""
+    digest = hashlib.sha256()
+    for array in (frames.numbers, frames.positions, frames.ptr, frames.energy, frames.forces):
+        if array is not None:
+            digest.update(array.tobytes())
+    return digest.hexdigest()

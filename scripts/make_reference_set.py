@@ -190,8 +190,10 @@ def compute(work: Path) -> None:
                 continue
             t0 = time.time()
             symbols = Atoms(numbers=plan["numbers"]).get_chemical_symbols()
+            density = None  # the previous conformation's density is a good SCF guess for the next
             for i in range(start, stop):
-                energy, forces, _ = pyscf_energy_forces(symbols, plan["positions"][i])
+                energy, forces, mf = pyscf_energy_forces(symbols, plan["positions"][i], dm0=density)
+                density = mf.make_rdm1()
                 state["energy"].append(energy)
                 state["forces"].append(forces)
             _save_atomic(

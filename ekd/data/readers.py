@@ -109,9 +109,20 @@ def read(path: str | os.PathLike, options: ReadOptions | None = None, **kwargs) 
     return frames.with_metadata(source=str(path), sha256=sha256_file(path), format=name)
 
 
-def _ensure_builtin() -> None:
-    if not _READERS:
-        from ekd.data import ani, extxyz, hdf5
+_LOADED = False
 
-        for reader in (hdf5.READER, *ani.READERS, extxyz.READER):
-            register_reader(reader)
+
+def _ensure_builtin() -> None:
+    """Register the built-in readers first, then let plugins add theirs (once per process)."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    from ekd.data import ani, extxyz, hdf5
+
+    for reader in (hdf5.READER, *ani.READERS):
+        register_reader(reader)
+    from ekd.plugins import plugin_manager
+
+    plugin_manager()
+    register_reader(extxyz.READER)  # last: it claims every file that is not HDF5

@@ -1,0 +1,5 @@
+"""``python -m ekd`` runs the CLI."""
+
+from ekd.cli import main
+
+main()

@@ -1,0 +1,47 @@
+"""Reading YAML configs and validating sections with pydantic, with one-line errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TypeVar
+
+import pydantic
+import yaml
+
+from ekd.errors import ConfigError
+
+__all__ = ["load_yaml", "validate", "dump_yaml"]
+
+Model = TypeVar("Model", bound=pydantic.BaseModel)
+
+
+def load_yaml(path: str | os.PathLike | None) -> dict:
+    """The mapping in a YAML file ({} for None); ConfigError for a missing or malformed file."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return content
+
+
+def validate(model: type[Model], values: dict, where: str) -> Model:
+    """``model(**values)``; the first validation problem as a ConfigError naming ``where.key``."""
+    try:
+        return model(**values)
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where}.{key}: {first['msg']}") from None
+
+
+def dump_yaml(values: dict) -> str:
+    """YAML text of a config mapping, keys in their given order."""
+    return yaml.safe_dump(values, sort_keys=False)

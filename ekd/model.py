@@ -1,0 +1,229 @@
+"""A trained (or fresh) model of any backend: build, predict energies and forces, save and load.
+
+Forces are −∂E/∂x by autograd, here and nowhere else, so every backend gets them the same way.
+The checkpoint format is one for all backends: a ``torch.save`` dict of plain types holding the
+backend name, its options, the species, the reference energies and the state dict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pydantic
+import torch
+
+from ekd._io import atomic_path
+from ekd.backend import Backend, BackendOptions, Batch
+from ekd.data import Frames
+from ekd.errors import BackendError, ConfigError, DataError
+from ekd.plugins import get_backend
+from ekd.provenance import package_versions
+
+__all__ = ["Model", "Prediction", "validate_options", "resolve_device", "seeded"]
+
+CHECKPOINT_FORMAT = "ekd-model-1"
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` is CUDA when present, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, dtype: torch.dtype | None = None):
+    """Seed torch's global RNG (and set the default dtype) inside; restore both on exit.
+
+    Backends build their modules inside this, so their parameters and buffers are created in
+    the model's dtype and nothing leaks into models built later in the same process.
+    """
+    state, default_dtype = torch.random.get_rng_state(), torch.get_default_dtype()
+    torch.manual_seed(seed)
+    if dtype is not None:
+        torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(state)
+        torch.set_default_dtype(default_dtype)
+
+
+def validate_options(backend: Backend, options: dict | BackendOptions | None) -> BackendOptions:
+    """The backend's ``Options`` from a dict; a ConfigError naming the bad key otherwise."""
+    if isinstance(options, BackendOptions):
+        return options
+    try:
+        return backend.Options(**(options or {}))
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{backend.name} options: '{where}': {first['msg']}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """Energies (N,) in eV and, when asked, forces (A, 3) in eV/Å."""
+
+    energy: np.ndarray
+    forces: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class Model:
+    """A backend's torch module with everything needed to rebuild it.
+
+    Attributes:
+        backend: the :class:`Backend` that built it.
+        module: the torch module (``backend.energy`` runs it).
+        options: the backend options it was built with.
+        species: atomic numbers it handles.
+        reference_energies: per-element energies (eV) included in its output.
+        info: free-form provenance saved with the checkpoint (config, seed, data hashes, ...).
+    """
+
+    backend: Backend
+    module: torch.nn.Module
+    options: BackendOptions
+    species: list[int]
+    reference_energies: dict[int, float]
+    info: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        backend: str | Backend,
+        species: Iterable[int],
+        reference_energies: dict[int, float] | None = None,
+        options: dict | BackendOptions | None = None,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device = "cpu",
+    ) -> "Model":
+        """A new model of ``backend`` for ``species``, initialised from ``seed``."""
+        backend = get_backend(backend) if isinstance(backend, str) else backend
+        species = sorted(int(z) for z in species)
+        if backend.elements is not None and not set(species) <= backend.elements:
+            missing = sorted(set(species) - backend.elements)
+            raise BackendError(f"backend '{backend.name}' cannot model element(s) with Z = {missing}")
+        reference_energies = {int(z): float(e) for z, e in (reference_energies or {z: 0.0 for z in species}).items()}
+        options = validate_options(backend, options)
+        with seeded(seed, dtype):
+            module = backend.build(options, species, reference_energies)
+        return cls(backend, module.to(device=resolve_device(str(device)), dtype=dtype), options, species, reference_energies)
+
+    # prediction ---------------------------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.module.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    def batch(self, frames: Frames) -> Batch:
+        """A batch of ``frames`` in this model's dtype and device, with the backend inputs cached."""
+        frames.check_elements(self.species, f"this {self.backend.name} model")
+        batch = Batch.from_frames(frames, self.dtype, self.device)
+        batch.inputs = self.backend.convert(self.module, batch)
+        return batch
+
+    def energy_and_forces(self, batch: Batch, forces: bool, create_graph: bool = False):
+        """Energies (N,) eV and, if ``forces``, forces (A, 3) eV/Å = −∂E/∂x as tensors.
+
+        ``create_graph`` keeps the graph of the forces (needed only to train on forces).
+        """
+        if not forces:
+            return self.backend.energy(self.module, batch), None
+        positions = batch.positions.detach().requires_grad_(True)
+        batch = dataclasses.replace(batch, positions=positions)
+        energy = self.backend.energy(self.module, batch)
+        (gradient,) = torch.autograd.grad(energy.sum(), positions, create_graph=create_graph)
+        return energy, -gradient
+
+    def predict(self, frames: Frames, forces: bool = True, batch_size: int = 256) -> Prediction:
+        """Energies (eV) and optionally forces (eV/Å) of every conformation, in eval mode."""
+        energies, all_forces = [], []
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            for part in frames.batches(batch_size):
+                with torch.set_grad_enabled(forces):
+                    energy, force = self.energy_and_forces(self.batch(part), forces)
+                energies.append(energy.detach().cpu().double().numpy())
+                if forces:
+                    all_forces.append(force.detach().cpu().double().numpy())
+        finally:
+            self.module.train(was_training)
+        return Prediction(np.concatenate(energies), np.concatenate(all_forces) if forces else None)
+
+    def batches(self, frames: Frames, batch_size: int) -> Iterator[Batch]:
+        """Converted batches of ``frames`` in order (for caching by the trainer)."""
+        for part in frames.batches(batch_size):
+            yield self.batch(part)
+
+    # persistence ----------------------------------------------------------------------------
+    def state(self) -> dict:
+        """The checkpoint dict: plain types and tensors only (loads with ``weights_only=True``)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "backend": self.backend.name,
+            "options": self.options.model_dump(mode="json"),
+            "species": self.species,
+            "reference_energies": {str(z): e for z, e in self.reference_energies.items()},
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "state_dict": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
+            "versions": package_versions(),
+            "info": self.info,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the checkpoint atomically."""
+        with atomic_path(path) as tmp:
+            torch.save(self.state(), tmp)
+
+    @classmethod
+    def from_state(cls, state: dict, device: str | torch.device = "auto", source: str = "checkpoint") -> "Model":
+        """Rebuild a model from :meth:`state`'s dict."""
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise DataError(f"{source}: not an ekd model checkpoint")
+        backend = get_backend(state["backend"])
+        model = cls.build(
+            backend,
+            state["species"],
+            {int(z): e for z, e in state["reference_energies"].items()},
+            state["options"],
+            dtype=getattr(torch, state["dtype"]),
+            device=device,
+        )
+        try:
+            model.module.load_state_dict(state["state_dict"])
+        except RuntimeError as error:
+            raise BackendError(f"{source}: weights do not fit the '{backend.name}' model ({str(error).splitlines()[0]})") from None
+        model.info = state.get("info", {})
+        return model
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "auto", backend: str | None = None) -> "Model":
+        """Load a checkpoint written by :meth:`save`; ``backend`` asserts which backend it must be."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: no such model checkpoint")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise DataError(f"{path}: not a readable ekd model checkpoint ({type(error).__name__})") from None
+        if backend is not None and isinstance(state, dict) and state.get("backend") != backend:
+            raise BackendError(f"{path}: a '{state.get('backend')}' checkpoint, not a '{backend}' one")
+        return cls.from_state(state, device=device, source=str(path))
+
+    def calculator(self):
+        """An ASE calculator (energy in eV, forces in eV/Å) running this model."""
+        from ekd.calculator import EkdCalculator
+
+        return EkdCalculator(self)

@@ -1,0 +1,123 @@
+"""Plugin discovery: one pluggy manager, plugins loaded from the ``ekd`` entry-point group.
+
+``EKD_PLUGINS=ani,mace`` loads only the named entry points (empty: none), for hermetic runs.
+A plugin that fails to import does not break the others: its error is kept and shown by
+``ekd backends`` and in the message when a backend is not found.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from importlib import metadata
+
+import pluggy
+
+from ekd import hookspecs
+from ekd.errors import BackendError, PluginError
+
+__all__ = ["plugin_manager", "backends", "get_backend", "register_backend", "plugin_failures", "backend_infos"]
+
+ENTRY_POINT_GROUP = "ekd"
+
+
+class _Registry:
+    def __init__(self):
+        self.backends: dict[str, Backend] = {}
+        self.origin: dict[str, str] = {}
+        self.failures: dict[str, str] = {}
+
+
+@functools.lru_cache(maxsize=1)
+def _state() -> tuple[pluggy.PluginManager, _Registry]:
+    manager = pluggy.PluginManager("ekd")
+    manager.add_hookspecs(hookspecs)
+    registry = _Registry()
+    pinned = os.environ.get("EKD_PLUGINS")
+    wanted = None if pinned is None else {p.strip() for p in pinned.split(",") if p.strip()}
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if wanted is not None and entry_point.name not in wanted:
+            continue
+        label = f"{entry_point.name} ({entry_point.dist.name if entry_point.dist else entry_point.value})"
+        try:
+            manager.register(entry_point.load(), name=entry_point.name)
+        except Exception as error:  # a broken third-party plugin must not take ekd down
+            registry.failures[label] = f"{type(error).__name__}: {error}"
+    manager.check_pending()
+    _collect(manager, registry)
+    return manager, registry
+
+
+def _add_backend(registry: _Registry, plugin_name: str, backend) -> None:
+    from ekd.backend import Backend
+
+    if not isinstance(backend, Backend):
+        raise PluginError(f"plugin '{plugin_name}' registered {backend!r}, which is not an ekd Backend")
+    if backend.name in registry.backends:
+        raise PluginError(
+            f"plugin '{plugin_name}' registers backend '{backend.name}', already registered by '{registry.origin[backend.name]}'"
+        )
+    registry.backends[backend.name] = backend
+    registry.origin[backend.name] = plugin_name
+
+
+def _collect(manager: pluggy.PluginManager, registry: _Registry) -> None:
+    from ekd.data import register_reader
+
+    for impl in manager.hook.ekd_register_backends.get_hookimpls():
+        try:
+            impl.function(register=functools.partial(_add_backend, registry, impl.plugin_name))
+        except PluginError:
+            raise
+        except Exception as error:
+            registry.failures[impl.plugin_name] = f"{type(error).__name__}: {error}"
+    for impl in manager.hook.ekd_register_readers.get_hookimpls():
+        impl.function(register=register_reader)
+
+
+def plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager (plugins loaded on first use)."""
+    return _state()[0]
+
+
+def backends() -> dict[str, Backend]:
+    """Installed backends by name."""
+    return dict(_state()[1].backends)
+
+
+def plugin_failures() -> dict[str, str]:
+    """Plugins that failed to import or register, with their errors."""
+    return dict(_state()[1].failures)
+
+
+def register_backend(backend, origin: str = "in-process") -> None:
+    """Register a backend object directly (tests, notebooks); entry points are the normal path."""
+    _add_backend(_state()[1], origin, backend)
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name``; a BackendError naming what is installed otherwise."""
+    found = backends()
+    if name in found:
+        return found[name]
+    installed = ", ".join(sorted(found)) or "none"
+    broken = "; ".join(f"plugin {p} failed: {e}" for p, e in plugin_failures().items())
+    raise BackendError(f"unknown backend '{name}'; installed: {installed}" + (f" ({broken})" if broken else ""))
+
+
+def backend_infos() -> list[dict]:
+    """Name, distribution, version and supported elements of every installed backend."""
+    from ase.data import chemical_symbols
+
+    _, registry = _state()
+    rows = []
+    for name, backend in sorted(registry.backends.items()):
+        module = type(backend).__module__.split(".")[0]
+        dist = metadata.packages_distributions().get(module, [module])[0]
+        try:
+            version = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        elements = "any" if backend.elements is None else " ".join(chemical_symbols[z] for z in sorted(backend.elements))
+        rows.append(dict(name=name, version=version, package=dist, elements=elements, plugin=registry.origin[name]))
+    return rows

@@ -1,0 +1,165 @@
+"""The backend conformance suite: what every ekd backend must satisfy.
+
+A plugin author subclasses :class:`BackendConformance` in their own tests::
+
+    from ekd.testing import BackendConformance
+
+    class TestMyBackend(BackendConformance):
+        backend_name = "mybackend"       # as registered through the entry point
+        options = {"width": 8}           # optional: a small model (default: the backend's ``tiny``)
+
+and pytest runs every check below against it. Models are float64; molecules are built in code
+(no data files needed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from ase.build import molecule
+
+from ekd.data import Frames
+from ekd.model import Model
+from ekd.plugins import get_backend
+from ekd.train import TrainConfig, train
+
+__all__ = ["BackendConformance", "test_molecules"]
+
+SPECIES = [1, 6, 7, 8]
+REFERENCE = {1: -13.6, 6: -1029.0, 7: -1485.0, 8: -2042.0}  # eV, roughly free-atom scale
+
+
+def test_molecules(count_per_molecule: int = 2, seed: int = 0, scale: float = 0.05) -> Frames:
+    """Randomly displaced small H/C/N/O molecules of different sizes (no labels)."""
+    rng = np.random.default_rng(seed)
+    numbers, positions, names = [], [], []
+    for name in ("H2O", "NH3", "CH3OH", "HCN", "CH4"):
+        atoms = molecule(name)
+        for _ in range(count_per_molecule):
+            numbers.append(atoms.numbers)
+            positions.append(atoms.positions + rng.normal(scale=scale, size=atoms.positions.shape))
+            names.append(name)
+    return Frames.from_arrays(numbers, positions, names)
+
+
+test_molecules.__test__ = False  # a helper, not a test
+
+
+def _pair_energy(frames: Frames) -> np.ndarray:
+    """A smooth synthetic target: Morse-like pair energies (eV) plus per-element constants."""
+    energies = []
+    for i in range(len(frames)):
+        rows = frames.atoms_of(i)
+        xyz, z = frames.positions[rows], frames.numbers[rows]
+        r = np.linalg.norm(xyz[:, None] - xyz[None], axis=-1)[np.triu_indices(len(z), 1)]
+        energies.append(np.sum((1 - np.exp(-1.5 * (r - 1.2))) ** 2) + sum(REFERENCE[int(a)] for a in z))
+    return np.array(energies)
+
+
+def _rotation(seed: int) -> np.ndarray:
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+class BackendConformance:
+    """Checks every backend must pass. Set ``backend_name`` (and optionally ``options``)."""
+
+    backend_name: str = ""
+    options: dict | None = None
+    #: tolerance (eV, eV/Å) for quantities that must agree exactly up to float64 round-off
+    atol: float = 1e-8
+
+    @pytest.fixture
+    def backend(self):
+        return get_backend(self.backend_name)
+
+    @pytest.fixture
+    def model(self, backend) -> Model:
+        options = backend.tiny if self.options is None else self.options
+        return Model.build(backend, SPECIES, REFERENCE, options, seed=0, dtype=torch.float64, device="cpu")
+
+    @pytest.fixture
+    def frames(self) -> Frames:
+        return test_molecules()
+
+    def test_energy_shape_and_reference_energies(self, backend, model, frames):
+        prediction = model.predict(frames, forces=False)
+        assert prediction.energy.shape == (len(frames),) and np.isfinite(prediction.energy).all()
+        options = backend.tiny if self.options is None else self.options
+        shifted = Model.build(backend, SPECIES, {z: e + 1.0 for z, e in REFERENCE.items()}, options, seed=0, dtype=torch.float64, device="cpu")
+        # the model includes its per-element reference energies: +1 eV each shifts E by n_atoms
+        np.testing.assert_allclose(shifted.predict(frames, forces=False).energy - prediction.energy, frames.sizes, atol=1e-6)
+
+    def test_forces_are_minus_energy_gradient(self, model, frames):
+        frames = frames.subset([4])  # methanol
+        prediction = model.predict(frames, forces=True)
+        step, numeric = 1e-4, np.zeros_like(frames.positions)
+        for atom in range(frames.n_atoms):
+            for axis in range(3):
+                energies = []
+                for sign in (1, -1):
+                    moved = frames.positions.copy()
+                    moved[atom, axis] += sign * step
+                    energies.append(model.predict(dataclasses.replace(frames, positions=moved), forces=False).energy[0])
+                numeric[atom, axis] = -(energies[0] - energies[1]) / (2 * step)
+        np.testing.assert_allclose(prediction.forces, numeric, atol=1e-5 + 1e-4 * np.abs(numeric).max())
+        assert np.abs(prediction.forces).max() > 1e-3  # not trivially zero
+
+    def test_invariant_to_rotation_and_translation(self, model, frames):
+        before = model.predict(frames)
+        rotation, shift = _rotation(1), np.array([1.5, -2.0, 0.7])
+        moved = dataclasses.replace(frames, positions=frames.positions @ rotation.T + shift)
+        after = model.predict(moved)
+        np.testing.assert_allclose(after.energy, before.energy, atol=1e-6)
+        np.testing.assert_allclose(after.forces, before.forces @ rotation.T, atol=1e-6)
+
+    def test_invariant_to_atom_permutation(self, model, frames):
+        frames = frames.subset([4])
+        order = np.random.default_rng(2).permutation(frames.n_atoms)
+        permuted = dataclasses.replace(frames, numbers=frames.numbers[order], positions=frames.positions[order])
+        before, after = model.predict(frames), model.predict(permuted)
+        np.testing.assert_allclose(after.energy, before.energy, atol=1e-6)
+        np.testing.assert_allclose(after.forces, before.forces[order], atol=1e-6)
+
+    def test_batched_equals_one_at_a_time(self, model, frames):
+        together = model.predict(frames, batch_size=len(frames))
+        alone = [model.predict(frames.subset([i]), batch_size=1) for i in range(len(frames))]
+        np.testing.assert_allclose(together.energy, [p.energy[0] for p in alone], atol=self.atol * 100)
+        np.testing.assert_allclose(together.forces, np.concatenate([p.forces for p in alone]), atol=self.atol * 100)
+
+    def test_save_load_reproduces_outputs_exactly(self, model, frames, tmp_path):
+        model.save(tmp_path / "model.pt")
+        loaded = Model.load(tmp_path / "model.pt", device="cpu")
+        before, after = model.predict(frames), loaded.predict(frames)
+        np.testing.assert_array_equal(after.energy, before.energy)
+        np.testing.assert_array_equal(after.forces, before.forces)
+        assert loaded.backend.name == model.backend.name and loaded.options == model.options
+
+    def test_same_seed_same_model_other_seed_other_model(self, backend, model, frames):
+        options = backend.tiny if self.options is None else self.options
+        again = Model.build(backend, SPECIES, REFERENCE, options, seed=0, dtype=torch.float64, device="cpu")
+        other = Model.build(backend, SPECIES, REFERENCE, options, seed=1, dtype=torch.float64, device="cpu")
+        energy = model.predict(frames, forces=False).energy
+        np.testing.assert_array_equal(again.predict(frames, forces=False).energy, energy)
+        assert not np.allclose(other.predict(frames, forces=False).energy, energy)
+
+    def test_short_training_lowers_validation_loss(self, backend, tmp_path):
+        data = test_molecules(count_per_molecule=12, seed=3, scale=0.1)
+        data = dataclasses.replace(data, energy=_pair_energy(data))
+        train_part, val_part = data.subset(np.arange(0, len(data), 2)), data.subset(np.arange(1, len(data), 2))
+        config = TrainConfig(epochs=8, batch_size=8, lr=3e-3, dtype="float64", device="cpu", ema_decay=0.0)
+        options = backend.tiny if self.options is None else self.options
+        result = train(backend.name, train_part, val_part, tmp_path, config, options, show_progress=False)
+        history = [row["val_loss"] for row in _read_history(tmp_path / "history.csv")]
+        assert min(history[1:]) < history[0] and result.best_val_loss < history[0]
+
+
+def _read_history(path) -> list[dict]:
+    import csv
+
+    with open(path) as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]

@@ -1,0 +1,37 @@
+"""Training options (one pydantic model; unknown keys are errors)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pydantic
+
+__all__ = ["TrainConfig"]
+
+
+class TrainConfig(pydantic.BaseModel):
+    """How one model is trained. Loss = w_E·mean((ΔE/n_atoms)²) + w_F·mean(w_atom·|ΔF|²/3).
+
+    Energies in eV, forces in eV/Å; ``force_weight`` 0 trains on energies only and then no force
+    is ever computed during training.
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    epochs: int = pydantic.Field(300, ge=1, description="upper bound; early stopping usually ends sooner")
+    batch_size: int = pydantic.Field(32, ge=1)
+    lr: float = pydantic.Field(1e-3, gt=0)
+    weight_decay: float = pydantic.Field(1e-6, ge=0)
+    energy_weight: float = pydantic.Field(1.0, ge=0)
+    force_weight: float = pydantic.Field(0.0, ge=0)
+    lr_factor: float = pydantic.Field(0.5, gt=0, lt=1, description="plateau schedule: LR multiplier")
+    lr_patience: int = pydantic.Field(10, ge=0, description="plateau schedule: epochs without improvement")
+    min_lr: float = pydantic.Field(1e-5, ge=0)
+    early_stopping: int = pydantic.Field(30, ge=1, description="stop after this many epochs without improvement")
+    clip_grad: float = pydantic.Field(10.0, gt=0, description="max gradient norm")
+    ema_decay: float = pydantic.Field(0.99, ge=0, lt=1, description="0 disables the EMA of weights")
+    val_fraction: float = pydantic.Field(0.1, gt=0, lt=1)
+    test_fraction: float = pydantic.Field(0.1, ge=0, lt=1)
+    seed: int = 0
+    dtype: Literal["float32", "float64"] = "float32"
+    device: str = "auto"

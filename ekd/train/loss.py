@@ -1,0 +1,36 @@
+"""The EKD loss: energy per atom plus (optionally weighted) force components."""
+
+from __future__ import annotations
+
+import torch
+
+from ekd.backend import Batch
+
+__all__ = ["ekd_loss"]
+
+
+def ekd_loss(
+    energy: torch.Tensor,
+    forces: torch.Tensor | None,
+    batch: Batch,
+    energy_weight: float,
+    force_weight: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss = w_E·mean_conf((ΔE/n_atoms)²) + w_F·Σ_atoms w_a|ΔF_a|² / (3 Σ_atoms w_a).
+
+    Energies in eV, forces in eV/Å; the force labels are ``batch.forces`` (reference forces or
+    the teachers' mean) and ``batch.force_weight`` the optional per-atom weights (e.g. inverse
+    teacher spread). Returns the loss and its parts as floats (``energy``, ``forces``).
+    """
+    energy_term = (((energy - batch.energy) / batch.sizes) ** 2).mean()
+    loss = energy_weight * energy_term
+    parts = {"energy": float(energy_term.detach())}
+    if force_weight > 0:
+        if forces is None or batch.forces is None:
+            raise ValueError("a force weight was set but the batch has no force labels")
+        squared = ((forces - batch.forces) ** 2).sum(dim=-1)
+        weight = batch.force_weight if batch.force_weight is not None else torch.ones_like(squared)
+        force_term = (weight * squared).sum() / (3 * weight.sum())
+        loss = loss + force_weight * force_term
+        parts["forces"] = float(force_term.detach())
+    return loss, parts

@@ -1,0 +1,31 @@
+"""Per-element reference energies by least squares: E_conf ≈ Σ_Z n_Z(conf) · e_Z."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ekd.data import Frames
+from ekd.errors import DataError
+
+__all__ = ["fit_reference_energies", "composition"]
+
+
+def composition(frames: Frames, species: list[int]) -> np.ndarray:
+    """(N, S) count of each species in each conformation."""
+    column = {z: i for i, z in enumerate(species)}
+    counts = np.zeros((len(frames), len(species)))
+    np.add.at(counts, (frames.conformation_index, [column[int(z)] for z in frames.numbers]), 1.0)
+    return counts
+
+
+def fit_reference_energies(frames: Frames, species: list[int] | None = None) -> dict[int, float]:
+    """Least-squares per-element energies (eV) of the conformations' total energies.
+
+    With few distinct compositions the system is underdetermined; the minimum-norm solution is
+    returned, which is still exact on every composition present.
+    """
+    if frames.energy is None:
+        raise DataError(f"{frames.metadata.get('source', 'data')}: reference energies are needed to fit per-element energies")
+    species = species or frames.elements
+    solution, *_ = np.linalg.lstsq(composition(frames, species), frames.energy, rcond=None)
+    return {int(z): float(e) for z, e in zip(species, solution)}

@@ -1,0 +1,217 @@
+"""Train one model of any backend: AdamW, plateau LR, EMA, early stopping, exact resume.
+
+The run directory holds::
+
+    checkpoint.pt   everything needed to resume (written atomically after every epoch)
+    model.pt        the best model so far (EMA weights, lowest validation loss)
+    history.csv     one row per epoch: losses, learning rate, time
+
+Starting :func:`train` again on the same directory with the same inputs resumes after the last
+finished epoch and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from ekd._io import atomic_path
+from ekd.data import Frames
+from ekd.errors import ConfigError, DataError
+from ekd.model import Model
+from ekd.progress import progress_bar
+from ekd.provenance import frames_fingerprint
+from ekd.train.config import TrainConfig
+from ekd.train.loss import ekd_loss
+from ekd.train.reference import fit_reference_energies
+
+__all__ = ["train", "TrainResult"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What a finished training run left behind."""
+
+    model: Model
+    best_epoch: int
+    best_val_loss: float
+    epochs_run: int
+    stopped_early: bool
+    seconds: float
+
+
+def _run_fingerprint(backend: str, options: dict, config: TrainConfig, train_frames: Frames, val_frames: Frames) -> str:
+    import hashlib
+
+    record = {
+        "backend": backend,
+        "options": options,
+        "config": config.model_dump(exclude={"epochs", "device"}),
+        "train": frames_fingerprint(train_frames),
+        "val": frames_fingerprint(val_frames),
+    }
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def train(
+    backend: str,
+    train_frames: Frames,
+    val_frames: Frames,
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    options: dict | None = None,
+    info: dict | None = None,
+    show_progress: bool = True,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+) -> TrainResult:
+    """Train a ``backend`` model on ``train_frames``, selecting on ``val_frames``; resumable.
+
+    Args:
+        config: training options; ``config.force_weight > 0`` needs force labels.
+        options: the backend's hyperparameters (validated by its ``Options``).
+        info: provenance stored in the saved model (config, seeds, input hashes, ...).
+        on_epoch_end: called with (epoch, history row) after each epoch is saved.
+    """
+    config = config or TrainConfig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    training_on_forces = config.force_weight > 0
+    for name, frames in (("training", train_frames), ("validation", val_frames)):
+        if frames.energy is None:
+            raise DataError(f"{frames.metadata.get('source', name)}: the {name} data have no energies")
+        if training_on_forces and frames.forces is None:
+            raise DataError(f"{frames.metadata.get('source', name)}: force_weight > 0 but the {name} data have no forces")
+        if len(frames) == 0:
+            raise DataError(f"the {name} split is empty")
+
+    species = sorted(set(train_frames.elements) | set(val_frames.elements))
+    model = Model.build(
+        backend,
+        species,
+        fit_reference_energies(train_frames, species),
+        options,
+        seed=config.seed,
+        dtype=getattr(torch, config.dtype),
+        device=config.device,
+    )
+    model.info = {**(info or {}), "train_config": config.model_dump()}
+    fingerprint = _run_fingerprint(model.backend.name, model.options.model_dump(mode="json"), config, train_frames, val_frames)
+
+    ema = AveragedModel(model.module, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    optimizer = torch.optim.AdamW(model.module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
+    )
+    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "bad_epochs": 0, "history": []}
+
+    checkpoint_path = out_dir / "checkpoint.pt"
+    if checkpoint_path.exists():
+        saved = torch.load(checkpoint_path, map_location=model.device, weights_only=False)
+        if saved["fingerprint"] != fingerprint:
+            raise ConfigError(
+                f"{out_dir} holds a training run with other data, options or settings; "
+                "use another output directory or delete it to start over"
+            )
+        model.module.load_state_dict(saved["module"])
+        ema.load_state_dict(saved["ema"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = saved["state"]
+
+    # conversion (padding, graphs, ...) happens once; epochs reuse the cached batches
+    train_batches = [model.batch(part) for part in train_frames.batches(config.batch_size, shuffle=True, seed=config.seed)]
+    val_batches = [model.batch(part) for part in val_frames.batches(max(config.batch_size, 256))]
+
+    def validation_loss() -> float:
+        ema.module.eval()
+        total, count = 0.0, 0
+        for batch in val_batches:
+            with torch.set_grad_enabled(training_on_forces):
+                energy, forces = _evaluate(model, ema.module, batch, training_on_forces, create_graph=False)
+            loss, _ = ekd_loss(energy, forces, batch, config.energy_weight, config.force_weight)
+            total += float(loss) * batch.n_conformations
+            count += batch.n_conformations
+        return total / count
+
+    started = time.perf_counter()
+    stopped_early = state["bad_epochs"] >= config.early_stopping
+    with progress_bar(f"train {model.backend.name}", config.epochs, enabled=show_progress) as bar:
+        bar.advance(state["epoch"])
+        while state["epoch"] < config.epochs and not stopped_early:
+            epoch = state["epoch"] + 1
+            epoch_start = time.perf_counter()
+            model.module.train()
+            order = np.random.default_rng([config.seed, epoch]).permutation(len(train_batches))
+            train_loss, n_seen = 0.0, 0
+            for i in order:
+                batch = train_batches[i]
+                energy, forces = _evaluate(model, model.module, batch, training_on_forces, create_graph=True)
+                loss, _ = ekd_loss(energy, forces, batch, config.energy_weight, config.force_weight)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.module.parameters(), config.clip_grad)
+                optimizer.step()
+                ema.update_parameters(model.module)
+                train_loss += float(loss.detach()) * batch.n_conformations
+                n_seen += batch.n_conformations
+            val_loss = validation_loss()
+            scheduler.step(val_loss)
+            improved = val_loss < state["best_val"]
+            if improved:
+                state.update(best_val=val_loss, best_epoch=epoch, bad_epochs=0)
+                dataclasses.replace(model, module=ema.module).save(out_dir / "model.pt")
+            else:
+                state["bad_epochs"] += 1
+            row = {
+                "epoch": epoch,
+                "train_loss": train_loss / n_seen,
+                "val_loss": val_loss,
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - epoch_start,
+            }
+            state["history"].append(row)
+            state["epoch"] = epoch
+            stopped_early = state["bad_epochs"] >= config.early_stopping
+            _save_checkpoint(checkpoint_path, fingerprint, model, ema, optimizer, scheduler, state)
+            _write_history(out_dir / "history.csv", state["history"])
+            bar.update(advance=1, info=f"loss {row['train_loss']:.3g} val {val_loss:.3g} best@{state['best_epoch']}")
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+
+    best = Model.load(out_dir / "model.pt", device=model.device)
+    return TrainResult(best, state["best_epoch"], state["best_val"], state["epoch"], stopped_early, time.perf_counter() - started)
+
+
+def _evaluate(model: Model, module: torch.nn.Module, batch, forces: bool, create_graph: bool):
+    """Energies (and forces only when training on them) of ``module`` (the live or EMA weights)."""
+    return dataclasses.replace(model, module=module).energy_and_forces(batch, forces, create_graph=create_graph)
+
+
+def _save_checkpoint(path: Path, fingerprint: str, model: Model, ema, optimizer, scheduler, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(
+            {
+                "fingerprint": fingerprint,
+                "module": model.module.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "state": state,
+            },
+            tmp,
+        )
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)

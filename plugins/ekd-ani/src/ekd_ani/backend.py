@@ -1,0 +1,87 @@
+"""The ``ani`` backend: torchani's AEV computer and per-element atomic networks.
+
+Defaults follow ANI-1x (Smith et al. 2018): AEV ``rHCNO-5.2R_16-3.5A_a4-8``, CELU networks.
+torchani works in Hartree; this backend converts at its boundary, so ekd sees eV.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from ase import units
+from ase.data import chemical_symbols
+
+from ekd.backend import BackendOptions, Batch
+from ekd.padding import pad_positions, padding_index
+
+__all__ = ["AniBackend", "AniOptions"]
+
+
+class AniOptions(BackendOptions):
+    """ANI hyperparameters (lengths in Å)."""
+
+    radial_cutoff: float = 5.2
+    angular_cutoff: float = 3.5
+    radial_shifts: int = 16
+    angular_shifts: int = 4
+    angle_sections: int = 8
+    radial_eta: float = 16.0
+    angular_eta: float = 8.0
+    angular_zeta: float = 32.0
+    radial_start: float = 0.9
+    angular_start: float = 0.9
+    cutoff_fn: Literal["cosine", "smooth"] = "cosine"
+    hidden: tuple[int, ...] = (160, 128, 96)
+    activation: Literal["celu", "gelu", "tanh", "silu"] = "celu"
+
+
+class AniBackend:
+    """ANI-style model: E = Σ_i NN_{Z_i}(AEV_i) + Σ_i e_{Z_i}."""
+
+    name = "ani"
+    Options = AniOptions
+    tiny = {"radial_shifts": 8, "angular_shifts": 2, "angle_sections": 4, "hidden": (16, 16)}
+    elements = None  # any element torchani knows; reference energies come from ekd
+
+    def build(self, options: AniOptions, species: list[int], reference_energies: dict[int, float]) -> torch.nn.Module:
+        from torchani.aev import ANIAngular, ANIRadial
+        from torchani.arch import ANI, Assembler
+        from torchani.nn import ANINetworks
+
+        symbols = [chemical_symbols[z] for z in species]
+        assembler = Assembler(cls=ANI, periodic_table_index=True)
+        assembler.set_symbols(symbols)
+        assembler.set_global_cutoff_fn(options.cutoff_fn)
+        assembler.set_aev_computer(
+            radial=ANIRadial.cover_linearly(
+                start=options.radial_start, cutoff=options.radial_cutoff, eta=options.radial_eta, num_shifts=options.radial_shifts
+            ),
+            angular=ANIAngular.cover_linearly(
+                start=options.angular_start,
+                cutoff=options.angular_cutoff,
+                eta=options.angular_eta,
+                zeta=options.angular_zeta,
+                num_shifts=options.angular_shifts,
+                num_sections=options.angle_sections,
+            ),
+        )
+        activation = torch.nn.CELU(0.1) if options.activation == "celu" else options.activation
+        assembler.set_atomic_networks(
+            cls=ANINetworks,
+            ctor="build",
+            kwargs={"dims": {}, "default_dims": tuple(options.hidden), "activation": activation, "bias": True},
+        )
+        assembler.set_neighborlist("all_pairs")
+        assembler.set_self_energies({chemical_symbols[z]: e / units.Hartree for z, e in reference_energies.items()})
+        return assembler.assemble(1)
+
+    def convert(self, model: torch.nn.Module, batch: Batch) -> dict:
+        index = padding_index(batch)
+        species = torch.full(index.shape, -1, dtype=torch.long, device=batch.numbers.device)
+        species[index >= 0] = batch.numbers
+        return {"species": species, "index": index}
+
+    def energy(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        coordinates = pad_positions(batch.positions, batch.inputs["index"])
+        return model((batch.inputs["species"], coordinates)).energies * units.Hartree

@@ -1,0 +1,25 @@
+"""ANI specifics: ANI-1x AEV layout by default, Hartree inside, eV outside."""
+
+import numpy as np
+import torch
+from ase import units
+
+from ekd.model import Model
+from ekd.testing import test_molecules
+
+
+def test_default_aev_is_ani1x_sized():
+    model = Model.build("ani", [1, 6, 7, 8], device="cpu")
+    # 4 species: 16 radial shifts x 4 + 4 x 8 angular terms x 10 species pairs = 384 (ANI-1x)
+    assert model.module.potentials["nnp"].aev_computer.out_dim == 384
+    first = model.module.potentials["nnp"].neural_networks.atomics["H"].layers[0]
+    assert (first.in_features, first.out_features) == (384, 160)
+
+
+def test_energies_are_torchani_hartree_times_ase_hartree():
+    model = Model.build("ani", [1, 6, 7, 8], {1: -10.0, 6: -1000.0, 7: -1400.0, 8: -2000.0}, {"hidden": (8,)}, dtype=torch.float64, device="cpu")
+    frames = test_molecules().subset([0])
+    species = torch.tensor(frames.numbers)[None]
+    coordinates = torch.tensor(frames.positions)[None]
+    hartree = model.module((species, coordinates)).energies.item()
+    np.testing.assert_allclose(model.predict(frames, forces=False).energy[0], hartree * units.Hartree, rtol=1e-12)

@@ -1,0 +1,117 @@
+"""The backend-agnostic trainer, driven with the small example backend (pairmlp)."""
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from ekd.data import write
+from ekd.errors import ConfigError, DataError
+from ekd.model import Model
+from ekd.testing import test_molecules
+from ekd.testing.conformance import _pair_energy
+from ekd.train import TrainConfig, fit_reference_energies, train
+
+CONFIG = TrainConfig(epochs=6, batch_size=8, lr=3e-3, early_stopping=100, dtype="float64", device="cpu")
+
+
+def labelled(seed=3, count=8):
+    frames = test_molecules(count_per_molecule=count, seed=seed, scale=0.1)
+    return dataclasses.replace(frames, energy=_pair_energy(frames))
+
+
+def weights(path):
+    return Model.load(path, device="cpu").module.state_dict()
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_reference_energy_fit_is_exact_for_a_linear_model():
+    frames = test_molecules(count_per_molecule=2)
+    truth = {1: -13.0, 6: -1000.0, 7: -1400.0, 8: -2000.0}
+    energy = np.array([sum(truth[int(z)] for z in frames.numbers[frames.atoms_of(i)]) for i in range(len(frames))])
+    fitted = fit_reference_energies(dataclasses.replace(frames, energy=energy))
+    assert fitted == pytest.approx(truth)
+
+
+def test_energy_only_training_never_computes_forces(tmp_path, monkeypatch):
+    data = labelled()
+
+    def no_gradients(*args, **kwargs):
+        raise AssertionError("forces were computed during energy-only training")
+
+    monkeypatch.setattr(torch.autograd, "grad", no_gradients)
+    train("pairmlp", data.subset(range(0, 40, 2)), data.subset(range(1, 40, 2)), tmp_path, CONFIG, show_progress=False)
+
+
+def test_force_training_needs_force_labels(tmp_path):
+    data = labelled()
+    with pytest.raises(DataError, match="no forces"):
+        train("pairmlp", data, data, tmp_path, CONFIG.model_copy(update={"force_weight": 1.0}), show_progress=False)
+
+
+def test_outputs_and_history(tmp_path):
+    data = labelled()
+    result = train("pairmlp", data.subset(range(0, 40, 2)), data.subset(range(1, 40, 2)), tmp_path, CONFIG, show_progress=False)
+    assert {p.name for p in tmp_path.iterdir()} == {"checkpoint.pt", "model.pt", "history.csv"}
+    lines = (tmp_path / "history.csv").read_text().splitlines()
+    assert lines[0] == "epoch,train_loss,val_loss,lr,seconds" and len(lines) == 7
+    assert result.epochs_run == 6 and 1 <= result.best_epoch <= 6
+    assert result.model.info["train_config"]["seed"] == 0
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    data = labelled()
+    parts = data.subset(range(0, 40, 2)), data.subset(range(1, 40, 2))
+    train("pairmlp", *parts, tmp_path / "straight", CONFIG, show_progress=False)
+
+    def interrupt_at_3(epoch, row):
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train("pairmlp", *parts, tmp_path / "resumed", CONFIG, show_progress=False, on_epoch_end=interrupt_at_3)
+    assert len((tmp_path / "resumed/history.csv").read_text().splitlines()) == 4
+    result = train("pairmlp", *parts, tmp_path / "resumed", CONFIG, show_progress=False)
+    assert result.epochs_run == 6
+    assert_same_weights(weights(tmp_path / "straight/model.pt"), weights(tmp_path / "resumed/model.pt"))
+    assert (tmp_path / "straight/history.csv").read_text().count("\n") == (tmp_path / "resumed/history.csv").read_text().count("\n")
+
+
+def test_resume_refuses_a_directory_of_another_run(tmp_path):
+    data = labelled()
+    parts = data.subset(range(0, 40, 2)), data.subset(range(1, 40, 2))
+    train("pairmlp", *parts, tmp_path, CONFIG.model_copy(update={"epochs": 1}), show_progress=False)
+    with pytest.raises(ConfigError, match="holds a training run with other"):
+        train("pairmlp", *parts, tmp_path, CONFIG.model_copy(update={"lr": 1e-2}), show_progress=False)
+
+
+@pytest.mark.slow
+def test_killed_cli_run_resumes_to_the_same_weights(tmp_path):
+    """SIGKILL a real `ekd train` process mid-run, run the same command again: same final weights."""
+    data_path = tmp_path / "data.h5"
+    write(labelled(count=16), data_path)
+    (tmp_path / "c.yaml").write_text("train: {batch_size: 8, lr: 0.003, early_stopping: 100, dtype: float64, device: cpu}\n")
+    command = [sys.executable, "-m", "ekd", "train", "--backend", "pairmlp", "--data", str(data_path), "--config", str(tmp_path / "c.yaml"), "--epochs", "25"]
+    subprocess.run(command + ["--out", str(tmp_path / "straight")], check=True, capture_output=True)
+    process = subprocess.Popen(command + ["--out", str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = tmp_path / "killed/history.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not history.exists() or history.read_text().count("\n") < 4):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = history.read_text().count("\n") - 1
+    assert 3 <= finished < 25, f"kill landed after {finished} epochs"
+    subprocess.run(command + ["--out", str(tmp_path / "killed")], check=True, capture_output=True)
+    assert_same_weights(weights(tmp_path / "straight/model.pt"), weights(tmp_path / "killed/model.pt"))
