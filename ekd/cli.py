@@ -175,6 +175,110 @@ def train_command(backend, data_path, forces, out, config_path, epochs, seed, fo
     click.echo(f"model: {Path(out) / 'model.pt'}; log: {Path(out) / 'history.csv'}")
 
 
+def run_options(command):
+    """Options shared by the EKD stage commands (teach, label, student, run)."""
+    options = [
+        click.option("--out", default="runs/ekd", show_default=True, help="Run directory (resumed when it exists)."),
+        click.option("--config", "config_path", help="Run YAML (default: the run directory's saved config)."),
+        click.option("--data", "data_path", help="Dataset (default: the embedded reference set)."),
+        click.option("--teacher", "teacher_spec", help="Teachers: backend[:count][,backend[:count]...], e.g. ani:4,mace:2."),
+        click.option("--student", "student_backend", help="Student backend name."),
+        click.option("--epochs", type=int, help="Maximum epochs of every model (overrides train.epochs)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _run_config(out, config_path, data_path, teacher_spec, student_backend, epochs, **extra):
+    from ekd.pipeline import load_run_config
+
+    overrides = {
+        "data.path": data_path,
+        "teachers.spec": teacher_spec,
+        "student.backend": student_backend,
+        "train.epochs": epochs,
+        **extra,
+    }
+    return load_run_config(out, config_path, overrides)
+
+
+@cli.command("teach")
+@run_options
+@click.option("--member", type=int, help="Train only this member (members can run as separate jobs).")
+def teach_command(member, **kwargs) -> None:
+    """Train the teacher ensemble on energies only."""
+    from ekd.pipeline import teach
+
+    directories = teach(kwargs["out"], _run_config(**kwargs), member=member)
+    click.echo(f"teachers ready: {', '.join(d.name for d in directories)}")
+
+
+@cli.command("label")
+@run_options
+def label_command(**kwargs) -> None:
+    """Label every conformation with each teacher's forces; write RUN_DIR/labels.h5."""
+    from ekd.pipeline import label
+
+    click.echo(f"labels: {label(kwargs['out'], _run_config(**kwargs))}")
+
+
+@cli.command("student")
+@run_options
+@click.option("--baseline", is_flag=True, help="Also train the energy-only baseline (the control).")
+def student_command(baseline, **kwargs) -> None:
+    """Train the student(s) on reference energies + teacher-mean forces."""
+    from ekd.pipeline import student
+
+    config = _run_config(**kwargs)
+    directories = student(kwargs["out"], config)
+    if baseline:
+        directories += student(kwargs["out"], config, baseline=True)
+    click.echo(f"trained: {', '.join(str(d) for d in directories)}")
+
+
+@cli.command("run")
+@run_options
+@click.option("--baseline", is_flag=True, default=None, help="Also train the energy-only baseline (the control).")
+def run_command(baseline, **kwargs) -> None:
+    """teach -> label -> student (-> baseline) -> evaluate, with report.md in the run directory."""
+    from ekd.pipeline import run
+
+    report = run(kwargs["out"], _run_config(**kwargs, **{"student.baseline": baseline}))
+    out = Path(kwargs["out"])
+    click.echo((out / "report.md").read_text().split("\n## ")[0].strip())
+    click.echo(f"report: {out / 'report.md'} (JSON: {out / 'report.json'})")
+
+
+@cli.command("evaluate")
+@click.argument("model_path")
+@click.option("--data", "data_paths", multiple=True, help="Dataset(s) to score on (repeat); default: the embedded set.")
+@click.option("--json", "json_out", help="Write the metrics as JSON to this file.")
+@click.option("--refit-offsets", is_flag=True, help="Refit per-element energy offsets first (other energy reference).")
+@click.option("--plots", "plot_dir", help="Write parity plots (PNG) to this directory.")
+@read_options
+def evaluate_command(model_path, data_paths, json_out, refit_offsets, plot_dir, **read_kwargs) -> None:
+    """Score a model, a teacher ensemble directory or a run's member on COMP6 metrics."""
+    from ekd._io import atomic_path
+    from ekd.ensemble import load_predictor
+    from ekd.evaluate import evaluate
+
+    predictor = load_predictor(model_path)
+    datasets = {}
+    for path in data_paths or [None]:
+        resolved, frames = _read(path, **read_kwargs)
+        datasets[resolved.stem] = frames
+    results = evaluate(predictor, datasets, refit=refit_offsets, plot_dir=plot_dir)
+    if refit_offsets:
+        click.echo("note: per-element energy offsets were refit on each dataset before scoring energies")
+    for name, metrics in results.items():
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+        click.echo(f"{name}: {shown} (kcal/mol, kcal/mol/Å)")
+    if json_out:
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(results, indent=2))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``ekd`` console script."""
     try:

@@ -2,21 +2,48 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from ekd._io import atomic_path
 from ekd.config import dump_yaml, load_yaml, validate
-from ekd.data import DEFAULT_DATASET, Frames, ReadOptions, random_split, read
+from ekd.data import (
+    DEFAULT_DATASET,
+    Frames,
+    ReadOptions,
+    TeacherRecord,
+    molecule_split,
+    random_split,
+    read,
+    read_labels,
+    write_labels,
+)
 from ekd.errors import ConfigError, DataError
 from ekd.metrics import energy_errors, force_errors
 from ekd.model import Model
 from ekd.plugins import get_backend
-from ekd.provenance import package_versions
+from ekd.progress import progress_bar
+from ekd.provenance import frames_fingerprint, package_versions, sha256_file
+from ekd.runconfig import RunConfig, TeacherMember, config_hash, parse_teacher_spec
+from ekd.stages import Stage
 from ekd.train import TrainConfig, train
 
-__all__ = ["train_model", "score_model", "DEFAULT_FORCE_WEIGHT"]
+__all__ = [
+    "DEFAULT_FORCE_WEIGHT",
+    "check_labels_match",
+    "label",
+    "load_run_config",
+    "run",
+    "run_data",
+    "score_model",
+    "student",
+    "teach",
+    "train_model",
+]
 
 #: force weight used by ``--forces`` when the config sets none
 DEFAULT_FORCE_WEIGHT = 0.1
@@ -104,3 +131,175 @@ def train_model(
     }
     _write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+# ------------------------------------------------------------------------------------------
+# EKD: teach -> label -> student (-> baseline) -> evaluate
+# ------------------------------------------------------------------------------------------
+S66X8_CANDIDATES = ("../shared/data/comp6/s66x8_wb97x6-31gd.h5",)
+
+
+def run_data(config: RunConfig) -> tuple[Frames, list[Frames]]:
+    """The run's dataset and its (train, validation, test) split."""
+    path = Path(config.data.path) if config.data.path else DEFAULT_DATASET
+    frames = read(path, config.data.read_options())
+    if frames.energy is None:
+        raise DataError(f"{path}: no reference energies to distil from")
+    fractions = (1 - config.data.val_fraction - config.data.test_fraction, config.data.val_fraction, config.data.test_fraction)
+    splitter = random_split if config.data.split == "random" else molecule_split
+    return frames, splitter(frames, fractions, seed=config.data.seed)
+
+
+def _save_config(run_dir: Path, config: RunConfig) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_text(run_dir / "config.yaml", dump_yaml(config.model_dump()))
+
+
+def load_run_config(run_dir: str | os.PathLike, config: str | os.PathLike | None = None, overrides: dict | None = None) -> RunConfig:
+    """The config for a stage: the given YAML, else the run directory's saved one, plus overrides."""
+    saved = Path(run_dir) / "config.yaml"
+    return RunConfig.load(config if config is not None else (saved if saved.is_file() else None), overrides)
+
+
+def teach(run_dir: str | os.PathLike, config: RunConfig, member: int | None = None, show_progress: bool = True) -> list[Path]:
+    """Train the teachers (energies only) or just ``member``; returns their directories."""
+    run_dir = Path(run_dir)
+    _save_config(run_dir, config)
+    members = parse_teacher_spec(config.teachers)
+    if member is not None and not 0 <= member < len(members):
+        raise ConfigError(f"--member {member}: the ensemble has members 0..{len(members) - 1}")
+    frames, (train_part, val_part, _) = run_data(config)
+    train_part, val_part = train_part.without_forces(), val_part.without_forces()
+    directories = []
+    for m in members if member is None else [members[member]]:
+        train_config = config.train_config("teachers", seed=m.seed)
+        subset = train_part
+        if config.teachers.subset_fraction < 1:
+            keep = np.random.default_rng(m.seed).permutation(len(train_part))[: max(1, round(config.teachers.subset_fraction * len(train_part)))]
+            subset = train_part.subset(np.sort(keep))
+        stage = Stage(run_dir / "teachers" / m.name, config_hash("teacher", dataclasses.asdict(m), train_config.model_dump(), frames_fingerprint(subset), frames_fingerprint(val_part)))
+        directories.append(stage.directory)
+        if stage.done:
+            continue
+        stage.start()
+        info = {"role": "teacher", "member": dataclasses.asdict(m), "data_sha256": frames.metadata.get("sha256")}
+        train(m.backend, subset, val_part, stage.directory, train_config, m.options, info=info, show_progress=show_progress)
+        stage.finish()
+    return directories
+
+
+def _teacher_stages(run_dir: Path, config: RunConfig) -> list[tuple[TeacherMember, Stage]]:
+    pairs = []
+    for m in parse_teacher_spec(config.teachers):
+        directory = run_dir / "teachers" / m.name
+        record = Stage(directory, "").record()
+        if record is None or record["status"] != "done":
+            raise ConfigError(f"teacher {m.name} is not trained yet: run 'ekd teach --out {run_dir}' (or --member {m.index})")
+        pairs.append((m, Stage(directory, record["hash"])))
+    return pairs
+
+
+def label(run_dir: str | os.PathLike, config: RunConfig, show_progress: bool = True) -> Path:
+    """Run every teacher on every conformation and write ``labels.h5``; returns its path."""
+    run_dir = Path(run_dir)
+    teachers = _teacher_stages(run_dir, config)
+    frames, _ = run_data(config)
+    digest = config_hash("labels", [s.digest for _, s in teachers], frames_fingerprint(frames))
+    path = run_dir / "labels.h5"
+    stage = Stage(run_dir / "label", digest)
+    if stage.done and path.is_file():
+        return path
+    stage.start()
+    unlabelled = frames.without_forces()
+    forces, energies, records = [], [], []
+    with progress_bar("label", len(teachers), enabled=show_progress, unit="teacher") as bar:
+        for m, teacher_stage in teachers:
+            model_path = teacher_stage.directory / "model.pt"
+            model = Model.load(model_path)
+            prediction = model.predict(unlabelled, forces=True)
+            forces.append(prediction.forces)
+            energies.append(prediction.energy)
+            records.append(TeacherRecord(m.backend, f"{m.backend}:{m.name}", sha256_file(model_path), m.seed))
+            bar.update(advance=1, info=m.name)
+    write_labels(path, unlabelled, np.stack(forces), records, np.stack(energies), config={"hash": digest, "run": config.model_dump()})
+    stage.finish()
+    return path
+
+
+def check_labels_match(labels: Frames, frames: Frames) -> None:
+    """Refuse labels made for other data: other source file, elements or conformations."""
+    where = labels.metadata.get("source", "labels file")
+    provenance = labels.metadata.get("provenance", {})
+    if provenance.get("source_sha256") != frames.metadata.get("sha256"):
+        raise DataError(
+            f"{where}: labels were made from data with sha256 {str(provenance.get('source_sha256'))[:12]}…, "
+            f"but {frames.metadata.get('source')} has sha256 {str(frames.metadata.get('sha256'))[:12]}…; run 'ekd label' again"
+        )
+    if labels.elements != frames.elements:
+        raise DataError(f"{where}: labels cover elements {labels.elements}, the data {frames.elements}")
+    if len(labels) != len(frames) or not (np.array_equal(labels.numbers, frames.numbers) and np.allclose(labels.positions, frames.positions)):
+        raise DataError(f"{where}: labelled conformations differ from those in {frames.metadata.get('source')}; run 'ekd label' again")
+
+
+def _force_weights(frames: Frames) -> np.ndarray:
+    """Per-atom weights ∝ 1/(teacher spread + median spread), normalised to mean 1."""
+    spread = frames.atom_data["force_spread"]
+    weight = 1.0 / (spread + np.median(spread))
+    return weight / weight.mean()
+
+
+def student(run_dir: str | os.PathLike, config: RunConfig, show_progress: bool = True, baseline: bool = False) -> list[Path]:
+    """Train the students on reference energies + teacher-mean forces (or, with ``baseline``,
+    the energy-only controls), one per seed; returns their directories."""
+    run_dir = Path(run_dir)
+    frames, (train_part, val_part, _) = run_data(config)
+    role = "baseline" if baseline else "student"
+    if baseline:
+        parts, upstream = (train_part.without_forces(), val_part.without_forces()), frames_fingerprint(frames)
+    else:
+        labels_path = run_dir / "labels.h5"
+        if not labels_path.is_file():
+            raise ConfigError(f"{labels_path} does not exist: run 'ekd label --out {run_dir}' first")
+        labels = read_labels(labels_path)
+        check_labels_match(labels, frames)
+        if config.student.weighting == "inverse_spread":
+            labels = labels.with_forces(labels.forces, force_weight=_force_weights(labels))
+        fractions = (1 - config.data.val_fraction - config.data.test_fraction, config.data.val_fraction, config.data.test_fraction)
+        splitter = random_split if config.data.split == "random" else molecule_split
+        parts, upstream = splitter(labels, fractions, seed=config.data.seed)[:2], sha256_file(labels_path)
+    directories = []
+    for k in range(config.student.seeds):
+        seed = config.student.seed + k
+        train_config = config.train_config(role, seed=seed)
+        stage = Stage(run_dir / f"{role}s" / f"seed-{seed}", config_hash(role, config.student.backend, config.student.options, config.student.weighting, train_config.model_dump(), upstream))
+        directories.append(stage.directory)
+        if stage.done:
+            continue
+        stage.start()
+        info = {"role": role, "seed": seed, "data_sha256": frames.metadata.get("sha256")}
+        train(config.student.backend, *parts, stage.directory, train_config, config.student.options, info=info, show_progress=show_progress)
+        stage.finish()
+    return directories
+
+
+def default_eval_files(config: RunConfig) -> list[Path]:
+    """``evaluate.files``, or COMP6 S66x8 when it is present beside the working directory."""
+    if config.evaluate.files is not None:
+        return [Path(p) for p in config.evaluate.files]
+    return [Path(p) for p in S66X8_CANDIDATES if Path(p).is_file()]
+
+
+def run(run_dir: str | os.PathLike, config: RunConfig, show_progress: bool = True) -> dict:
+    """``ekd run``: teach → label → student (→ baseline) → evaluate → report. Resumable."""
+    from ekd.report import write_report
+
+    run_dir = Path(run_dir)
+    _save_config(run_dir, config)
+    for m in parse_teacher_spec(config.teachers) + [None]:
+        get_backend(m.backend if m else config.student.backend)  # unknown names fail before any work
+    teach(run_dir, config, show_progress=show_progress)
+    label(run_dir, config, show_progress=show_progress)
+    student(run_dir, config, show_progress=show_progress)
+    if config.student.baseline:
+        student(run_dir, config, show_progress=show_progress, baseline=True)
+    return write_report(run_dir, config)

@@ -1,0 +1,6 @@
+"""The common scorer of any model or ensemble: COMP6 metrics and parity plots."""
+
+from ekd.evaluate.comp6 import comp6_errors, comp6_metrics, refit_offsets, relative_energy_errors
+from ekd.evaluate.scorer import evaluate
+
+__all__ = ["comp6_errors", "comp6_metrics", "evaluate", "refit_offsets", "relative_energy_errors"]

@@ -1,0 +1,45 @@
+"""Score a model or ensemble on several datasets, per dataset and pooled over all of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ekd.data import Frames
+from ekd.evaluate.comp6 import comp6_errors, comp6_metrics, refit_offsets
+
+__all__ = ["evaluate"]
+
+
+def evaluate(predictor, datasets: dict[str, Frames], refit: bool = False, plot_dir: str | Path | None = None) -> dict:
+    """COMP6 metrics of ``predictor`` on each dataset and over all (``"all"``), kcal/mol(/Å).
+
+    Args:
+        predictor: an :class:`ekd.model.Model` or :class:`ekd.ensemble.Ensemble`.
+        datasets: name → frames with reference energies (and forces, if forces are scored).
+        refit: add least-squares per-element offsets to the predicted energies of each dataset
+            first (for models on another energy reference); the offsets are reported.
+        plot_dir: write energy and force parity plots (PNG) there.
+    """
+    results, pooled, curves = {}, {}, {}
+    for name, frames in datasets.items():
+        prediction = predictor.predict(frames, forces=frames.forces is not None)
+        energy = prediction.energy
+        entry = {"n_conformations": len(frames), "n_molecules": len(frames.molecules)}
+        if refit and frames.energy is not None:
+            energy, offsets = refit_offsets(frames, energy)
+            entry["refit_offsets_eV"] = {str(z): o for z, o in offsets.items()}
+        errors = comp6_errors(frames, energy, prediction.forces)
+        entry.update(comp6_metrics(errors))
+        results[name] = entry
+        for key, values in errors.items():
+            pooled.setdefault(key, []).append(values)
+        curves[name] = (frames, energy, prediction.forces)
+    if len(datasets) > 1:
+        results["all"] = comp6_metrics({k: np.concatenate(v) for k, v in pooled.items()})
+    if plot_dir is not None:
+        from ekd.evaluate.plots import parity_plots
+
+        parity_plots(curves, Path(plot_dir))
+    return results

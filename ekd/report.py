@@ -1,0 +1,117 @@
+"""The run report: every model side by side on the held-out split and the evaluation files.
+
+``report.json`` holds, per model and dataset, ``energy_mae``, ``energy_rmse``,
+``relative_energy_mae``, ``relative_energy_rmse``, ``force_mae``, ``force_rmse`` (kcal/mol,
+kcal/mol/Å), the time per stage and the headline ratios; ``report.md`` is the same for a person.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ekd._io import atomic_path
+from ekd.data import read
+from ekd.ensemble import Ensemble
+from ekd.evaluate import evaluate
+from ekd.model import Model
+from ekd.runconfig import RunConfig
+
+__all__ = ["write_report"]
+
+METRICS = ("energy_mae", "energy_rmse", "relative_energy_mae", "relative_energy_rmse", "force_mae", "force_rmse")
+
+
+def _models(run_dir: Path) -> dict[str, object]:
+    teachers = {f"teacher {p.parent.name}": Model.load(p) for p in sorted(run_dir.glob("teachers/*/model.pt"))}
+    models: dict[str, object] = dict(teachers)
+    if teachers:
+        models["teacher ensemble"] = Ensemble(list(teachers.values()), list(teachers))
+    for role in ("students", "baselines"):
+        for path in sorted(run_dir.glob(f"{role}/*/model.pt")):
+            models[f"{role[:-1]} {path.parent.name}"] = Model.load(path)
+    return models
+
+
+def _seed_summary(results: dict, prefix: str, dataset: str, metric: str) -> tuple[float, float, int] | None:
+    values = [r[dataset][metric] for name, r in results.items() if name.startswith(prefix) and metric in r.get(dataset, {})]
+    if not values:
+        return None
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values)
+
+
+def write_report(run_dir: str | Path, config: RunConfig) -> dict:
+    """Evaluate every model of the run, write report.json, report.md and parity plots."""
+    from ekd.pipeline import default_eval_files, run_data
+
+    run_dir = Path(run_dir)
+    _, (_, _, test_part) = run_data(config)
+    datasets = {"held-out test": test_part} if len(test_part) else {}
+    for path in default_eval_files(config):
+        datasets[path.stem] = read(path)
+    results = {}
+    for name, predictor in _models(run_dir).items():
+        covered = {k: v for k, v in datasets.items() if set(v.elements) <= set(predictor.species)}
+        plots = run_dir / "plots" / name.replace(" ", "_") if name.startswith(("student", "teacher ensemble", "baseline")) else None
+        results[name] = evaluate(predictor, covered, refit=config.evaluate.refit_offsets, plot_dir=plots)
+
+    stages = {}
+    for record in sorted(run_dir.glob("**/stage.json")):
+        stages[str(record.parent.relative_to(run_dir))] = json.loads(record.read_text()).get("seconds")
+    headline = {}
+    for dataset in datasets:
+        student = _seed_summary(results, "student", dataset, "force_mae")
+        baseline = _seed_summary(results, "baseline", dataset, "force_mae")
+        ensemble = results.get("teacher ensemble", {}).get(dataset, {}).get("force_mae")
+        entry = {}
+        if student:
+            entry["student_force_mae"] = {"mean": student[0], "std": student[1], "n": student[2]}
+        if student and baseline:
+            entry["baseline_force_mae"] = {"mean": baseline[0], "std": baseline[1], "n": baseline[2]}
+            entry["student_over_baseline"] = student[0] / baseline[0]
+            entry["difference_exceeds_spread"] = bool(baseline[0] - student[0] > max(student[1], baseline[1]))
+        if student and ensemble:
+            entry["student_over_teacher_ensemble"] = student[0] / ensemble
+        if entry:
+            headline[dataset] = entry
+    report = {
+        "units": {"energy": "kcal/mol", "forces": "kcal/mol/Å"},
+        "models": results,
+        "headline": headline,
+        "stage_seconds": stages,
+        "config": config.model_dump(),
+        "refit_offsets": config.evaluate.refit_offsets,
+    }
+    with atomic_path(run_dir / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
+    with atomic_path(run_dir / "report.md") as tmp:
+        tmp.write_text(_markdown(report, list(datasets)))
+    return report
+
+
+def _markdown(report: dict, datasets: list[str]) -> str:
+    lines = ["# EKD run report", "", "Errors in kcal/mol (energies) and kcal/mol/Å (forces), not per atom."]
+    if report["refit_offsets"]:
+        lines.append("Per-element energy offsets were refit on each dataset before scoring energies.")
+    for dataset, entry in report["headline"].items():
+        lines += ["", f"**{dataset}**: student force MAE {entry['student_force_mae']['mean']:.2f} ± {entry['student_force_mae']['std']:.2f} "
+                  f"(n={entry['student_force_mae']['n']})"]
+        if "baseline_force_mae" in entry:
+            b = entry["baseline_force_mae"]
+            verdict = "exceeds" if entry["difference_exceeds_spread"] else "does not exceed"
+            lines[-1] += (f", energy-only baseline {b['mean']:.2f} ± {b['std']:.2f} (n={b['n']}); "
+                          f"student/baseline = {entry['student_over_baseline']:.2f}; the difference {verdict} the seed spread")
+        if "student_over_teacher_ensemble" in entry:
+            lines[-1] += f"; student/teacher ensemble = {entry['student_over_teacher_ensemble']:.2f}"
+    for dataset in datasets:
+        lines += ["", f"## {dataset}", "", "| model | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+        for name, per_dataset in report["models"].items():
+            values = per_dataset.get(dataset)
+            if values is None:
+                continue
+            lines.append(f"| {name} | " + " | ".join(f"{values[m]:.3f}" if m in values else "–" for m in METRICS) + " |")
+    lines += ["", "## Cost", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {stage} | {seconds} |" for stage, seconds in report["stage_seconds"].items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,148 @@
+"""The configuration of an EKD run (``ekd run``, ``teach``, ``label``, ``student``): one YAML file.
+
+Every option lives here with its default; ``configs/default.yaml`` is the commented version.
+CLI flags override YAML; the effective config is saved as ``RUN_DIR/config.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import pydantic
+
+from ekd.config import load_yaml, validate
+from ekd.data import ReadOptions
+from ekd.errors import ConfigError
+from ekd.train import TrainConfig
+
+__all__ = ["RunConfig", "TeacherMember", "parse_teacher_spec", "config_hash"]
+
+_STRICT = pydantic.ConfigDict(extra="forbid")
+
+
+class DataSection(pydantic.BaseModel):
+    """What to train on and how to split it (the test part is never trained on or labelled for training)."""
+
+    model_config = _STRICT
+    path: str | None = None  # None: the embedded reference set
+    format: str | None = None
+    energy_key: str | None = None
+    force_key: str | None = None
+    force_sign: int | None = None
+    energy_unit: str | None = None
+    molecule_key: str | None = None
+    val_fraction: float = pydantic.Field(0.1, gt=0, lt=1)
+    test_fraction: float = pydantic.Field(0.1, ge=0, lt=1)
+    split: Literal["random", "molecule"] = "random"
+    seed: int = 0
+
+    def read_options(self) -> ReadOptions:
+        fields = {f.name for f in dataclasses.fields(ReadOptions)}
+        return ReadOptions(**{k: v for k, v in self.model_dump().items() if k in fields})
+
+
+class TeacherSection(pydantic.BaseModel):
+    """The teacher ensemble."""
+
+    model_config = _STRICT
+    spec: str = "ani"  # backend[:count][,backend[:count]...], e.g. "ani:4,mace:2"
+    count: int = pydantic.Field(4, ge=1, description="members per backend when the spec gives no count")
+    seed: int = 100  # member i uses seed + i
+    subset_fraction: float = pydantic.Field(1.0, gt=0, le=1, description="share of the training split each member sees")
+    variations: list[dict] = []  # member i gets variations[i % len] merged into its backend options
+    options: dict[str, dict] = {}  # backend name -> options
+    train: dict = {}  # TrainConfig fields for teachers
+
+
+class StudentSection(pydantic.BaseModel):
+    """The student and its control, the energy-only baseline."""
+
+    model_config = _STRICT
+    backend: str = "ani"
+    options: dict = {}
+    train: dict = {"force_weight": 0.1}
+    weighting: Literal["none", "inverse_spread"] = "none"
+    seeds: int = pydantic.Field(3, ge=1, description="students (and baselines) trained with seeds seed..seed+n-1")
+    seed: int = 200
+    baseline: bool = False
+
+
+class EvaluateSection(pydantic.BaseModel):
+    model_config = _STRICT
+    files: list[str] | None = None  # None: COMP6 S66x8 when ../shared/data has it
+    refit_offsets: bool = False
+
+
+class RunConfig(pydantic.BaseModel):
+    """The whole run: data, teachers, student, evaluation, shared training defaults."""
+
+    model_config = _STRICT
+    data: DataSection = DataSection()
+    teachers: TeacherSection = TeacherSection()
+    student: StudentSection = StudentSection()
+    evaluate: EvaluateSection = EvaluateSection()
+    train: dict = {}  # TrainConfig fields shared by every model (sections above override)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: dict | None = None) -> "RunConfig":
+        """YAML file (optional) with dotted-key ``overrides`` (``{"student.backend": "mace"}``) on top."""
+        values = load_yaml(path)
+        for dotted, value in (overrides or {}).items():
+            if value is None:
+                continue
+            node = values
+            *parents, leaf = dotted.split(".")
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[leaf] = value
+        config = validate(cls, values, "config")
+        config.train_config("teachers")  # fail early on bad training keys
+        config.train_config("student")
+        return config
+
+    def train_config(self, role: Literal["teachers", "student", "baseline"], seed: int = 0) -> TrainConfig:
+        """Training options of one role: shared ``train`` below the role's own ``train``."""
+        own = self.teachers.train if role == "teachers" else self.student.train
+        values = {**self.train, **own, "seed": seed}
+        if role == "teachers" or role == "baseline":
+            values["force_weight"] = 0.0  # teachers and baseline never see forces
+        return validate(TrainConfig, values, f"{role}.train")
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherMember:
+    """One teacher: its index, backend, options and seed."""
+
+    index: int
+    backend: str
+    options: dict
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.index:02d}-{self.backend}"
+
+
+def parse_teacher_spec(section: TeacherSection) -> list[TeacherMember]:
+    """Members of ``spec`` (``ani``, ``ani:4``, ``ani:2,mace:1``) with their options and seeds."""
+    members = []
+    for part in section.spec.split(","):
+        backend, _, count = part.strip().partition(":")
+        if not backend or (count and not count.isdigit()) or count == "0":
+            raise ConfigError(f"teacher spec '{section.spec}': expected backend[:count][,backend[:count]...]")
+        for _ in range(int(count) if count else section.count):
+            index = len(members)
+            options = dict(section.options.get(backend, {}))
+            if section.variations:
+                options.update(section.variations[index % len(section.variations)])
+            members.append(TeacherMember(index, backend, options, section.seed + index))
+    return members
+
+
+def config_hash(*parts) -> str:
+    """Stable sha256 of JSON-serialisable parts (what a stage's output depends on)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,0 +1,59 @@
+"""Bookkeeping of resumable stages: a stage directory knows which config produced it.
+
+``stage.json`` holds the hash of everything the stage's output depends on, its status and its
+cost. A finished stage with the same hash is skipped; a stage whose inputs changed is redone
+from scratch; an unfinished one with the same hash is resumed (the trainer continues from its
+checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from ekd._io import atomic_path
+
+__all__ = ["Stage"]
+
+
+class Stage:
+    """One resumable unit of work living in ``directory`` (see module docstring)."""
+
+    def __init__(self, directory: Path, digest: str):
+        self.directory, self.digest = Path(directory), digest
+        self.record_path = self.directory / "stage.json"
+        self._started = None
+
+    def record(self) -> dict | None:
+        if not self.record_path.is_file():
+            return None
+        return json.loads(self.record_path.read_text())
+
+    @property
+    def done(self) -> bool:
+        record = self.record()
+        return record is not None and record["hash"] == self.digest and record["status"] == "done"
+
+    def start(self) -> None:
+        """Clear outputs made from other inputs; mark the stage as running."""
+        record = self.record()
+        if self.directory.exists() and (record is None or record["hash"] != self.digest):
+            shutil.rmtree(self.directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._write({"hash": self.digest, "status": "running", "seconds": (record or {}).get("seconds", 0.0)})
+        self._started = time.perf_counter()
+
+    def finish(self, **extra) -> None:
+        """Mark the stage done, adding the time spent in this and earlier (interrupted) attempts."""
+        spent = (self.record() or {}).get("seconds", 0.0) + time.perf_counter() - self._started
+        self._write({"hash": self.digest, "status": "done", "seconds": round(spent, 2), **extra})
+
+    @property
+    def seconds(self) -> float:
+        return (self.record() or {}).get("seconds", 0.0)
+
+    def _write(self, record: dict) -> None:
+        with atomic_path(self.record_path) as tmp:
+            tmp.write_text(json.dumps(record, indent=2))
