@@ -271,7 +271,7 @@ def student(run_dir: str | os.PathLike, config: RunConfig, show_progress: bool =
     for k in range(config.student.seeds):
         seed = config.student.seed + k
         train_config = config.train_config(role, seed=seed)
-        stage = Stage(run_dir / f"{role}s" / f"seed-{seed}", config_hash(role, config.student.backend, config.student.options, config.student.weighting, train_config.model_dump(), upstream))
+        stage = Stage(run_dir / f"{role}s" / f"seed-{seed}", config_hash(role, config.student.backend, config.student.options, None if baseline else config.student.weighting, train_config.model_dump(), upstream))
         directories.append(stage.directory)
         if stage.done:
             continue

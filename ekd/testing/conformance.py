@@ -26,7 +26,7 @@ from ekd.model import Model
 from ekd.plugins import get_backend
 from ekd.train import TrainConfig, train
 
-__all__ = ["BackendConformance", "test_molecules"]
+__all__ = ["BackendConformance", "labelled_molecules", "pair_potential", "test_molecules"]
 
 SPECIES = [1, 6, 7, 8]
 REFERENCE = {1: -13.6, 6: -1029.0, 7: -1485.0, 8: -2042.0}  # eV, roughly free-atom scale
@@ -48,15 +48,34 @@ def test_molecules(count_per_molecule: int = 2, seed: int = 0, scale: float = 0.
 test_molecules.__test__ = False  # a helper, not a test
 
 
-def _pair_energy(frames: Frames) -> np.ndarray:
-    """A smooth synthetic target: Morse-like pair energies (eV) plus per-element constants."""
-    energies = []
-    for i in range(len(frames)):
-        rows = frames.atoms_of(i)
+def pair_potential(frames: Frames) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth synthetic truth: Morse-like pair energies plus per-element constants.
+
+    Returns energies (N,) in eV and the exact forces −∂E/∂x (A, 3) in eV/Å.
+    """
+    energies, forces = np.zeros(len(frames)), np.zeros_like(frames.positions)
+    for n in range(len(frames)):
+        rows = frames.atoms_of(n)
         xyz, z = frames.positions[rows], frames.numbers[rows]
-        r = np.linalg.norm(xyz[:, None] - xyz[None], axis=-1)[np.triu_indices(len(z), 1)]
-        energies.append(np.sum((1 - np.exp(-1.5 * (r - 1.2))) ** 2) + sum(REFERENCE[int(a)] for a in z))
-    return np.array(energies)
+        i, j = np.triu_indices(len(z), 1)
+        vector = xyz[i] - xyz[j]
+        r = np.linalg.norm(vector, axis=-1)
+        decay = np.exp(-1.5 * (r - 1.2))
+        energies[n] = np.sum((1 - decay) ** 2) + sum(REFERENCE[int(a)] for a in z)
+        de_dr = 2 * (1 - decay) * 1.5 * decay
+        pair_force = -(de_dr / r)[:, None] * vector  # force on atom i from pair (i, j)
+        block = np.zeros_like(xyz)
+        np.add.at(block, i, pair_force)
+        np.add.at(block, j, -pair_force)
+        forces[rows] = block
+    return energies, forces
+
+
+def labelled_molecules(count_per_molecule: int = 8, seed: int = 3, scale: float = 0.1) -> Frames:
+    """:func:`test_molecules` with energies and forces of :func:`pair_potential`."""
+    frames = test_molecules(count_per_molecule, seed, scale)
+    energy, forces = pair_potential(frames)
+    return dataclasses.replace(frames, energy=energy, forces=forces)
 
 
 def _rotation(seed: int) -> np.ndarray:
@@ -148,8 +167,7 @@ class BackendConformance:
         assert not np.allclose(other.predict(frames, forces=False).energy, energy)
 
     def test_short_training_lowers_validation_loss(self, backend, tmp_path):
-        data = test_molecules(count_per_molecule=12, seed=3, scale=0.1)
-        data = dataclasses.replace(data, energy=_pair_energy(data))
+        data = labelled_molecules(count_per_molecule=12).without_forces()
         train_part, val_part = data.subset(np.arange(0, len(data), 2)), data.subset(np.arange(1, len(data), 2))
         config = TrainConfig(epochs=8, batch_size=8, lr=3e-3, dtype="float64", device="cpu", ema_decay=0.0)
         options = backend.tiny if self.options is None else self.options

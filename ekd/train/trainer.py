@@ -137,7 +137,7 @@ def train(
             with torch.set_grad_enabled(training_on_forces):
                 energy, forces = _evaluate(model, ema.module, batch, training_on_forces, create_graph=False)
             loss, _ = ekd_loss(energy, forces, batch, config.energy_weight, config.force_weight)
-            total += float(loss) * batch.n_conformations
+            total += float(loss.detach()) * batch.n_conformations
             count += batch.n_conformations
         return total / count
 

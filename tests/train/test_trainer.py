@@ -14,16 +14,14 @@ import torch
 from ekd.data import write
 from ekd.errors import ConfigError, DataError
 from ekd.model import Model
-from ekd.testing import test_molecules
-from ekd.testing.conformance import _pair_energy
+from ekd.testing import labelled_molecules, test_molecules
 from ekd.train import TrainConfig, fit_reference_energies, train
 
 CONFIG = TrainConfig(epochs=6, batch_size=8, lr=3e-3, early_stopping=100, dtype="float64", device="cpu")
 
 
 def labelled(seed=3, count=8):
-    frames = test_molecules(count_per_molecule=count, seed=seed, scale=0.1)
-    return dataclasses.replace(frames, energy=_pair_energy(frames))
+    return labelled_molecules(count, seed).without_forces()
 
 
 def weights(path):
