@@ -142,7 +142,7 @@ S66X8_CANDIDATES = ("../shared/data/comp6/s66x8_wb97x6-31gd.h5",)
 def run_data(config: RunConfig) -> tuple[Frames, list[Frames]]:
     """The run's dataset and its (train, validation, test) split."""
     path = Path(config.data.path) if config.data.path else DEFAULT_DATASET
-    frames = read(path, config.data.read_options())
+    frames = read(path, config.data)
     if frames.energy is None:
         raise DataError(f"{path}: no reference energies to distil from")
     fractions = (1 - config.data.val_fraction - config.data.test_fraction, config.data.val_fraction, config.data.test_fraction)

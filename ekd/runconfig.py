@@ -24,25 +24,15 @@ __all__ = ["RunConfig", "TeacherMember", "parse_teacher_spec", "config_hash"]
 _STRICT = pydantic.ConfigDict(extra="forbid")
 
 
-class DataSection(pydantic.BaseModel):
-    """What to train on and how to split it (the test part is never trained on or labelled for training)."""
+class DataSection(ReadOptions):
+    """What to train on (path and how to read it) and how to split it (the test part is never trained on)."""
 
-    model_config = _STRICT
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=False)
     path: str | None = None  # None: the embedded reference set
-    format: str | None = None
-    energy_key: str | None = None
-    force_key: str | None = None
-    force_sign: int | None = None
-    energy_unit: str | None = None
-    molecule_key: str | None = None
     val_fraction: float = pydantic.Field(0.1, gt=0, lt=1)
     test_fraction: float = pydantic.Field(0.1, ge=0, lt=1)
     split: Literal["random", "molecule"] = "random"
     seed: int = 0
-
-    def read_options(self) -> ReadOptions:
-        fields = {f.name for f in dataclasses.fields(ReadOptions)}
-        return ReadOptions(**{k: v for k, v in self.model_dump().items() if k in fields})
 
 
 class TeacherSection(pydantic.BaseModel):

@@ -63,3 +63,29 @@ def test_convert_to_extxyz_and_hdf5_keeps_units(capsys, shared_data, tmp_path):
     assert len(via_h5) == len(via_xyz) == 2000
     assert abs(via_h5.energy - original.energy).max() == 0
     assert abs(via_xyz.forces - original.forces).max() < 1e-7
+
+
+@pytest.fixture
+def synthetic(tmp_path):
+    from ekd.data import write
+    from ekd.testing import labelled_molecules
+
+    path = tmp_path / "synthetic.h5"
+    write(labelled_molecules(6), path)
+    return path
+
+
+def test_train_run_and_evaluate_commands(capsys, tmp_path, synthetic):
+    smoke = str(__import__("pathlib").Path(__file__).parents[1] / "configs/pairmlp-smoke.yaml")
+    out, _ = ok(capsys, "train", "--backend", "pairmlp", "--data", str(synthetic), "--out", str(tmp_path / "one"), "--epochs", "2")
+    assert "trained pairmlp on energies only" in out and "held-out test force MAE" in out
+    out, _ = ok(capsys, "run", "--config", smoke, "--data", str(synthetic), "--out", str(tmp_path / "run"))
+    assert "student force MAE" in out and "student/baseline" in out
+    out, _ = ok(capsys, "evaluate", str(tmp_path / "run/teachers"), "--data", str(synthetic), "--json", str(tmp_path / "e.json"))
+    assert "synthetic: energy_mae" in out
+    assert "force_mae" in json.loads((tmp_path / "e.json").read_text())["synthetic"]
+
+
+def test_run_with_an_unknown_backend_is_one_line(capsys, tmp_path, synthetic):
+    code, _, err = run(capsys, "run", "--teacher", "anii:2", "--data", str(synthetic), "--out", str(tmp_path / "r"))
+    assert code == 2 and "unknown backend 'anii'; installed:" in err and len(err.strip().splitlines()) == 1

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+
+import pydantic
 from pathlib import Path
 from typing import Callable
 
@@ -17,8 +19,7 @@ from ekd.provenance import sha256_file
 __all__ = ["ReadOptions", "Reader", "register_reader", "readers", "read", "detect_format"]
 
 
-@dataclasses.dataclass(frozen=True)
-class ReadOptions:
+class ReadOptions(pydantic.BaseModel):
     """How to read a file. ``None`` means the reader's default for that layout.
 
     Attributes:
@@ -30,6 +31,7 @@ class ReadOptions:
         molecule_key: per-frame key naming the molecule (extended XYZ ``info``).
     """
 
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
     format: str | None = None
     energy_key: str | None = None
     force_key: str | None = None
@@ -38,8 +40,12 @@ class ReadOptions:
     molecule_key: str | None = None
 
     def given(self) -> set[str]:
-        """Names of the options set (other than ``format``)."""
-        return {f.name for f in dataclasses.fields(self) if f.name != "format" and getattr(self, f.name) is not None}
+        """Names of the reading options set (other than ``format``)."""
+        return {name for name in ReadOptions.model_fields if name != "format" and getattr(self, name) is not None}
+
+    def reading_only(self) -> "ReadOptions":
+        """Just the reading options (drops the fields a subclass adds)."""
+        return ReadOptions(**{name: getattr(self, name) for name in ReadOptions.model_fields})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +94,7 @@ def read(path: str | os.PathLike, options: ReadOptions | None = None, **kwargs) 
     Options are given either as a :class:`ReadOptions` or as its fields as keyword arguments.
     The returned metadata holds ``source``, ``sha256``, ``format`` and the keys and sign used.
     """
-    options = options or ReadOptions(**kwargs)
+    options = (options or ReadOptions(**kwargs)).reading_only()
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
