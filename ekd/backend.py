@@ -113,3 +113,6 @@ class Backend(Protocol):
 
         ``batch.inputs`` holds what :meth:`convert` returned.
         """
+
+    # Optional: ``export(self, module, path)`` writes the module in the backend's native format,
+    # so the model runs in that library's own tools (``ekd export``).

@@ -279,6 +279,18 @@ def evaluate_command(model_path, data_paths, json_out, refit_offsets, plot_dir, 
             tmp.write_text(json.dumps(results, indent=2))
 
 
+@cli.command("export")
+@click.argument("model_path")
+@click.argument("target")
+def export_command(model_path, target) -> None:
+    """Write MODEL_PATH (an ekd checkpoint) in its backend's native format to TARGET."""
+    from ekd.model import Model
+
+    model = Model.load(model_path, device="cpu")
+    model.export(target)
+    click.echo(f"exported the {model.backend.name} model to {target}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``ekd`` console script."""
     try:

@@ -222,6 +222,14 @@ class Model:
             raise BackendError(f"{path}: a '{state.get('backend')}' checkpoint, not a '{backend}' one")
         return cls.from_state(state, device=device, source=str(path))
 
+    def export(self, path: str | os.PathLike) -> None:
+        """Write the model in its backend's native format (for the backend's own tools)."""
+        export = getattr(self.backend, "export", None)
+        if export is None:
+            raise BackendError(f"backend '{self.backend.name}' has no native export format")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        export(self.module, Path(path))
+
     def calculator(self):
         """An ASE calculator (energy in eV, forces in eV/Å) running this model."""
         from ekd.calculator import EkdCalculator

@@ -81,7 +81,13 @@ def read_frames_from_group(handle: h5py.File, path: Path) -> Frames:
         energy=optional("energy"),
         forces=optional("forces"),
         atom_data={k: v[()] for k, v in handle.get("atom_data", {}).items()},
-        metadata={"source": str(path), **json.loads(handle.attrs.get("metadata", "{}"))},
+        metadata={
+            **json.loads(handle.attrs.get("metadata", "{}")),
+            "source": str(path),
+            "energy_key": "energy" if "energy" in handle else None,
+            "force_key": "forces" if "forces" in handle else None,
+            "force_sign": 1 if "forces" in handle else None,
+        },
     )
 
 

@@ -23,3 +23,17 @@ def test_energies_are_torchani_hartree_times_ase_hartree():
     coordinates = torch.tensor(frames.positions)[None]
     hartree = model.module((species, coordinates)).energies.item()
     np.testing.assert_allclose(model.predict(frames, forces=False).energy[0], hartree * units.Hartree, rtol=1e-12)
+
+
+def test_export_runs_in_torchanis_own_calculator(tmp_path):
+    from ase.build import molecule
+
+    model = Model.build("ani", [1, 6, 7, 8], options={"hidden": (8,)}, dtype=torch.float64, device="cpu")
+    model.export(tmp_path / "ani.pt")
+    atoms = molecule("CH3OH")
+    atoms.calc = torch.load(tmp_path / "ani.pt", weights_only=False).ase()
+    mine = model.calculator()
+    reference = atoms.copy()
+    reference.calc = mine
+    np.testing.assert_allclose(atoms.get_potential_energy(), reference.get_potential_energy(), rtol=1e-10)
+    np.testing.assert_allclose(atoms.get_forces(), reference.get_forces(), atol=1e-8)

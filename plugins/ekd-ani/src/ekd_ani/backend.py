@@ -76,6 +76,11 @@ class AniBackend:
         assembler.set_self_energies({chemical_symbols[z]: e / units.Hartree for z, e in reference_energies.items()})
         return assembler.assemble(1)
 
+    def export(self, module: torch.nn.Module, path) -> None:
+        """Pickle the torchani model: ``torch.load(path, weights_only=False).ase()`` is torchani's
+        own ASE calculator (torchani units: Hartree inside, eV in the calculator)."""
+        torch.save(module, path)
+
     def convert(self, model: torch.nn.Module, batch: Batch) -> dict:
         index = padding_index(batch)
         species = torch.full(index.shape, -1, dtype=torch.long, device=batch.numbers.device)
