@@ -43,7 +43,9 @@ class TeacherSection(pydantic.BaseModel):
     count: int = pydantic.Field(4, ge=1, description="members per backend when the spec gives no count")
     seed: int = 100  # member i uses seed + i
     subset_fraction: float = pydantic.Field(1.0, gt=0, le=1, description="share of the training split each member sees")
-    variations: list[dict] = []  # member i gets variations[i % len] merged into its backend options
+    # backend -> list of option sets; the k-th member of a backend gets variations[k % len] merged
+    # into its options. None: each backend's own recipe for diverse members (Backend.variations).
+    variations: dict[str, list[dict]] | None = None
     options: dict[str, dict] = {}  # backend name -> options
     train: dict = {}  # TrainConfig fields for teachers
 
@@ -119,16 +121,20 @@ class TeacherMember:
 
 def parse_teacher_spec(section: TeacherSection) -> list[TeacherMember]:
     """Members of ``spec`` (``ani``, ``ani:4``, ``ani:2,mace:1``) with their options and seeds."""
+    from ekd.plugins import get_backend
+
     members = []
     for part in section.spec.split(","):
         backend, _, count = part.strip().partition(":")
         if not backend or (count and not count.isdigit()) or count == "0":
             raise ConfigError(f"teacher spec '{section.spec}': expected backend[:count][,backend[:count]...]")
-        for _ in range(int(count) if count else section.count):
+        if section.variations is None:
+            variations = list(getattr(get_backend(backend), "variations", []))
+        else:
+            variations = section.variations.get(backend, [])
+        for k in range(int(count) if count else section.count):
             index = len(members)
-            options = dict(section.options.get(backend, {}))
-            if section.variations:
-                options.update(section.variations[index % len(section.variations)])
+            options = {**section.options.get(backend, {}), **(variations[k % len(variations)] if variations else {})}
             members.append(TeacherMember(index, backend, options, section.seed + index))
     return members
 

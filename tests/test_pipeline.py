@@ -120,8 +120,18 @@ def test_labels_for_other_data_are_refused(tmp_path, data_path):
 
 
 def test_teacher_spec_parsing():
-    members = parse_teacher_spec(RunConfig.load(None, {"teachers.spec": "ani:2,pairmlp:1", "teachers.variations": [{"hidden": [8]}, {"hidden": [16]}]}).teachers)
-    assert [(m.backend, m.seed, m.options) for m in members] == [("ani", 100, {"hidden": [8]}), ("ani", 101, {"hidden": [16]}), ("pairmlp", 102, {"hidden": [8]})]
+    variations = {"ani": [{"hidden": [8]}, {"hidden": [16]}], "pairmlp": [{"width": 4}]}
+    members = parse_teacher_spec(RunConfig.load(None, {"teachers.spec": "ani:3,pairmlp:1", "teachers.variations": variations}).teachers)
+    assert [(m.backend, m.seed, m.options) for m in members] == [
+        ("ani", 100, {"hidden": [8]}),
+        ("ani", 101, {"hidden": [16]}),
+        ("ani", 102, {"hidden": [8]}),
+        ("pairmlp", 103, {"width": 4}),
+    ]
+    seeds_only = parse_teacher_spec(RunConfig.load(None, {"teachers.spec": "ani:2", "teachers.variations": {}}).teachers)
+    assert [m.options for m in seeds_only] == [{}, {}]
+    recipe = parse_teacher_spec(RunConfig.load(None, {"teachers.spec": "ani:2"}).teachers)
+    assert recipe[0].options != recipe[1].options  # the backend's own diversity recipe
     for bad in ("ani:x", "ani:0", ":3"):
         with pytest.raises(ConfigError, match="expected backend"):
             parse_teacher_spec(RunConfig.load(None, {"teachers.spec": bad}).teachers)
