@@ -23,14 +23,14 @@ from ekd.data import (
     write_labels,
 )
 from ekd.errors import ConfigError, DataError
-from ekd.metrics import energy_errors, force_errors
+from ekd.evaluate import evaluate
 from ekd.model import Model
 from ekd.plugins import get_backend
 from ekd.progress import progress_bar
 from ekd.provenance import frames_fingerprint, package_versions, sha256_file
 from ekd.runconfig import RunConfig, TeacherMember, config_hash, parse_teacher_spec
 from ekd.stages import Stage
-from ekd.train import TrainConfig, train
+from ekd.train import TrainConfig, inverse_spread_weights, train
 
 __all__ = [
     "DEFAULT_FORCE_WEIGHT",
@@ -39,7 +39,7 @@ __all__ = [
     "load_run_config",
     "run",
     "run_data",
-    "score_model",
+    "split_data",
     "student",
     "teach",
     "train_model",
@@ -47,17 +47,6 @@ __all__ = [
 
 #: force weight used by ``--forces`` when the config sets none
 DEFAULT_FORCE_WEIGHT = 0.1
-
-
-def score_model(model: Model, frames: Frames) -> dict:
-    """Energy (and, where the frames have forces, force) errors in kcal/mol and kcal/mol/Å."""
-    prediction = model.predict(frames, forces=frames.forces is not None)
-    scores = {"n_conformations": len(frames)}
-    if frames.energy is not None:
-        scores.update(energy_errors(prediction.energy, frames.energy))
-    if frames.forces is not None:
-        scores.update(force_errors(prediction.forces, frames.forces))
-    return scores
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -124,7 +113,7 @@ def train_model(
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "seconds": round(result.seconds, 1),
-        "test": score_model(result.model, test_part) if len(test_part) else {},
+        "test": evaluate(result.model, {"test": test_part})["test"] if len(test_part) else {},
         "units": {"energy": "kcal/mol", "forces": "kcal/mol/Å"},
         "data": str(path),
         "data_sha256": frames.metadata.get("sha256"),
@@ -145,9 +134,15 @@ def run_data(config: RunConfig) -> tuple[Frames, list[Frames]]:
     frames = read(path, config.data)
     if frames.energy is None:
         raise DataError(f"{path}: no reference energies to distil from")
-    fractions = (1 - config.data.val_fraction - config.data.test_fraction, config.data.val_fraction, config.data.test_fraction)
-    splitter = random_split if config.data.split == "random" else molecule_split
-    return frames, splitter(frames, fractions, seed=config.data.seed)
+    return frames, split_data(frames, config)
+
+
+def split_data(frames: Frames, config: RunConfig) -> list[Frames]:
+    """(train, validation, test) by the config's fractions, method and seed."""
+    data = config.data
+    fractions = (1 - data.val_fraction - data.test_fraction, data.val_fraction, data.test_fraction)
+    splitter = random_split if data.split == "random" else molecule_split
+    return splitter(frames, fractions, seed=data.seed)
 
 
 def _save_config(run_dir: Path, config: RunConfig) -> None:
@@ -241,13 +236,6 @@ def check_labels_match(labels: Frames, frames: Frames) -> None:
         raise DataError(f"{where}: labelled conformations differ from those in {frames.metadata.get('source')}; run 'ekd label' again")
 
 
-def _force_weights(frames: Frames) -> np.ndarray:
-    """Per-atom weights ∝ 1/(teacher spread + median spread), normalised to mean 1."""
-    spread = frames.atom_data["force_spread"]
-    weight = 1.0 / (spread + np.median(spread))
-    return weight / weight.mean()
-
-
 def student(run_dir: str | os.PathLike, config: RunConfig, show_progress: bool = True, baseline: bool = False) -> list[Path]:
     """Train the students on reference energies + teacher-mean forces (or, with ``baseline``,
     the energy-only controls), one per seed; returns their directories."""
@@ -263,10 +251,8 @@ def student(run_dir: str | os.PathLike, config: RunConfig, show_progress: bool =
         labels = read_labels(labels_path)
         check_labels_match(labels, frames)
         if config.student.weighting == "inverse_spread":
-            labels = labels.with_forces(labels.forces, force_weight=_force_weights(labels))
-        fractions = (1 - config.data.val_fraction - config.data.test_fraction, config.data.val_fraction, config.data.test_fraction)
-        splitter = random_split if config.data.split == "random" else molecule_split
-        parts, upstream = splitter(labels, fractions, seed=config.data.seed)[:2], sha256_file(labels_path)
+            labels = labels.with_forces(labels.forces, force_weight=inverse_spread_weights(labels.atom_data["force_spread"]))
+        parts, upstream = split_data(labels, config)[:2], sha256_file(labels_path)
     directories = []
     for k in range(config.student.seeds):
         seed = config.student.seed + k

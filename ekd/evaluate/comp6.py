@@ -11,11 +11,16 @@ from __future__ import annotations
 import numpy as np
 
 from ekd.data import Frames
-from ekd.metrics import mae_rmse
 from ekd.train.reference import composition
 from ekd.units import KCAL_PER_MOL
 
 __all__ = ["relative_energy_errors", "comp6_errors", "comp6_metrics", "refit_offsets"]
+
+
+def mae_rmse(errors: np.ndarray) -> tuple[float, float]:
+    """Mean absolute and root-mean-square of an error array."""
+    errors = np.asarray(errors, dtype=float).reshape(-1)
+    return float(np.mean(np.abs(errors))), float(np.sqrt(np.mean(errors**2)))
 
 
 def relative_energy_errors(predicted: np.ndarray, reference: np.ndarray, molecule: np.ndarray) -> np.ndarray:

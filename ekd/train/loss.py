@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ekd.backend import Batch
 
-__all__ = ["ekd_loss"]
+__all__ = ["ekd_loss", "inverse_spread_weights"]
 
 
 def ekd_loss(
@@ -34,3 +35,13 @@ def ekd_loss(
         loss = loss + force_weight * force_term
         parts["forces"] = float(force_term.detach())
     return loss, parts
+
+
+def inverse_spread_weights(spread: np.ndarray) -> np.ndarray:
+    """Per-atom force weights ∝ 1/(teacher spread + median spread), normalised to mean 1.
+
+    Atoms where the teachers agree count more; the median keeps one near-zero spread from
+    dominating.
+    """
+    weight = 1.0 / (spread + np.median(spread))
+    return weight / weight.mean()
