@@ -1,0 +1,215 @@
+"""The ``nequip`` backend: NequIP message passing (Batzner et al. 2022) built with nequip 0.19.
+
+The model is nequip's own ``NequIPGNNModel`` built in Python (no hydra/YAML config), with energy
+output only: ekd takes forces as −∂E/∂x itself. Per-type energy shifts are ekd's reference
+energies and the per-type scale is 1, so nothing needs force statistics. Units: Å, eV.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from ase.data import atomic_numbers, chemical_symbols
+
+from ekd.backend import BackendOptions, Batch
+from ekd.errors import ConfigError
+
+__all__ = ["NequipBackend", "NequipOptions"]
+
+#: nequip-package archive format written by nequip 0.19 (``_CURRENT_NEQUIP_PACKAGE_VERSION`` in
+#: nequip/scripts/package.py, not imported: that module reconfigures logging on import)
+NEQUIP_PACKAGE_VERSION = 2
+
+_DYNAMO_FLAGS = ("capture_dynamic_output_shape_ops", "capture_scalar_outputs")
+
+
+class NequipOptions(BackendOptions):
+    """NequIP hyperparameters; names and defaults follow ``nequip.model.NequIPGNNModel``.
+
+    ``avg_num_neighbors`` normalises the sums over neighbours: about the mean number of atoms
+    within ``r_max`` of an atom. 12 suits small organic molecules (ANI-1x-like, ~15 atoms,
+    nearly all pairs within 5 Å).
+    """
+
+    r_max: float = 5.0  # Å, cutoff radius
+    num_layers: int = 4  # interaction blocks
+    l_max: int = 1  # highest rotation order of the features
+    parity: bool = True  # keep features of both parities
+    num_features: int = 32  # multiplicity of each irrep
+    num_bessels: int = 8  # radial Bessel basis size
+    polynomial_cutoff_p: int = 6  # exponent of the polynomial cutoff envelope
+    radial_mlp_depth: int = 1  # hidden layers of the radial MLPs
+    radial_mlp_width: int = 128  # width of the radial MLPs
+    avg_num_neighbors: float = 12.0
+
+
+class NequipBackend:
+    """NequIP: E = Σ_i (NN_i + e_{Z_i}) with E(3)-equivariant convolutions up to ``r_max``."""
+
+    name = "nequip"
+    Options = NequipOptions
+    tiny = {"num_layers": 2, "num_features": 4, "num_bessels": 4, "radial_mlp_width": 8}
+    elements = None  # any element; reference energies come from ekd
+
+    def build(self, options: NequipOptions, species: list[int], reference_energies: dict[int, float]) -> torch.nn.Module:
+        from nequip.model import NequIPGNNModel
+
+        # nequip's model_builder seeds and sets the dtype itself: take both from ekd's settings,
+        # before nequip's global set-up reseeds torch (123) and makes float64 the default
+        seed = int(torch.randint(2**31 - 1, ()))
+        model_dtype = str(torch.get_default_dtype()).removeprefix("torch.")
+        type_names = [chemical_symbols[z] for z in species]
+        with _nequip_global_state():
+            return NequIPGNNModel(
+                seed=seed,
+                model_dtype=model_dtype,
+                type_names=type_names,
+                r_max=options.r_max,
+                num_layers=options.num_layers,
+                l_max=options.l_max,
+                parity=options.parity,
+                num_features=options.num_features,
+                num_bessels=options.num_bessels,
+                polynomial_cutoff_p=options.polynomial_cutoff_p,
+                radial_mlp_depth=options.radial_mlp_depth,
+                radial_mlp_width=options.radial_mlp_width,
+                avg_num_neighbors=options.avg_num_neighbors,
+                per_type_energy_shifts={chemical_symbols[z]: e for z, e in reference_energies.items()},
+                per_type_energy_scales=1.0,
+                do_derivatives=False,
+            )
+
+    def convert(self, model: torch.nn.Module, batch: Batch) -> dict:
+        """nequip's graph fields: atom types (indices into ``type_names``), the edges between all
+        atoms of a conformation closer than ``r_max`` (Å, molecules are not periodic) and batching."""
+        from nequip.data import AtomicDataDict
+
+        table = torch.full((len(chemical_symbols),), -1, dtype=torch.long, device=batch.numbers.device)
+        table[[atomic_numbers[name] for name in model.type_names]] = torch.arange(len(model.type_names), device=table.device)
+        return {
+            AtomicDataDict.ATOM_TYPE_KEY: table[batch.numbers],
+            AtomicDataDict.EDGE_INDEX_KEY: _edges_within(batch, float(model.metadata["r_max"])),
+            AtomicDataDict.BATCH_KEY: batch.conformation,
+            AtomicDataDict.NUM_NODES_KEY: batch.sizes,
+        }
+
+    def energy(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        from nequip.data import AtomicDataDict
+
+        data = {AtomicDataDict.POSITIONS_KEY: batch.positions, **batch.inputs}
+        return model(data)[AtomicDataDict.TOTAL_ENERGY_KEY].squeeze(-1)
+
+    def export(self, module: torch.nn.Module, path) -> None:
+        """Write a nequip package (``*.nequip.zip``, the format of ``nequip-package build``).
+
+        The packaged model computes its own forces (nequip's ``enable_ForceStressOutput``), so it
+        runs in nequip's tools: ``nequip.model.ModelFromPackage``, ``nequip-package info``,
+        ``nequip-compile PATH out.nequip.pt2 --mode aotinductor --device cpu --target ase`` and
+        then ``nequip.integrations.ase.NequIPCalculator.from_compiled_model("out.nequip.pt2")``.
+        Only the eager model is packaged (no train-time ``compile`` variant).
+        """
+        from nequip.model import modify
+        from nequip.model.utils import _EAGER_MODEL_KEY
+        from nequip.scripts._package_utils import _EXTERNAL_MODULES, _INTERNAL_MODULES, _MOCK_MODULES
+        from nequip.train.lightning import _SOLE_MODEL_KEY
+        from nequip.utils.versions import get_current_code_versions
+        from nequip.utils.versions.version_utils import get_version_safe
+
+        path = Path(path)
+        if not path.name.endswith(".nequip.zip"):
+            raise ConfigError(f"{path}: a nequip package file name must end with '.nequip.zip'")
+        model = modify(copy.deepcopy(module).cpu(), [{"modifier": "enable_ForceStressOutput"}])
+        metadata = {
+            "versions": get_current_code_versions(verbose=False),
+            "external_modules": {name: get_version_safe(name) for name in _EXTERNAL_MODULES},
+            "package_version_id": NEQUIP_PACKAGE_VERSION,
+            "available_models": [_EAGER_MODEL_KEY],
+            "atom_types": dict(enumerate(model.type_names)),
+        }
+        note = {"source": "ekd (built in Python, no nequip training config)", "metadata": model.metadata}
+        with torch.package.PackageExporter(path) as exporter:
+            exporter.mock([f"{name}.**" for name in _MOCK_MODULES])
+            exporter.extern([f"{name}.**" for name in _EXTERNAL_MODULES])
+            exporter.intern([f"{name}.**" for name in _INTERNAL_MODULES])
+            exporter.save_pickle("model", "example_data.pkl", self._example_data(model), dependencies=True)
+            exporter.save_text("model", "config.yaml", yaml.safe_dump(note))
+            exporter.save_text("model", "package_metadata.txt", yaml.safe_dump(metadata))
+            exporter.save_pickle("model", f"{_EAGER_MODEL_KEY}_model.pkl", torch.nn.ModuleDict({_SOLE_MODEL_KEY: model}), dependencies=True)
+
+    def _example_data(self, model: torch.nn.Module) -> dict:
+        """A small non-periodic structure of the model's types, as ``nequip-compile`` traces it:
+        float64, one frame, a large cell and zero cell shifts (positions in Å)."""
+        from nequip.data import AtomicDataDict
+
+        symbols = (model.type_names * 4)[: max(4, len(model.type_names))]
+        numbers = torch.tensor([atomic_numbers[name] for name in symbols])
+        step = 0.3 * float(model.metadata["r_max"])  # a zigzag chain: every atom has neighbours
+        positions = torch.tensor([[step * k, 0.5 * step * (k % 2), 0.0] for k in range(len(symbols))], dtype=torch.float64)
+        batch = Batch(numbers, positions, torch.zeros_like(numbers), torch.tensor([0, len(symbols)]))
+        data = {AtomicDataDict.POSITIONS_KEY: positions, **self.convert(model, batch)}
+        data[AtomicDataDict.CELL_KEY] = 1e5 * torch.eye(3, dtype=torch.float64)[None]
+        data[AtomicDataDict.EDGE_CELL_SHIFT_KEY] = torch.zeros(data[AtomicDataDict.EDGE_INDEX_KEY].shape[1], 3, dtype=torch.float64)
+        return data
+
+
+def _edges_within(batch: Batch, r_max: float) -> torch.Tensor:
+    """(2, E) [centre, neighbour] indices of all ordered pairs of distinct atoms of the same
+    conformation closer than ``r_max`` (Å)."""
+    count = batch.sizes[batch.conformation]  # (A,) atoms in each atom's conformation
+    centre = torch.repeat_interleave(torch.arange(len(count), device=count.device), count)
+    # each centre is paired with every atom of its conformation: offsets 0..n-1 from its first atom
+    start = torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
+    neighbour = batch.ptr[batch.conformation[centre]] + torch.arange(len(centre), device=count.device) - start
+    distance = (batch.positions[neighbour] - batch.positions[centre]).detach().norm(dim=-1)
+    keep = (centre != neighbour) & (distance < r_max)
+    return torch.stack([centre[keep], neighbour[keep]])
+
+
+@contextlib.contextmanager
+def _nequip_global_state():
+    """nequip's global set-up inside, everything it changes process-wide restored on exit.
+
+    nequip's ``model_builder`` insists on ``set_global_state()``, which seeds torch, NumPy and
+    ``random`` (123), makes float64 the default dtype, sets ``PL_*`` and fuser environment
+    variables, the TorchScript fusion strategy, torch._dynamo flags, file-system tensor sharing,
+    e3nn's optimisation defaults and (on CUDA) disables TF32. Models built later in the process
+    (other backends, other seeds) must not see any of it, and nequip's own tools must find the
+    state as before (so they set it up themselves when they need it).
+    """
+    import e3nn
+    from nequip.utils import global_state
+
+    initialised, dtype, environment = global_state.global_state_initialized(), torch.get_default_dtype(), dict(os.environ)
+    rng = torch.random.get_rng_state(), np.random.get_state(), random.getstate()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    sharing, e3nn_defaults = torch.multiprocessing.get_sharing_strategy(), e3nn.get_optimization_defaults()
+    dynamo = {flag: getattr(torch._dynamo.config, flag) for flag in _DYNAMO_FLAGS}
+    fusion = torch.jit.set_fusion_strategy([])  # read by swapping, put back at once
+    torch.jit.set_fusion_strategy(fusion)
+    try:
+        with torch.backends.flags(fp32_precision=None):  # restores the TF32 setting
+            global_state.set_global_state()
+            yield
+    finally:
+        global_state._GLOBAL_STATE_INITIALIZED = initialised
+        torch.set_default_dtype(dtype)
+        for key in set(os.environ) - set(environment):
+            del os.environ[key]
+        os.environ.update(environment)
+        torch.random.set_rng_state(rng[0])
+        np.random.set_state(rng[1])
+        random.setstate(rng[2])
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+        torch.multiprocessing.set_sharing_strategy(sharing)
+        e3nn.set_optimization_defaults(**e3nn_defaults)
+        for flag, value in dynamo.items():
+            setattr(torch._dynamo.config, flag, value)
+        torch.jit.set_fusion_strategy(fusion)
