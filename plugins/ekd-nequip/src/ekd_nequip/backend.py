@@ -11,6 +11,7 @@ import contextlib
 import copy
 import os
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,7 @@ class NequipBackend:
         Only the eager model is packaged (no train-time ``compile`` variant).
         """
         from nequip.model import modify
+        from nequip.model.saved_models.package import _suppress_package_importer_exporter_warnings
         from nequip.model.utils import _EAGER_MODEL_KEY
         from nequip.scripts._package_utils import _EXTERNAL_MODULES, _INTERNAL_MODULES, _MOCK_MODULES
         from nequip.train.lightning import _SOLE_MODEL_KEY
@@ -134,7 +136,7 @@ class NequipBackend:
             "atom_types": dict(enumerate(model.type_names)),
         }
         note = {"source": "ekd (built in Python, no nequip training config)", "metadata": model.metadata}
-        with torch.package.PackageExporter(path) as exporter:
+        with _suppress_package_importer_exporter_warnings(), torch.package.PackageExporter(path) as exporter:
             exporter.mock([f"{name}.**" for name in _MOCK_MODULES])
             exporter.extern([f"{name}.**" for name in _EXTERNAL_MODULES])
             exporter.intern([f"{name}.**" for name in _INTERNAL_MODULES])
@@ -176,12 +178,14 @@ def _edges_within(batch: Batch, r_max: float) -> torch.Tensor:
 def _nequip_global_state():
     """nequip's global set-up inside, everything it changes process-wide restored on exit.
 
-    nequip's ``model_builder`` insists on ``set_global_state()``, which seeds torch, NumPy and
-    ``random`` (123), makes float64 the default dtype, sets ``PL_*`` and fuser environment
-    variables, the TorchScript fusion strategy, torch._dynamo flags, file-system tensor sharing,
-    e3nn's optimisation defaults and (on CUDA) disables TF32. Models built later in the process
-    (other backends, other seeds) must not see any of it, and nequip's own tools must find the
-    state as before (so they set it up themselves when they need it).
+    nequip's ``model_builder`` insists on ``set_global_state()`` having run; its first run seeds
+    torch, NumPy and ``random`` (123), makes float64 the default dtype, sets ``PL_*`` and fuser
+    environment variables, the TorchScript fusion strategy, torch._dynamo flags, file-system
+    tensor sharing, e3nn's optimisation defaults and (on CUDA) disables TF32. Models built later
+    in the process (other backends, other seeds) must not see any of it, and nequip's own tools
+    must find the state as before (so they set it up themselves when they need it). Not undone:
+    on CUDA with torch >= 2.13, the legacy ``torch.backends.cudnn.allow_tf32`` flag nequip syncs
+    (reading it can raise there); it only concerns cuDNN convolutions.
     """
     import e3nn
     from nequip.utils import global_state
@@ -191,11 +195,14 @@ def _nequip_global_state():
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     sharing, e3nn_defaults = torch.multiprocessing.get_sharing_strategy(), e3nn.get_optimization_defaults()
     dynamo = {flag: getattr(torch._dynamo.config, flag) for flag in _DYNAMO_FLAGS}
-    fusion = torch.jit.set_fusion_strategy([])  # read by swapping, put back at once
-    torch.jit.set_fusion_strategy(fusion)
+    fusion = _set_fusion_strategy([])  # read by swapping, put back at once
+    _set_fusion_strategy(fusion)
     try:
         with torch.backends.flags(fp32_precision=None):  # restores the TF32 setting
-            global_state.set_global_state()
+            if not initialised:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)  # its TorchScript fusion call
+                    global_state.set_global_state()
             yield
     finally:
         global_state._GLOBAL_STATE_INITIALIZED = initialised
@@ -212,4 +219,11 @@ def _nequip_global_state():
         e3nn.set_optimization_defaults(**e3nn_defaults)
         for flag, value in dynamo.items():
             setattr(torch._dynamo.config, flag, value)
-        torch.jit.set_fusion_strategy(fusion)
+        _set_fusion_strategy(fusion)
+
+
+def _set_fusion_strategy(strategy: list) -> list:
+    """TorchScript's fusion strategy set to ``strategy``; returns the previous one."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript's; nequip sets it
+        return torch.jit.set_fusion_strategy(strategy)

@@ -1,0 +1,133 @@
+"""NequIP specifics: conformance, O(3) equivariance, no global-state leak, energy-only training,
+export to nequip's package format."""
+
+import dataclasses
+import os
+import random
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from ase.build import molecule
+
+from ekd.errors import ConfigError
+from ekd.model import Model
+from ekd.testing import BackendConformance, labelled_molecules, test_molecules
+from ekd.testing.conformance import REFERENCE, SPECIES
+from ekd.train import TrainConfig, train
+from ekd_nequip import NequipBackend
+from ekd_nequip.backend import _nequip_global_state
+
+TINY = NequipBackend.tiny
+
+
+class TestNequip(BackendConformance):
+    backend_name = "nequip"
+
+
+@pytest.fixture(scope="module")
+def model() -> Model:
+    return Model.build("nequip", SPECIES, REFERENCE, TINY, seed=0, dtype=torch.float64, device="cpu")
+
+
+def _rotation(seed: int) -> np.ndarray:
+    """A random proper rotation (det +1)."""
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q * np.linalg.det(q)
+
+
+@pytest.mark.parametrize("matrix", [_rotation(5), -np.eye(3), -_rotation(6)], ids=["rotation", "inversion", "rotoinversion"])
+def test_o3_equivariance(model, matrix):
+    frames = test_molecules()
+    before = model.predict(frames)
+    after = model.predict(dataclasses.replace(frames, positions=frames.positions @ matrix.T))
+    np.testing.assert_allclose(after.energy, before.energy, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(after.forces, before.forces @ matrix.T, atol=1e-6, rtol=0)
+
+
+def test_energy_model_computes_no_forces(model):
+    batch = model.batch(test_molecules())
+    out = model.module({"pos": batch.positions, **batch.inputs})
+    assert "forces" not in out and out["total_energy"].shape == (batch.n_conformations, 1)
+
+
+def test_building_leaks_no_global_state(monkeypatch):
+    from nequip.utils import global_state
+
+    monkeypatch.setattr(global_state, "_GLOBAL_STATE_INITIALIZED", False)  # as in a fresh process
+    frames = test_molecules()
+    ani = {"radial_shifts": 4, "angular_shifts": 2, "angle_sections": 2, "hidden": (8,)}
+    ani_before = Model.build("ani", SPECIES, REFERENCE, ani, seed=0).predict(frames)
+    dtype, environment = torch.get_default_dtype(), dict(os.environ)
+    torch.manual_seed(0)
+    draw = torch.randn(5)
+    np.random.seed(0)
+    random.seed(0)
+    numpy_draw, python_draw = np.random.rand(5), random.random()
+
+    np.random.seed(0)
+    random.seed(0)
+    NequipBackend().build(NequipBackend.Options(**TINY), SPECIES, REFERENCE)  # nequip's guard alone
+    torch.manual_seed(0)
+    Model.build("nequip", SPECIES, REFERENCE, TINY, seed=0)
+
+    assert torch.equal(torch.randn(5), draw)  # the torch stream goes on as if nothing was built
+    np.testing.assert_array_equal(np.random.rand(5), numpy_draw)
+    assert random.random() == python_draw
+    assert torch.get_default_dtype() == dtype and dict(os.environ) == environment
+    assert not global_state.global_state_initialized()
+    ani_after = Model.build("ani", SPECIES, REFERENCE, ani, seed=0).predict(frames)
+    np.testing.assert_array_equal(ani_after.energy, ani_before.energy)
+    np.testing.assert_array_equal(ani_after.forces, ani_before.forces)
+
+
+def test_energy_only_training_runs(tmp_path):
+    data = labelled_molecules(count_per_molecule=4).without_forces()
+    train_part, val_part = data.subset(np.arange(0, len(data), 2)), data.subset(np.arange(1, len(data), 2))
+    config = TrainConfig(epochs=3, batch_size=8, dtype="float64", device="cpu")
+    result = train("nequip", train_part, val_part, tmp_path, config, TINY, show_progress=False)
+    assert result.epochs_run == 3 and np.isfinite(result.best_val_loss)
+    assert result.model.backend.name == "nequip"
+
+
+def test_export_runs_in_nequips_own_calculator(model, tmp_path):
+    from nequip.integrations.ase import NequIPCalculator
+    from nequip.model import ModelFromPackage
+
+    path = tmp_path / "model.nequip.zip"
+    model.export(path)
+    atoms, reference = molecule("CH3OH"), molecule("CH3OH")
+    reference.calc = model.calculator()
+    with _nequip_global_state():  # nequip's tools set up global state; keep it from other tests
+        assert list(ModelFromPackage(str(path))["sole_model"].type_names) == ["H", "C", "N", "O"]
+        atoms.calc = NequIPCalculator._from_saved_model(path, chemical_species_to_atom_type_map=True)
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+    np.testing.assert_allclose(energy, reference.get_potential_energy(), rtol=1e-12)
+    np.testing.assert_allclose(forces, reference.get_forces(), atol=1e-10)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("c++") is None, reason="AOTInductor needs a C++ compiler")
+def test_export_compiles_for_nequips_ase_calculator(model, tmp_path):
+    """nequip's documented route: nequip-compile (AOTInductor, about a minute) and the calculator."""
+    from nequip.integrations.ase import NequIPCalculator
+
+    model.export(tmp_path / "model.nequip.zip")
+    command = [sys.executable, "-m", "nequip.scripts.compile", "model.nequip.zip", "model.nequip.pt2"]
+    subprocess.run([*command, "--mode", "aotinductor", "--device", "cpu", "--target", "ase"], cwd=tmp_path, check=True, capture_output=True)
+    atoms, reference = molecule("CH3OH"), molecule("CH3OH")
+    reference.calc = model.calculator()
+    with _nequip_global_state():
+        atoms.calc = NequIPCalculator.from_compiled_model(tmp_path / "model.nequip.pt2", chemical_species_to_atom_type_map=True)
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+    np.testing.assert_allclose(energy, reference.get_potential_energy(), rtol=1e-12)
+    np.testing.assert_allclose(forces, reference.get_forces(), atol=1e-10)
+
+
+def test_export_needs_nequip_package_extension(model, tmp_path):
+    with pytest.raises(ConfigError, match=".nequip.zip"):
+        model.export(tmp_path / "model.zip")
