@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ekd.backend import BackendOptions, Batch
+from ekd.graph import edges_within
 
 __all__ = ["MaceBackend", "MaceOptions"]
 
@@ -89,15 +90,8 @@ class MaceBackend:
         Molecules are not periodic, so shifts and cells are zeros. Pairs that come closer than
         r_max later (during training) are missed, which the smooth cutoff makes harmless.
         """
-        device = batch.numbers.device
         node_attrs = torch.nn.functional.one_hot(torch.searchsorted(model.atomic_numbers, batch.numbers), len(model.atomic_numbers))
-        # every ordered pair (i, j) of atoms of the same conformation, without an A × A matrix
-        counts = batch.sizes[batch.conformation]
-        i = torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
-        first = torch.cumsum(counts, 0) - counts
-        j = batch.ptr[batch.conformation[i]] + torch.arange(len(i), device=device) - first[i]
-        keep = (i != j) & ((batch.positions[i] - batch.positions[j]).norm(dim=-1) < model.r_max)
-        edge_index = torch.stack([j[keep], i[keep]])  # sender, receiver
+        edge_index = edges_within(batch, float(model.r_max)).flip(0)  # MACE: [sender, receiver]
         zeros = batch.positions.new_zeros
         return {
             "node_attrs": node_attrs.to(batch.positions.dtype),

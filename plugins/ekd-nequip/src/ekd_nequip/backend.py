@@ -21,6 +21,7 @@ from ase.data import atomic_numbers, chemical_symbols
 
 from ekd.backend import BackendOptions, Batch
 from ekd.errors import ConfigError
+from ekd.graph import edges_within
 
 __all__ = ["NequipBackend", "NequipOptions"]
 
@@ -96,7 +97,7 @@ class NequipBackend:
         table[[atomic_numbers[name] for name in model.type_names]] = torch.arange(len(model.type_names), device=table.device)
         return {
             AtomicDataDict.ATOM_TYPE_KEY: table[batch.numbers],
-            AtomicDataDict.EDGE_INDEX_KEY: _edges_within(batch, float(model.metadata["r_max"])),
+            AtomicDataDict.EDGE_INDEX_KEY: edges_within(batch, float(model.metadata["r_max"])),
             AtomicDataDict.BATCH_KEY: batch.conformation,
             AtomicDataDict.NUM_NODES_KEY: batch.sizes,
         }
@@ -159,19 +160,6 @@ class NequipBackend:
         data[AtomicDataDict.CELL_KEY] = 1e5 * torch.eye(3, dtype=torch.float64)[None]
         data[AtomicDataDict.EDGE_CELL_SHIFT_KEY] = torch.zeros(data[AtomicDataDict.EDGE_INDEX_KEY].shape[1], 3, dtype=torch.float64)
         return data
-
-
-def _edges_within(batch: Batch, r_max: float) -> torch.Tensor:
-    """(2, E) [centre, neighbour] indices of all ordered pairs of distinct atoms of the same
-    conformation closer than ``r_max`` (Å)."""
-    count = batch.sizes[batch.conformation]  # (A,) atoms in each atom's conformation
-    centre = torch.repeat_interleave(torch.arange(len(count), device=count.device), count)
-    # each centre is paired with every atom of its conformation: offsets 0..n-1 from its first atom
-    start = torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
-    neighbour = batch.ptr[batch.conformation[centre]] + torch.arange(len(centre), device=count.device) - start
-    distance = (batch.positions[neighbour] - batch.positions[centre]).detach().norm(dim=-1)
-    keep = (centre != neighbour) & (distance < r_max)
-    return torch.stack([centre[keep], neighbour[keep]])
 
 
 @contextlib.contextmanager
