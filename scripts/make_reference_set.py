@@ -267,7 +267,8 @@ def check_ani1(n: int, path: Path) -> None:
         ours = np.array(
             [
                 pyscf_energy_forces(
-                    Atoms(numbers=frames.numbers[i]).get_chemical_symbols(), frames.positions[i]
+                    Atoms(numbers=frames.numbers[frames.atoms_of(i)]).get_chemical_symbols(),
+                    frames.positions[frames.atoms_of(i)],
                 )[0]
                 for i in pick
             ]
