@@ -4,6 +4,8 @@ from ekd.hookspecs import hookimpl, hookspec
 
 from importlib import metadata as _metadata
 
+__all__ = ["hookimpl", "hookspec", "__version__"]
+
 try:
     __version__ = _metadata.version("ekd")
 except _metadata.PackageNotFoundError:  # running from a source tree that is not installed

@@ -244,7 +244,7 @@ def run_command(baseline, **kwargs) -> None:
     """teach -> label -> student (-> baseline) -> evaluate, with report.md in the run directory."""
     from ekd.pipeline import run
 
-    report = run(kwargs["out"], _run_config(**kwargs, **{"student.baseline": baseline}))
+    run(kwargs["out"], _run_config(**kwargs, **{"student.baseline": baseline}))
     out = Path(kwargs["out"])
     click.echo((out / "report.md").read_text().split("\n## ")[0].strip())
     click.echo(f"report: {out / 'report.md'} (JSON: {out / 'report.json'})")

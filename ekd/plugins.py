@@ -11,10 +11,15 @@ import functools
 import os
 from importlib import metadata
 
+from typing import TYPE_CHECKING
+
 import pluggy
 
 from ekd import hookspecs
 from ekd.errors import BackendError, PluginError
+
+if TYPE_CHECKING:  # ekd.backend imports torch; plugin discovery itself does not need it
+    from ekd.backend import Backend
 
 __all__ = ["plugin_manager", "backends", "get_backend", "register_backend", "plugin_failures", "backend_infos"]
 

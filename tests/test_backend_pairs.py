@@ -44,7 +44,7 @@ def tiny_config(data_path, teachers, student):
 @pytest.mark.parametrize("teacher, student", list(itertools.product(FIRST_PARTY, repeat=2)))
 def test_teacher_student_pair_runs_end_to_end(tmp_path, data_path, teacher, student):
     report = pipeline.run(tmp_path, tiny_config(data_path, f"{teacher}:1", student), show_progress=False)
-    scores = report["models"][f"student seed-200"]["held-out test"]
+    scores = report["models"]["student seed-200"]["held-out test"]
     assert np.isfinite(scores["force_mae"]) and np.isfinite(scores["energy_mae"])
 
 

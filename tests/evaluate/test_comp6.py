@@ -1,6 +1,5 @@
 """COMP6 metrics against hand-computed values and on the real S66x8 file."""
 
-import dataclasses
 
 import numpy as np
 import pytest
