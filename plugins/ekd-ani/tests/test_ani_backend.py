@@ -37,3 +37,15 @@ def test_export_runs_in_torchanis_own_calculator(tmp_path):
     reference.calc = mine
     np.testing.assert_allclose(atoms.get_potential_energy(), reference.get_potential_energy(), rtol=1e-10)
     np.testing.assert_allclose(atoms.get_forces(), reference.get_forces(), atol=1e-8)
+
+
+def test_every_variation_of_the_diversity_recipe_builds_and_differs():
+    from ekd.plugins import get_backend
+
+    frames = test_molecules().subset([4])
+    backend = get_backend("ani")
+    energies = []
+    for variation in backend.variations:
+        model = Model.build("ani", [1, 6, 7, 8], options={**backend.tiny, **variation}, dtype=torch.float64, device="cpu")
+        energies.append(model.predict(frames, forces=False).energy[0])
+    assert len(set(np.round(energies, 10))) == len(backend.variations)

@@ -73,7 +73,7 @@ class AniBackend:
                 num_sections=options.angle_sections,
             ),
         )
-        activation = torch.nn.CELU(0.1) if options.activation == "celu" else options.activation
+        activation = {"celu": torch.nn.CELU(0.1), "gelu": torch.nn.GELU(), "tanh": torch.nn.Tanh(), "silu": torch.nn.SiLU()}[options.activation]
         assembler.set_atomic_networks(
             cls=ANINetworks,
             ctor="build",
