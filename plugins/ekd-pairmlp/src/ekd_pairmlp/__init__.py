@@ -66,7 +66,8 @@ class PairMLPBackend:
         return PairMLP(options, species, reference_energies)
 
     def convert(self, model, batch: Batch):
-        # all pairs i < j within each conformation: computed once per batch, cached by ekd
+        # all pairs i < j within each conformation, computed once per batch and cached by ekd;
+        # the mask is (atoms × atoms) of the batch: fine for the small molecules this example is for
         same = batch.conformation[:, None] == batch.conformation[None, :]
         i, j = torch.triu_indices(len(batch.numbers), len(batch.numbers), offset=1, device=batch.numbers.device)
         keep = same[i, j]
