@@ -137,6 +137,7 @@ def backends_command(as_json) -> None:
         return
     if not rows:
         click.echo("no backends installed (install a plugin, e.g. ./install.sh core ani)")
+        return
     header = ("name", "version", "package", "elements")
     widths = [max(len(h), *(len(str(r[h])) for r in rows)) if rows else len(h) for h in header]
     for line in [dict(zip(header, header))] + rows:
