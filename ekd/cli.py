@@ -135,13 +135,13 @@ def backends_command(as_json) -> None:
     if as_json:
         click.echo(json.dumps({"backends": rows, "failed_plugins": failures}, indent=2))
         return
-    if not rows:
-        click.echo("no backends installed (install a plugin, e.g. ./install.sh core ani)")
-        return
     header = ("name", "version", "package", "elements")
-    widths = [max(len(h), *(len(str(r[h])) for r in rows)) if rows else len(h) for h in header]
-    for line in [dict(zip(header, header))] + rows:
-        click.echo("  ".join(f"{str(line[h]):<{w}}" for h, w in zip(header, widths)).rstrip())
+    if rows:
+        widths = [max(len(h), *(len(str(r[h])) for r in rows)) for h in header]
+        for line in [dict(zip(header, header))] + rows:
+            click.echo("  ".join(f"{str(line[h]):<{w}}" for h, w in zip(header, widths)).rstrip())
+    else:
+        click.echo("no backends installed (install a plugin, e.g. ./install.sh core ani)")
     for plugin, error in failures.items():
         click.echo(f"plugin {plugin} failed to load: {error}", err=True)
 
