@@ -28,7 +28,6 @@ class Ensemble:
     """Models whose mean prediction is the ensemble's (eV, eV/Å)."""
 
     models: list[Model]
-    names: list[str]
 
     def predict(self, frames: Frames, forces: bool = True, batch_size: int = 256) -> EnsemblePrediction:
         members = [model.predict(frames, forces=forces, batch_size=batch_size) for model in self.models]
@@ -56,4 +55,4 @@ def load_predictor(path: str | os.PathLike, device: str = "auto") -> Model | Ens
     members = sorted(p for p in path.glob("*/model.pt")) if path.is_dir() else []
     if not members:
         raise DataError(f"{path}: no model.pt in it or in its sub-directories")
-    return Ensemble([Model.load(p, device=device) for p in members], [p.parent.name for p in members])
+    return Ensemble([Model.load(p, device=device) for p in members])

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import os
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 import pydantic
@@ -161,11 +161,6 @@ class Model:
         finally:
             self.module.train(was_training)
         return Prediction(np.concatenate(energies), np.concatenate(all_forces) if forces else None)
-
-    def batches(self, frames: Frames, batch_size: int) -> Iterator[Batch]:
-        """Converted batches of ``frames`` in order (for caching by the trainer)."""
-        for part in frames.batches(batch_size):
-            yield self.batch(part)
 
     # persistence ----------------------------------------------------------------------------
     def state(self) -> dict:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from importlib import metadata
 
-__all__ = ["sha256_file", "package_versions", "frames_fingerprint"]
+__all__ = ["sha256_file", "package_versions", "frames_fingerprint", "config_hash"]
 
 _TRACKED_PACKAGES = ("ekd", "numpy", "h5py", "ase", "torch", "torchani", "mace-torch", "nequip", "e3nn")
 
@@ -32,9 +33,17 @@ def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 def frames_fingerprint(frames) -> str:
-    """sha256 of the arrays of an :class:`ekd.data.Frames` (what a model was trained on)."""
+    """sha256 of the arrays of an :class:`ekd.data.Frames` (what a model was trained on),
+    per-atom extras such as force weights included."""
     digest = hashlib.sha256()
-    for array in (frames.numbers, frames.positions, frames.ptr, frames.energy, frames.forces):
+    extras = [frames.atom_data[key] for key in sorted(frames.atom_data)]
+    for array in (frames.numbers, frames.positions, frames.ptr, frames.energy, frames.forces, *extras):
         if array is not None:
             digest.update(array.tobytes())
+    digest.update(" ".join(sorted(frames.atom_data)).encode())
     return digest.hexdigest()
+
+
+def config_hash(*parts) -> str:
+    """Stable sha256 of JSON-serialisable parts (what an output depends on)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

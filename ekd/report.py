@@ -28,7 +28,7 @@ def _models(run_dir: Path) -> dict[str, object]:
     teachers = {f"teacher {p.parent.name}": Model.load(p) for p in sorted(run_dir.glob("teachers/*/model.pt"))}
     models: dict[str, object] = dict(teachers)
     if teachers:
-        models["teacher ensemble"] = Ensemble(list(teachers.values()), list(teachers))
+        models["teacher ensemble"] = Ensemble(list(teachers.values()))
     for role in ("students", "baselines"):
         for path in sorted(run_dir.glob(f"{role}/*/model.pt")):
             models[f"{role[:-1]} {path.parent.name}"] = Model.load(path)

@@ -7,8 +7,6 @@ CLI flags override YAML; the effective config is saved as ``RUN_DIR/config.yaml`
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +15,7 @@ import pydantic
 from ekd.config import load_yaml, validate
 from ekd.data import ReadOptions
 from ekd.errors import ConfigError
+from ekd.provenance import config_hash
 from ekd.train import TrainConfig
 
 __all__ = ["RunConfig", "TeacherMember", "parse_teacher_spec", "config_hash"]
@@ -137,8 +136,3 @@ def parse_teacher_spec(section: TeacherSection) -> list[TeacherMember]:
             options = {**section.options.get(backend, {}), **(variations[k % len(variations)] if variations else {})}
             members.append(TeacherMember(index, backend, options, section.seed + index))
     return members
-
-
-def config_hash(*parts) -> str:
-    """Stable sha256 of JSON-serialisable parts (what a stage's output depends on)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

@@ -50,10 +50,6 @@ class Stage:
         spent = (self.record() or {}).get("seconds", 0.0) + time.perf_counter() - self._started
         self._write({"hash": self.digest, "status": "done", "seconds": round(spent, 2), **extra})
 
-    @property
-    def seconds(self) -> float:
-        return (self.record() or {}).get("seconds", 0.0)
-
     def _write(self, record: dict) -> None:
         with atomic_path(self.record_path) as tmp:
             tmp.write_text(json.dumps(record, indent=2))

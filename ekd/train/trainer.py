@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -28,7 +27,7 @@ from ekd.data import Frames
 from ekd.errors import ConfigError, DataError
 from ekd.model import Model
 from ekd.progress import progress_bar
-from ekd.provenance import frames_fingerprint
+from ekd.provenance import config_hash, frames_fingerprint
 from ekd.train.config import TrainConfig
 from ekd.train.loss import ekd_loss
 from ekd.train.reference import fit_reference_energies
@@ -49,16 +48,8 @@ class TrainResult:
 
 
 def _run_fingerprint(backend: str, options: dict, config: TrainConfig, train_frames: Frames, val_frames: Frames) -> str:
-    import hashlib
-
-    record = {
-        "backend": backend,
-        "options": options,
-        "config": config.model_dump(exclude={"epochs", "device"}),
-        "train": frames_fingerprint(train_frames),
-        "val": frames_fingerprint(val_frames),
-    }
-    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+    """What a checkpoint must match to be resumed (the epoch bound and device may change)."""
+    return config_hash(backend, options, config.model_dump(exclude={"epochs", "device"}), frames_fingerprint(train_frames), frames_fingerprint(val_frames))
 
 
 def train(
@@ -126,9 +117,11 @@ def train(
         scheduler.load_state_dict(saved["scheduler"])
         state = saved["state"]
 
+    stopped_early = state["bad_epochs"] >= config.early_stopping
+    finished = stopped_early or state["epoch"] >= config.epochs
     # conversion (padding, graphs, ...) happens once; epochs reuse the cached batches
-    train_batches = [model.batch(part) for part in train_frames.batches(config.batch_size, shuffle=True, seed=config.seed)]
-    val_batches = [model.batch(part) for part in val_frames.batches(max(config.batch_size, 256))]
+    train_batches = [] if finished else [model.batch(p) for p in train_frames.batches(config.batch_size, shuffle=True, seed=config.seed)]
+    val_batches = [] if finished else [model.batch(p) for p in val_frames.batches(max(config.batch_size, 256))]
 
     def validation_loss() -> float:
         ema.module.eval()
@@ -142,7 +135,6 @@ def train(
         return total / count
 
     started = time.perf_counter()
-    stopped_early = state["bad_epochs"] >= config.early_stopping
     with progress_bar(f"train {model.backend.name}", config.epochs, enabled=show_progress) as bar:
         bar.advance(state["epoch"])
         while state["epoch"] < config.epochs and not stopped_early:

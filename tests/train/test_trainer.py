@@ -113,3 +113,13 @@ def test_killed_cli_run_resumes_to_the_same_weights(tmp_path):
     assert 3 <= finished < 25, f"kill landed after {finished} epochs"
     subprocess.run(command + ["--out", str(tmp_path / "killed")], check=True, capture_output=True)
     assert_same_weights(weights(tmp_path / "straight/model.pt"), weights(tmp_path / "killed/model.pt"))
+
+
+def test_resume_refuses_other_per_atom_force_weights(tmp_path):
+    data = labelled_molecules(8)
+    parts = data.subset(range(0, 40, 2)), data.subset(range(1, 40, 2))
+    config = CONFIG.model_copy(update={"epochs": 1, "force_weight": 0.1})
+    train("pairmlp", *parts, tmp_path, config, show_progress=False)
+    weighted = [p.with_forces(p.forces, force_weight=np.linspace(0.5, 1.5, p.n_atoms)) for p in parts]
+    with pytest.raises(ConfigError, match="holds a training run with other"):
+        train("pairmlp", *weighted, tmp_path, config, show_progress=False)
