@@ -185,13 +185,14 @@ def run_options(command):
         click.option("--teacher", "teacher_spec", help="Teachers: backend[:count][,backend[:count]...], e.g. ani:4,mace:2."),
         click.option("--student", "student_backend", help="Student backend name."),
         click.option("--epochs", type=int, help="Maximum epochs of every model (overrides train.epochs)."),
+        click.option("--jobs", type=click.IntRange(min=1), help="Trainings side by side (default: one per CPU core)."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _run_config(out, config_path, data_path, teacher_spec, student_backend, epochs, **extra):
+def _run_config(out, config_path, data_path, teacher_spec, student_backend, epochs, jobs, **extra):
     from ekd.pipeline import load_run_config
 
     overrides = {
@@ -199,6 +200,7 @@ def _run_config(out, config_path, data_path, teacher_spec, student_backend, epoc
         "teachers.spec": teacher_spec,
         "student.backend": student_backend,
         "train.epochs": epochs,
+        "jobs": jobs,
         **extra,
     }
     return load_run_config(out, config_path, overrides)

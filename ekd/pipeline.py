@@ -25,6 +25,7 @@ from ekd.data import (
 from ekd.errors import ConfigError, DataError
 from ekd.evaluate import evaluate
 from ekd.model import Model
+from ekd.parallel import TrainJob, run_jobs
 from ekd.plugins import get_backend
 from ekd.progress import progress_bar
 from ekd.provenance import frames_fingerprint, package_versions, sha256_file
@@ -163,24 +164,25 @@ def teach(run_dir: str | os.PathLike, config: RunConfig, member: int | None = No
     members = parse_teacher_spec(config.teachers)
     if member is not None and not 0 <= member < len(members):
         raise ConfigError(f"--member {member}: the ensemble has members 0..{len(members) - 1}")
+    jobs = _teacher_jobs(run_dir, config, members if member is None else [members[member]])
+    run_jobs(jobs, config.jobs, show_progress, "teach")
+    return [job.stage.directory for job in jobs]
+
+
+def _teacher_jobs(run_dir: Path, config: RunConfig, members: list[TeacherMember]) -> list[TrainJob]:
     frames, (train_part, val_part, _) = run_data(config)
     train_part, val_part = train_part.without_forces(), val_part.without_forces()
-    directories = []
-    for m in members if member is None else [members[member]]:
+    jobs = []
+    for m in members:
         train_config = config.train_config("teachers", seed=m.seed)
         subset = train_part
         if config.teachers.subset_fraction < 1:
             keep = np.random.default_rng(m.seed).permutation(len(train_part))[: max(1, round(config.teachers.subset_fraction * len(train_part)))]
             subset = train_part.subset(np.sort(keep))
         stage = Stage(run_dir / "teachers" / m.name, config_hash("teacher", dataclasses.asdict(m), train_config.model_dump(), frames_fingerprint(subset), frames_fingerprint(val_part)))
-        directories.append(stage.directory)
-        if stage.done:
-            continue
-        stage.start()
         info = {"role": "teacher", "member": dataclasses.asdict(m), "data_sha256": frames.metadata.get("sha256")}
-        train(m.backend, subset, val_part, stage.directory, train_config, m.options, info=info, show_progress=show_progress)
-        stage.finish()
-    return directories
+        jobs.append(TrainJob(stage, m.backend, subset, val_part, train_config, m.options, info))
+    return jobs
 
 
 def _teacher_stages(run_dir: Path, config: RunConfig) -> list[tuple[TeacherMember, Stage]]:
@@ -239,7 +241,12 @@ def check_labels_match(labels: Frames, frames: Frames) -> None:
 def student(run_dir: str | os.PathLike, config: RunConfig, show_progress: bool = True, baseline: bool = False) -> list[Path]:
     """Train the students on reference energies + teacher-mean forces (or, with ``baseline``,
     the energy-only controls), one per seed; returns their directories."""
-    run_dir = Path(run_dir)
+    jobs = _student_jobs(Path(run_dir), config, baseline)
+    run_jobs(jobs, config.jobs, show_progress, "baseline" if baseline else "student")
+    return [job.stage.directory for job in jobs]
+
+
+def _student_jobs(run_dir: Path, config: RunConfig, baseline: bool) -> list[TrainJob]:
     frames, (train_part, val_part, _) = run_data(config)
     role = "baseline" if baseline else "student"
     if baseline:
@@ -253,19 +260,14 @@ def student(run_dir: str | os.PathLike, config: RunConfig, show_progress: bool =
         if config.student.weighting == "inverse_spread":
             labels = labels.with_forces(labels.forces, force_weight=inverse_spread_weights(labels.atom_data["force_spread"]))
         parts, upstream = split_data(labels, config)[:2], sha256_file(labels_path)
-    directories = []
+    jobs = []
     for k in range(config.student.seeds):
         seed = config.student.seed + k
         train_config = config.train_config(role, seed=seed)
         stage = Stage(run_dir / f"{role}s" / f"seed-{seed}", config_hash(role, config.student.backend, config.student.options, None if baseline else config.student.weighting, train_config.model_dump(), upstream))
-        directories.append(stage.directory)
-        if stage.done:
-            continue
-        stage.start()
         info = {"role": role, "seed": seed, "data_sha256": frames.metadata.get("sha256")}
-        train(config.student.backend, *parts, stage.directory, train_config, config.student.options, info=info, show_progress=show_progress)
-        stage.finish()
-    return directories
+        jobs.append(TrainJob(stage, config.student.backend, *parts, train_config, config.student.options, info))
+    return jobs
 
 
 def default_eval_files(config: RunConfig) -> list[Path]:
@@ -285,7 +287,8 @@ def run(run_dir: str | os.PathLike, config: RunConfig, show_progress: bool = Tru
         get_backend(m.backend if m else config.student.backend)  # unknown names fail before any work
     teach(run_dir, config, show_progress=show_progress)
     label(run_dir, config, show_progress=show_progress)
-    student(run_dir, config, show_progress=show_progress)
+    jobs = _student_jobs(run_dir, config, baseline=False)
     if config.student.baseline:
-        student(run_dir, config, show_progress=show_progress, baseline=True)
+        jobs += _student_jobs(run_dir, config, baseline=True)
+    run_jobs(jobs, config.jobs, show_progress, "students and baselines" if config.student.baseline else "students")
     return write_report(run_dir, config)

@@ -77,6 +77,7 @@ class RunConfig(pydantic.BaseModel):
     student: StudentSection = StudentSection()
     evaluate: EvaluateSection = EvaluateSection()
     train: dict = {}  # TrainConfig fields shared by every model (sections above override)
+    jobs: int | None = pydantic.Field(None, ge=1, description="trainings run side by side; None: one per CPU core")
 
     @classmethod
     def load(cls, path: str | Path | None = None, overrides: dict | None = None) -> "RunConfig":

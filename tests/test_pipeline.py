@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+import ekd.parallel as parallel
 import ekd.pipeline as pipeline
 from ekd.data import Frames, write
 from ekd.errors import ConfigError, DataError
@@ -34,6 +35,7 @@ def config_for(data_path, weighting="none"):
             "student.weighting": weighting,
             "train": {"epochs": 3, "batch_size": 8, "dtype": "float64", "device": "cpu"},
             "evaluate.files": [],
+            "jobs": 1,
         },
     )
 
@@ -72,7 +74,7 @@ def test_rerun_skips_finished_stages_and_config_changes_redo_only_dependents(tmp
 
 def test_interrupted_run_finishes_with_the_same_report(tmp_path, data_path, monkeypatch):
     pipeline.run(tmp_path / "straight", config_for(data_path), show_progress=False)
-    real_train = pipeline.train
+    real_train = parallel.train
     calls = []
 
     def interrupt_first_student(backend, *args, info=None, **kwargs):
@@ -81,14 +83,30 @@ def test_interrupted_run_finishes_with_the_same_report(tmp_path, data_path, monk
             kwargs["on_epoch_end"] = lambda epoch, row: (_ for _ in ()).throw(KeyboardInterrupt) if epoch == 2 else None
         return real_train(backend, *args, info=info, **kwargs)
 
-    monkeypatch.setattr(pipeline, "train", interrupt_first_student)
+    monkeypatch.setattr(parallel, "train", interrupt_first_student)
     with pytest.raises(KeyboardInterrupt):
         pipeline.run(tmp_path / "resumed", config_for(data_path), show_progress=False)
     teachers_before = {k: v for k, v in mtimes(tmp_path / "resumed").items() if k.startswith("teachers")}
-    monkeypatch.setattr(pipeline, "train", real_train)
+    monkeypatch.setattr(parallel, "train", real_train)
     pipeline.run(tmp_path / "resumed", config_for(data_path), show_progress=False)
     assert {k: v for k, v in mtimes(tmp_path / "resumed").items() if k.startswith("teachers")} == teachers_before
     assert metrics(tmp_path / "resumed") == metrics(tmp_path / "straight")
+
+
+def test_parallel_trainings_match_serial_ones(tmp_path, data_path):
+    serial = config_for(data_path)
+    parallel_config = serial.model_copy(update={"jobs": 2})
+    pipeline.teach(tmp_path / "serial", serial, show_progress=False)
+    directories = pipeline.teach(tmp_path / "parallel", parallel_config, show_progress=False)
+    frames, _ = pipeline.run_data(serial)
+    for directory in directories:
+        alone = pipeline.Model.load(tmp_path / "serial/teachers" / directory.name / "model.pt").predict(frames)
+        side_by_side = pipeline.Model.load(directory / "model.pt").predict(frames)
+        np.testing.assert_allclose(side_by_side.energy, alone.energy, rtol=0, atol=1e-8)
+        np.testing.assert_allclose(side_by_side.forces, alone.forces, rtol=0, atol=1e-8)
+    before = mtimes(tmp_path / "parallel")
+    pipeline.teach(tmp_path / "parallel", parallel_config, show_progress=False)
+    assert mtimes(tmp_path / "parallel") == before  # finished members are not started again
 
 
 def test_single_member_and_missing_teachers(tmp_path, data_path):

@@ -12,6 +12,7 @@ finished epoch and ends with the same weights as an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import time
@@ -20,7 +21,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ekd._io import atomic_path
 from ekd.data import Frames
@@ -96,7 +96,7 @@ def train(
     model.info = {**(info or {}), "train_config": config.model_dump()}
     fingerprint = _run_fingerprint(model.backend.name, model.options.model_dump(mode="json"), config, train_frames, val_frames)
 
-    ema = AveragedModel(model.module, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    ema = _Ema(model.module, config.ema_decay)
     optimizer = torch.optim.AdamW(model.module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
@@ -124,11 +124,11 @@ def train(
     val_batches = [] if finished else [model.batch(p) for p in val_frames.batches(max(config.batch_size, 256))]
 
     def validation_loss() -> float:
-        ema.module.eval()
+        model.module.eval()
         total, count = 0.0, 0
         for batch in val_batches:
             with torch.set_grad_enabled(training_on_forces):
-                energy, forces = _evaluate(model, ema.module, batch, training_on_forces, create_graph=False)
+                energy, forces = model.energy_and_forces(batch, training_on_forces, create_graph=False)
             loss, _ = ekd_loss(energy, forces, batch, config.energy_weight, config.force_weight)
             total += float(loss.detach()) * batch.n_conformations
             count += batch.n_conformations
@@ -145,21 +145,23 @@ def train(
             train_loss, n_seen = 0.0, 0
             for i in order:
                 batch = train_batches[i]
-                energy, forces = _evaluate(model, model.module, batch, training_on_forces, create_graph=True)
+                energy, forces = model.energy_and_forces(batch, training_on_forces, create_graph=True)
                 loss, _ = ekd_loss(energy, forces, batch, config.energy_weight, config.force_weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.module.parameters(), config.clip_grad)
                 optimizer.step()
-                ema.update_parameters(model.module)
+                ema.update()
                 train_loss += float(loss.detach()) * batch.n_conformations
                 n_seen += batch.n_conformations
-            val_loss = validation_loss()
+            with ema.applied():
+                val_loss = validation_loss()
             scheduler.step(val_loss)
             improved = val_loss < state["best_val"]
             if improved:
                 state.update(best_val=val_loss, best_epoch=epoch, bad_epochs=0)
-                dataclasses.replace(model, module=ema.module).save(out_dir / "model.pt")
+                with ema.applied():
+                    model.save(out_dir / "model.pt")
             else:
                 state["bad_epochs"] += 1
             row = {
@@ -182,9 +184,41 @@ def train(
     return TrainResult(best, state["best_epoch"], state["best_val"], state["epoch"], stopped_early, time.perf_counter() - started)
 
 
-def _evaluate(model: Model, module: torch.nn.Module, batch, forces: bool, create_graph: bool):
-    """Energies (and forces only when training on them) of ``module`` (the live or EMA weights)."""
-    return dataclasses.replace(model, module=module).energy_and_forces(batch, forces, create_graph=create_graph)
+class _Ema:
+    """Exponential moving average of a module's parameters (the weights that are validated and saved).
+
+    Kept as plain tensors rather than a deep copy of the module: copies of e3nn's compiled
+    tensor products can hold buffers the original lacks.
+    """
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.parameters, self.decay = list(module.parameters()), decay
+        self.average = [p.detach().clone() for p in self.parameters]
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        weight = 1.0 if self.updates == 0 else 1 - self.decay
+        torch._foreach_lerp_(self.average, [p.detach() for p in self.parameters], weight)
+        self.updates += 1
+
+    @contextlib.contextmanager
+    @torch.no_grad()
+    def applied(self):
+        """The module holds the averaged weights inside the block, its own ones after."""
+        live = [p.detach().clone() for p in self.parameters]
+        torch._foreach_copy_(self.parameters, self.average)
+        try:
+            yield
+        finally:
+            torch._foreach_copy_(self.parameters, live)
+
+    def state_dict(self) -> dict:
+        return {"average": self.average, "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        torch._foreach_copy_(self.average, state["average"])
+        self.updates = state["updates"]
 
 
 def _save_checkpoint(path: Path, fingerprint: str, model: Model, ema, optimizer, scheduler, state: dict) -> None:

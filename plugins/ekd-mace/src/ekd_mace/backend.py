@@ -57,6 +57,9 @@ class MaceBackend:
         "avg_num_neighbors": 4.0,
     }
     elements = None  # one-hot node attributes: any element; reference energies come from ekd
+    #: diverse ensemble members (cycled): different cutoff radii, as in the ANI recipe, where
+    #: members that differ in their cutoffs beat members that differ by seed only
+    variations = ({}, {"r_max": 4.5}, {"r_max": 5.5}, {"r_max": 6.0})
 
     def build(self, options: MaceOptions, species: list[int], reference_energies: dict[int, float]) -> torch.nn.Module:
         from e3nn import o3

@@ -59,6 +59,9 @@ class NequipBackend:
     Options = NequipOptions
     tiny = {"num_layers": 2, "num_features": 4, "num_bessels": 4, "radial_mlp_width": 8}
     elements = None  # any element; reference energies come from ekd
+    #: diverse ensemble members (cycled): different cutoff radii, as in the ANI recipe, where
+    #: members that differ in their cutoffs beat members that differ by seed only
+    variations = ({}, {"r_max": 4.5}, {"r_max": 5.5}, {"r_max": 6.0})
 
     def build(self, options: NequipOptions, species: list[int], reference_energies: dict[int, float]) -> torch.nn.Module:
         from nequip.model import NequIPGNNModel
