@@ -33,6 +33,7 @@ class AniOptions(BackendOptions):
     angular_start: float = 0.9
     cutoff_fn: Literal["cosine", "smooth"] = "cosine"
     hidden: tuple[int, ...] = (160, 128, 96)
+    element_hidden: dict[str, tuple[int, ...]] = {}  # per-element sizes, e.g. {"C": [144, 112, 96]}
     activation: Literal["celu", "gelu", "tanh", "silu"] = "celu"
 
 
@@ -78,7 +79,7 @@ class AniBackend:
         assembler.set_atomic_networks(
             cls=ANINetworks,
             ctor="build",
-            kwargs={"dims": {}, "default_dims": tuple(options.hidden), "activation": activation, "bias": True},
+            kwargs={"dims": {s: tuple(d) for s, d in options.element_hidden.items() if s in symbols}, "default_dims": tuple(options.hidden), "activation": activation, "bias": True},
         )
         assembler.set_neighborlist("all_pairs")
         assembler.set_self_energies({chemical_symbols[z]: e / units.Hartree for z, e in reference_energies.items()})
