@@ -80,6 +80,16 @@ def test_energy_only_training_runs(data, tmp_path):
     assert np.isfinite(result.model.predict(val_frames).energy).all()
 
 
+def test_training_with_l3_correlation3_layers(data, tmp_path):
+    """l_max 3 with 32 channels: deep copies of its compiled tensor products hold extra buffers,
+    which broke the EMA when it was a deep copy of the module."""
+    train_frames, val_frames = data
+    options = {**MaceBackend.tiny, "max_ell": 3, "correlation": 3, "hidden_irreps": "32x0e + 32x1o"}
+    config = TrainConfig(epochs=2, batch_size=8, dtype="float64", device="cpu")
+    result = train("mace", train_frames, val_frames, tmp_path, config, options, show_progress=False)
+    assert result.epochs_run == 2 and np.isfinite(result.best_val_loss)
+
+
 def test_graphs_are_converted_once_per_batch(data, tmp_path, monkeypatch):
     train_frames, val_frames = data
     converted = []
