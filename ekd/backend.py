@@ -116,3 +116,6 @@ class Backend(Protocol):
 
     # Optional: ``export(self, module, path)`` writes the module in the backend's native format,
     # so the model runs in that library's own tools (``ekd export``).
+    # Optional: ``pretrained(self, path, dtype, device) -> list[Model]`` loads a published
+    # ensemble as frozen models (teacher spec ``<name>-pretrained:PATH``); each model's
+    # ``info["pretrained"]`` records its source, ``level_of_theory`` and file hashes.

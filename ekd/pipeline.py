@@ -22,6 +22,7 @@ from ekd.data import (
     read_labels,
     write_labels,
 )
+from ekd.ensemble import load_pretrained
 from ekd.errors import ConfigError, DataError
 from ekd.evaluate import evaluate
 from ekd.model import Model
@@ -133,9 +134,27 @@ def run_data(config: RunConfig) -> tuple[Frames, list[Frames]]:
     """The run's dataset and its (train, validation, test) split."""
     path = Path(config.data.path) if config.data.path else DEFAULT_DATASET
     frames = read(path, config.data)
-    if frames.energy is None:
-        raise DataError(f"{path}: no reference energies to distil from")
+    if frames.energy is None and config.student.energy_labels == "reference":
+        raise DataError(f"{path}: no reference energies (student.energy_labels: teachers labels energies too)")
     return frames, split_data(frames, config)
+
+
+def energy_labels(config: RunConfig, frames: Frames) -> str:
+    """Where the student's energies come from: ``reference`` (the data) or ``teachers``."""
+    if config.student.energy_labels == "auto":
+        return "reference" if frames.energy is not None else "teachers"
+    return config.student.energy_labels
+
+
+def labelled_data(run_dir: Path, config: RunConfig, frames: Frames) -> list[Frames]:
+    """The labels file's (train, validation, test) split: teacher-mean forces, and energies
+    from the data or (``energy_labels`` teachers) from the teacher ensemble."""
+    labels_path = run_dir / "labels.h5"
+    if not labels_path.is_file():
+        raise ConfigError(f"{labels_path} does not exist: run 'ekd label --out {run_dir}' first")
+    labels = read_labels(labels_path, energies=energy_labels(config, frames))
+    check_labels_match(labels, frames)
+    return split_data(labels, config)
 
 
 def split_data(frames: Frames, config: RunConfig) -> list[Frames]:
@@ -164,9 +183,30 @@ def teach(run_dir: str | os.PathLike, config: RunConfig, member: int | None = No
     members = parse_teacher_spec(config.teachers)
     if member is not None and not 0 <= member < len(members):
         raise ConfigError(f"--member {member}: the ensemble has members 0..{len(members) - 1}")
-    jobs = _teacher_jobs(run_dir, config, members if member is None else [members[member]])
+    members = members if member is None else [members[member]]
+    frames, _ = run_data(config)
+    if frames.energy is None and not all(m.pretrained for m in members):
+        raise DataError(f"{frames.metadata.get('source')}: no reference energies to train teachers on; use pretrained teachers (ani-pretrained:PATH)")
+    published = {(m.backend, m.pretrained): None for m in members if m.pretrained}
+    for backend, path in published:
+        published[backend, path] = load_pretrained(backend, path, device="cpu")
+    installed = [_install_pretrained(run_dir, m, published[m.backend, m.pretrained][m.pretrained_member], frames) for m in members if m.pretrained]
+    jobs = _teacher_jobs(run_dir, config, [m for m in members if not m.pretrained])
     run_jobs(jobs, config.jobs, show_progress, "teach")
-    return [job.stage.directory for job in jobs]
+    return installed + [job.stage.directory for job in jobs]
+
+
+def _install_pretrained(run_dir: Path, member: TeacherMember, model: Model, frames: Frames) -> Path:
+    """Save a published ensemble member as the teacher's ``model.pt`` (nothing is trained)."""
+    source = model.info["pretrained"]
+    frames.check_elements(model.species, f"the pretrained teacher {source.get('name', member.pretrained)} ({member.pretrained})")
+    stage = Stage(run_dir / "teachers" / member.name, config_hash("pretrained", dataclasses.asdict(member), source))
+    if not stage.done:
+        stage.start()
+        model.info = {"role": "teacher", "member": dataclasses.asdict(member), "pretrained": source}
+        model.save(stage.directory / "model.pt")
+        stage.finish()
+    return stage.directory
 
 
 def _teacher_jobs(run_dir: Path, config: RunConfig, members: list[TeacherMember]) -> list[TrainJob]:
@@ -180,7 +220,7 @@ def _teacher_jobs(run_dir: Path, config: RunConfig, members: list[TeacherMember]
             keep = np.random.default_rng(m.seed).permutation(len(train_part))[: max(1, round(config.teachers.subset_fraction * len(train_part)))]
             subset = train_part.subset(np.sort(keep))
         stage = Stage(run_dir / "teachers" / m.name, config_hash("teacher", dataclasses.asdict(m), train_config.model_dump(), frames_fingerprint(subset), frames_fingerprint(val_part)))
-        info = {"role": "teacher", "member": dataclasses.asdict(m), "data_sha256": frames.metadata.get("sha256")}
+        info = {"role": "teacher", "member": dataclasses.asdict(m), "data_sha256": frames.metadata.get("sha256"), "level_of_theory": frames.metadata.get("level_of_theory")}
         jobs.append(TrainJob(stage, m.backend, subset, val_part, train_config, m.options, info))
     return jobs
 
@@ -216,7 +256,8 @@ def label(run_dir: str | os.PathLike, config: RunConfig, show_progress: bool = T
             prediction = model.predict(unlabelled, forces=True)
             forces.append(prediction.forces)
             energies.append(prediction.energy)
-            records.append(TeacherRecord(m.backend, f"{m.backend}:{m.name}", sha256_file(model_path), m.seed))
+            spec = f"{m.backend}-pretrained:{m.pretrained} member {m.pretrained_member}" if m.pretrained else f"{m.backend}:{m.name}"
+            records.append(TeacherRecord(m.backend, spec, sha256_file(model_path), m.seed, model.info.get("pretrained")))
             bar.update(advance=1, info=m.name)
     write_labels(path, unlabelled, np.stack(forces), records, np.stack(energies), config={"hash": digest, "run": config.model_dump()})
     stage.finish()
@@ -249,25 +290,35 @@ def student(run_dir: str | os.PathLike, config: RunConfig, show_progress: bool =
 def _student_jobs(run_dir: Path, config: RunConfig, baseline: bool) -> list[TrainJob]:
     frames, (train_part, val_part, _) = run_data(config)
     role = "baseline" if baseline else "student"
-    if baseline:
-        parts, upstream = (train_part.without_forces(), val_part.without_forces()), frames_fingerprint(frames)
+    source = energy_labels(config, frames)
+    if baseline and source == "reference":
+        parts, upstream = [train_part, val_part], frames_fingerprint(frames)
     else:
-        labels_path = run_dir / "labels.h5"
-        if not labels_path.is_file():
-            raise ConfigError(f"{labels_path} does not exist: run 'ekd label --out {run_dir}' first")
-        labels = read_labels(labels_path)
-        check_labels_match(labels, frames)
-        if config.student.weighting == "inverse_spread":
-            labels = labels.with_forces(labels.forces, force_weight=inverse_spread_weights(labels.atom_data["force_spread"]))
-        parts, upstream = split_data(labels, config)[:2], sha256_file(labels_path)
+        parts, upstream = labelled_data(run_dir, config, frames)[:2], sha256_file(run_dir / "labels.h5")
+    if baseline:
+        parts = [p.without_forces() for p in parts]
+    elif config.student.weighting == "inverse_spread":
+        parts = [p.with_forces(p.forces, force_weight=inverse_spread_weights(p.atom_data["force_spread"])) for p in parts]
+    level = teacher_level(run_dir, config) if source == "teachers" else frames.metadata.get("level_of_theory")
     jobs = []
     for k in range(config.student.seeds):
         seed = config.student.seed + k
         train_config = config.train_config(role, seed=seed)
-        stage = Stage(run_dir / f"{role}s" / f"seed-{seed}", config_hash(role, config.student.backend, config.student.options, None if baseline else config.student.weighting, train_config.model_dump(), upstream))
-        info = {"role": role, "seed": seed, "data_sha256": frames.metadata.get("sha256")}
+        stage = Stage(run_dir / f"{role}s" / f"seed-{seed}", config_hash(role, config.student.backend, config.student.options, None if baseline else config.student.weighting, source, train_config.model_dump(), upstream))
+        info = {"role": role, "seed": seed, "data_sha256": frames.metadata.get("sha256"), "energy_labels": source, "level_of_theory": level}
         jobs.append(TrainJob(stage, config.student.backend, *parts, train_config, config.student.options, info))
     return jobs
+
+
+def teacher_level(run_dir: Path, config: RunConfig) -> str | None:
+    """The level of theory of the teachers' energies: a published ensemble's, else the data's."""
+    levels = {model_level(Model.load(stage.directory / "model.pt", device="cpu")) for _, stage in _teacher_stages(run_dir, config)}
+    return levels.pop() if len(levels) == 1 else None
+
+
+def model_level(model: Model) -> str | None:
+    """The reference a model's energies are on (its published level, or its training data's)."""
+    return (model.info.get("pretrained") or {}).get("level_of_theory") or model.info.get("level_of_theory")
 
 
 def default_eval_files(config: RunConfig) -> list[Path]:

@@ -35,6 +35,22 @@ def _models(run_dir: Path) -> dict[str, object]:
     return models
 
 
+def _level(predictor) -> str | None:
+    from ekd.pipeline import model_level
+
+    levels = {model_level(m) for m in (predictor.models if isinstance(predictor, Ensemble) else [predictor])}
+    return levels.pop() if len(levels) == 1 else None
+
+
+def _normalised(level: str) -> str:
+    return level.lower().replace(" ", "").replace("g**", "g(d,p)").replace("g*", "g(d)")
+
+
+def _other_reference(model_level: str | None, data_level: str | None) -> bool:
+    """Energies on different, known references (wB97X/6-31G* is wB97X/6-31G(d))."""
+    return bool(model_level and data_level and _normalised(model_level) != _normalised(data_level))
+
+
 def _seed_summary(results: dict, prefix: str, dataset: str, metric: str) -> tuple[float, float, int] | None:
     values = [r[dataset][metric] for name, r in results.items() if name.startswith(prefix) and metric in r.get(dataset, {})]
     if not values:
@@ -44,18 +60,33 @@ def _seed_summary(results: dict, prefix: str, dataset: str, metric: str) -> tupl
 
 def write_report(run_dir: str | Path, config: RunConfig) -> dict:
     """Evaluate every model of the run, write report.json, report.md and parity plots."""
-    from ekd.pipeline import default_eval_files, run_data
+    from ekd.pipeline import default_eval_files, energy_labels, labelled_data, run_data, teacher_level
 
     run_dir = Path(run_dir)
-    _, (_, _, test_part) = run_data(config)
-    datasets = {"held-out test": test_part} if len(test_part) else {}
+    frames, (_, _, test_part) = run_data(config)
+    held_out = "held-out test"
+    if energy_labels(config, frames) == "teachers":  # no reference energies: score against the teachers
+        held_out, test_part = "held-out test (vs teacher labels)", labelled_data(run_dir, config, frames)[2]
+    datasets = {held_out: test_part} if len(test_part) else {}
     for path in default_eval_files(config):
         datasets[path.stem] = read(path)
-    results = {}
+    references = {name: data.metadata.get("level_of_theory") for name, data in datasets.items()}
+    if held_out != "held-out test":
+        references[held_out] = teacher_level(run_dir, config)
+    results, refits = {}, {}
     for name, predictor in _models(run_dir).items():
-        covered = {k: v for k, v in datasets.items() if set(v.elements) <= set(predictor.species)}
-        plots = run_dir / "plots" / name.replace(" ", "_") if name.startswith(("student", "teacher ensemble", "baseline")) else None
-        results[name] = evaluate(predictor, covered, refit=config.evaluate.refit_offsets, plot_dir=plots)
+        level = _level(predictor)
+        scores = {}
+        for dataset, data in datasets.items():
+            if not set(data.elements) <= set(predictor.species):
+                continue
+            refit = config.evaluate.refit_offsets or _other_reference(level, references[dataset])
+            plots = run_dir / "plots" / name.replace(" ", "_") if name.startswith(("student", "teacher ensemble", "baseline")) else None
+            scores.update(evaluate(predictor, {dataset: data}, refit=refit, plot_dir=plots))
+            if refit:
+                refits.setdefault(name, []).append(dataset)
+        scores.pop("all", None)
+        results[name] = {"level_of_theory": level, **scores}
 
     stages = {}
     for record in sorted(run_dir.glob("**/stage.json")):
@@ -82,7 +113,8 @@ def write_report(run_dir: str | Path, config: RunConfig) -> dict:
         "headline": headline,
         "stage_seconds": stages,
         "config": config.model_dump(),
-        "refit_offsets": config.evaluate.refit_offsets,
+        "energy_references": references,
+        "offsets_refit": refits,
     }
     with atomic_path(run_dir / "report.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2))
@@ -93,8 +125,14 @@ def write_report(run_dir: str | Path, config: RunConfig) -> dict:
 
 def _markdown(report: dict, datasets: list[str]) -> str:
     lines = ["# EKD run report", "", "Errors in kcal/mol (energies) and kcal/mol/Å (forces), not per atom."]
-    if report["refit_offsets"]:
-        lines.append("Per-element energy offsets were refit on each dataset before scoring energies.")
+    lines.append("Energy references: " + "; ".join(f"{d}: {level or 'not recorded'}" for d, level in report["energy_references"].items()) + ".")
+    groups: dict[tuple, list[str]] = {}
+    for name, datasets_refit in report["offsets_refit"].items():
+        groups.setdefault((report["models"][name]["level_of_theory"], tuple(datasets_refit)), []).append(name)
+    for (level, datasets_refit), names in groups.items():
+        who = names[0] if len(names) == 1 else f"{len(names)} models ({names[0]} … {names[-1]})"
+        lines.append(f"Per-element energy offsets refit before scoring energies of {who}, on {level or 'an unrecorded reference'}, "
+                     f"on {', '.join(datasets_refit)}.")
     for dataset, entry in report["headline"].items():
         lines += ["", f"**{dataset}**: student force MAE {entry['student_force_mae']['mean']:.2f} ± {entry['student_force_mae']['std']:.2f} "
                   f"(n={entry['student_force_mae']['n']})"]

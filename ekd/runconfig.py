@@ -38,7 +38,7 @@ class TeacherSection(pydantic.BaseModel):
     """The teacher ensemble."""
 
     model_config = _STRICT
-    spec: str = "ani"  # backend[:count][,backend[:count]...], e.g. "ani:4,mace:2"
+    spec: str = "ani"  # backend[:count][,...], e.g. "ani:4,mace:2"; published: "ani-pretrained:PATH"
     count: int = pydantic.Field(4, ge=1, description="members per backend when the spec gives no count")
     seed: int = 100  # member i uses seed + i
     subset_fraction: float = pydantic.Field(1.0, gt=0, le=1, description="share of the training split each member sees")
@@ -57,6 +57,9 @@ class StudentSection(pydantic.BaseModel):
     options: dict = {}
     train: dict = {"force_weight": 0.1}
     weighting: Literal["none", "inverse_spread"] = "none"
+    # energies the student learns: the data's reference energies, or the teacher ensemble's
+    # mean (for geometries without reference energies); auto: reference when the data has them
+    energy_labels: Literal["auto", "reference", "teachers"] = "auto"
     seeds: int = pydantic.Field(3, ge=1, description="students (and baselines) trained with seeds seed..seed+n-1")
     seed: int = 200
     baseline: bool = False
@@ -107,24 +110,34 @@ class RunConfig(pydantic.BaseModel):
 
 @dataclasses.dataclass(frozen=True)
 class TeacherMember:
-    """One teacher: its index, backend, options and seed."""
+    """One teacher: its index, backend, options and seed, or a member of a published ensemble."""
 
     index: int
     backend: str
     options: dict
-    seed: int
+    seed: int | None
+    pretrained: str | None = None  # path of the published ensemble
+    pretrained_member: int | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.index:02d}-{self.backend}"
+        return f"{self.index:02d}-{self.backend}" + ("-pretrained" if self.pretrained else "")
 
 
 def parse_teacher_spec(section: TeacherSection) -> list[TeacherMember]:
-    """Members of ``spec`` (``ani``, ``ani:4``, ``ani:2,mace:1``) with their options and seeds."""
+    """Members of ``spec`` (``ani``, ``ani:4``, ``ani:2,mace:1``, ``ani-pretrained:PATH``) with
+    their options and seeds; a published ensemble is read to count its members."""
+    from ekd.ensemble import load_pretrained, pretrained_spec
     from ekd.plugins import get_backend
 
     members = []
     for part in section.spec.split(","):
+        pretrained = pretrained_spec(part.strip())
+        if pretrained is not None:
+            backend, path = pretrained
+            for k in range(len(load_pretrained(backend, path, device="cpu"))):
+                members.append(TeacherMember(len(members), backend, {}, None, path, k))
+            continue
         backend, _, count = part.strip().partition(":")
         if not backend or (count and not count.isdigit()) or count == "0":
             raise ConfigError(f"teacher spec '{section.spec}': expected backend[:count][,backend[:count]...]")

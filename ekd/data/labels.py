@@ -7,7 +7,7 @@ It is an ekd HDF5 frames file (``ekd.data.hdf5``) with ``format = "ekd-labels"``
     teacher_force_mean    (A, 3)    float64  eV/Å   ensemble mean: the student's force labels
     teacher_force_spread  (A,)      float64  eV/Å   per-atom spread: sqrt(mean_t |F_t − F_mean|²)
     teacher_energy        (T, N)    float64  eV     each teacher's energy (optional)
-    attrs["provenance"]   JSON: teachers (backend, spec, checkpoint sha256, seed), ekd version,
+    attrs["provenance"]   JSON: teachers (backend, spec, checkpoint sha256, seed, published source),
                           package versions, source data path and sha256, config, created (UTC)
 
 Reading it back (:func:`read_labels`, or ``ekd.data.read``) gives Frames whose ``forces`` are
@@ -36,12 +36,14 @@ __all__ = ["TeacherRecord", "write_labels", "read_labels", "read_provenance", "e
 
 @dataclasses.dataclass(frozen=True)
 class TeacherRecord:
-    """Where one teacher came from: its backend, spec, checkpoint hash and seed."""
+    """Where one teacher came from: its backend, spec, checkpoint hash and seed, and for a member
+    of a published ensemble its ``source`` (name, level of theory, sha256 of its files)."""
 
     backend: str
     spec: str
     checkpoint_sha256: str
     seed: int | None = None
+    source: dict | None = None
 
 
 def ensemble_statistics(teacher_forces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -111,8 +113,9 @@ def _open_labels(path: Path) -> h5py.File:
     return handle
 
 
-def read_labels(path: str | os.PathLike) -> Frames:
-    """Frames with reference energies, teacher-mean forces and ``atom_data['force_spread']``.
+def read_labels(path: str | os.PathLike, energies: str = "reference") -> Frames:
+    """Frames with reference energies (``energies="teachers"``: the teachers' mean energies),
+    teacher-mean forces and ``atom_data['force_spread']``.
 
     The per-teacher arrays are in ``atom_data['teacher_forces']`` as (A, T, 3).
     """
@@ -120,6 +123,9 @@ def read_labels(path: str | os.PathLike) -> Frames:
     with _open_labels(path) as handle:
         frames = read_frames_from_group(handle, path)
         missing = [k for k in ("teacher_forces", "teacher_force_mean", "teacher_force_spread") if k not in handle]
+        if energies == "teachers":
+            missing += [] if "teacher_energy" in handle else ["teacher_energy"]
+            frames = dataclasses.replace(frames, energy=handle["teacher_energy"][()].mean(axis=0) if not missing else None)
         if missing:
             raise DataError(f"{path}: labels file lacks key(s) {', '.join(missing)}")
         return frames.with_forces(

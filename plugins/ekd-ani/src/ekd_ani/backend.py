@@ -85,6 +85,12 @@ class AniBackend:
         assembler.set_self_energies({chemical_symbols[z]: e / units.Hartree for z, e in reference_energies.items()})
         return assembler.assemble(1)
 
+    def pretrained(self, path, dtype: torch.dtype, device) -> list:
+        """A published NeuroChem ensemble (ANI-1x, ANI-1ccx) as frozen models (:mod:`ekd_ani.pretrained`)."""
+        from ekd_ani.pretrained import pretrained_models
+
+        return pretrained_models(path, dtype=dtype, device=device)
+
     def export(self, module: torch.nn.Module, path) -> None:
         """Pickle the torchani model: ``torch.load(path, weights_only=False).ase()`` is torchani's
         own ASE calculator (torchani units: Hartree inside, eV in the calculator)."""
