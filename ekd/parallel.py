@@ -78,6 +78,8 @@ def run_jobs(jobs: list[TrainJob], workers: int | None = None, show_progress: bo
                     bar.advance(job.config.epochs - epochs_seen[name])  # early stop: the rest of the bound
                     epochs_seen[name] = job.config.epochs
                     del running[name]
+        pool.close()
+        pool.join()
 
 
 def _init_worker(threads: int, parent: int) -> None:

@@ -1,0 +1,60 @@
+"""Trainings side by side in worker processes: errors come back, killed runs leave no orphans."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ekd.data import write
+from ekd.errors import DataError
+from ekd.parallel import TrainJob, run_jobs
+from ekd.stages import Stage
+from ekd.testing import labelled_molecules
+from ekd.train import TrainConfig
+
+
+def test_a_workers_error_is_raised_in_the_parent(tmp_path):
+    data = labelled_molecules(4)
+    empty = data.subset([])
+    config = TrainConfig(epochs=1, batch_size=8, dtype="float64", device="cpu")
+    jobs = [TrainJob(Stage(tmp_path / f"m{k}", "x"), "pairmlp", data, empty, config, {"width": 4, "n_rbf": 4}, {}) for k in range(2)]
+    with pytest.raises(DataError, match="the validation split is empty"):
+        run_jobs(jobs, workers=2, show_progress=False)
+
+
+@pytest.mark.slow
+def test_killed_parallel_run_leaves_no_workers_and_resumes_to_the_same_report(tmp_path):
+    data_path = tmp_path / "data.h5"
+    write(labelled_molecules(8), data_path)
+    (tmp_path / "c.yaml").write_text(
+        "teachers: {spec: 'pairmlp:2', options: {pairmlp: {width: 8, n_rbf: 8}}}\n"
+        "student: {backend: pairmlp, options: {width: 8, n_rbf: 8}, seeds: 2, baseline: true}\n"
+        "train: {epochs: 40, batch_size: 8, early_stopping: 100, dtype: float64, device: cpu}\n"
+        "evaluate: {files: []}\njobs: 2\n"
+    )
+    command = [sys.executable, "-m", "ekd", "run", "--data", str(data_path), "--config", str(tmp_path / "c.yaml")]
+    subprocess.run(command + ["--out", str(tmp_path / "straight")], check=True, capture_output=True)
+
+    process = subprocess.Popen(command + ["--out", str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = tmp_path / "killed/students/seed-200/history.csv"
+    deadline = time.time() + 180
+    while time.time() < deadline and (not history.exists() or history.read_text().count("\n") < 4):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    before = history.read_text().count("\n") - 1
+    time.sleep(3)  # a worker notices at its next epoch end that its parent is gone
+    after = history.read_text().count("\n") - 1
+    assert 3 <= before < 40 and after <= before + 1, f"the worker trained on after the kill ({before} -> {after} epochs)"
+
+    subprocess.run(command + ["--out", str(tmp_path / "killed")], check=True, capture_output=True)
+    report = lambda run: json.loads((tmp_path / run / "report.json").read_text())["models"]  # noqa: E731
+    straight, resumed = report("straight"), report("killed")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        for metric, value in straight[name]["held-out test"].items():
+            assert resumed[name]["held-out test"][metric] == pytest.approx(value, rel=1e-9, abs=1e-12), (name, metric)
