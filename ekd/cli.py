@@ -184,7 +184,7 @@ def run_options(command):
         click.option("--data", "data_path", help="Dataset (default: the embedded reference set)."),
         click.option("--teacher", "teacher_spec", help="Teachers: backend[:count][,backend[:count]...], e.g. ani:4,mace:2."),
         click.option("--student", "student_backend", help="Student backend name."),
-        click.option("--epochs", type=int, help="Maximum epochs of every model (overrides train.epochs)."),
+        click.option("--epochs", type=int, help="Epoch bound of every model (teachers, students, baselines)."),
         click.option("--jobs", type=click.IntRange(min=1), help="Trainings side by side (default: one per CPU core)."),
     ]
     for option in reversed(options):
@@ -199,7 +199,7 @@ def _run_config(out, config_path, data_path, teacher_spec, student_backend, epoc
         "data.path": data_path,
         "teachers.spec": teacher_spec,
         "student.backend": student_backend,
-        "train.epochs": epochs,
+        "epochs": epochs,
         "jobs": jobs,
         **extra,
     }

@@ -22,6 +22,10 @@ __all__ = ["RunConfig", "TeacherMember", "parse_teacher_spec", "config_hash"]
 
 _STRICT = pydantic.ConfigDict(extra="forbid")
 
+#: students' own defaults (over the shared ``train``): they learn from the teachers' forces and
+#: converge in far fewer epochs than energy-only models (docs/sweep.md)
+STUDENT_TRAIN = {"force_weight": 0.1, "epochs": 100}
+
 
 class DataSection(ReadOptions):
     """What to train on (path and how to read it) and how to split it (the test part is never trained on)."""
@@ -55,7 +59,8 @@ class StudentSection(pydantic.BaseModel):
     model_config = _STRICT
     backend: str = "ani"
     options: dict = {}
-    train: dict = {"force_weight": 0.1}
+    train: dict = {}  # TrainConfig fields over the shared ones and STUDENT_TRAIN
+    baseline_train: dict = {}  # the energy-only control is trained like a teacher: shared train + this
     weighting: Literal["none", "inverse_spread"] = "none"
     # energies the student learns: the data's reference energies, or the teacher ensemble's
     # mean (for geometries without reference energies); auto: reference when the data has them
@@ -81,6 +86,7 @@ class RunConfig(pydantic.BaseModel):
     evaluate: EvaluateSection = EvaluateSection()
     train: dict = {}  # TrainConfig fields shared by every model (sections above override)
     jobs: int | None = pydantic.Field(None, ge=1, description="trainings run side by side; None: one per CPU core")
+    epochs: int | None = pydantic.Field(None, ge=1, description="every model's epoch bound, over the sections (--epochs)")
 
     @classmethod
     def load(cls, path: str | Path | None = None, overrides: dict | None = None) -> "RunConfig":
@@ -97,12 +103,15 @@ class RunConfig(pydantic.BaseModel):
         config = validate(cls, values, "config")
         config.train_config("teachers")  # fail early on bad training keys
         config.train_config("student")
+        config.train_config("baseline")
         return config
 
     def train_config(self, role: Literal["teachers", "student", "baseline"], seed: int = 0) -> TrainConfig:
         """Training options of one role: shared ``train`` below the role's own ``train``."""
-        own = self.teachers.train if role == "teachers" else self.student.train
+        own = {"teachers": self.teachers.train, "student": {**STUDENT_TRAIN, **self.student.train}, "baseline": self.student.baseline_train}[role]
         values = {**self.train, **own, "seed": seed}
+        if self.epochs is not None:
+            values["epochs"] = self.epochs
         if role == "teachers" or role == "baseline":
             values["force_weight"] = 0.0  # teachers and baseline never see forces
         return validate(TrainConfig, values, f"{role}.train")

@@ -18,9 +18,9 @@ class TrainConfig(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid")
 
-    epochs: int = pydantic.Field(300, ge=1, description="upper bound; early stopping usually ends sooner")
+    epochs: int = pydantic.Field(400, ge=1, description="upper bound; early stopping usually ends sooner")
     batch_size: int = pydantic.Field(32, ge=1)
-    lr: float = pydantic.Field(1e-3, gt=0)
+    lr: float = pydantic.Field(3e-3, gt=0)
     weight_decay: float = pydantic.Field(1e-6, ge=0)
     energy_weight: float = pydantic.Field(1.0, ge=0)
     force_weight: float = pydantic.Field(0.0, ge=0)
