@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -241,12 +243,16 @@ def label(run_dir: str | os.PathLike, config: RunConfig, show_progress: bool = T
     run_dir = Path(run_dir)
     teachers = _teacher_stages(run_dir, config)
     frames, _ = run_data(config)
-    digest = config_hash("labels", [s.digest for _, s in teachers], frames_fingerprint(frames))
+    digest = config_hash("labels", [s.digest for _, s in teachers], frames_fingerprint(frames), config.teachers.outlier_factor)
     path = run_dir / "labels.h5"
     stage = Stage(run_dir / "label", digest)
     if stage.done and path.is_file():
         return path
     stage.start()
+    failed = failed_teachers(teachers, config.teachers.outlier_factor)
+    for name, reason in failed.items():
+        print(f"ekd label: teacher {name} left out: {reason}", file=sys.stderr)
+    teachers = [(m, s) for m, s in teachers if m.name not in failed]
     unlabelled = frames.without_forces()
     forces, energies, records = [], [], []
     with progress_bar("label", len(teachers), enabled=show_progress, unit="teacher") as bar:
@@ -259,9 +265,28 @@ def label(run_dir: str | os.PathLike, config: RunConfig, show_progress: bool = T
             spec = f"{m.backend}-pretrained:{m.pretrained} member {m.pretrained_member}" if m.pretrained else f"{m.backend}:{m.name}"
             records.append(TeacherRecord(m.backend, spec, sha256_file(model_path), m.seed, model.info.get("pretrained")))
             bar.update(advance=1, info=m.name)
-    write_labels(path, unlabelled, np.stack(forces), records, np.stack(energies), config={"hash": digest, "run": config.model_dump()})
+    left_out = [{"name": name, "reason": reason} for name, reason in failed.items()]
+    write_labels(path, unlabelled, np.stack(forces), records, np.stack(energies), config={"hash": digest, "run": config.model_dump()}, left_out=left_out)
     stage.finish()
     return path
+
+
+def failed_teachers(teachers: list[tuple[TeacherMember, Stage]], factor: float | None) -> dict[str, str]:
+    """Trained teachers whose best validation loss is over ``factor`` × the median of their
+    backend's members (at least three): failed trainings, left out of the labels."""
+    best = {}
+    for member, stage in teachers:
+        history = stage.directory / "history.csv"
+        if history.is_file():
+            with open(history, newline="") as handle:
+                best[member.name] = (member.backend, min(float(row["val_loss"]) for row in csv.DictReader(handle)))
+    failed = {}
+    for backend in {b for b, _ in best.values()} if factor else ():
+        losses = {name: loss for name, (b, loss) in best.items() if b == backend}
+        median = float(np.median(list(losses.values())))
+        if len(losses) >= 3:
+            failed.update({n: f"best validation loss {v:.3g} is {v / median:.0f}x the median of the {backend} teachers ({median:.3g})" for n, v in losses.items() if v > factor * median})
+    return failed
 
 
 def check_labels_match(labels: Frames, frames: Frames) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ekd._io import atomic_path
-from ekd.data import read
+from ekd.data import read, read_provenance
 from ekd.ensemble import Ensemble
 from ekd.evaluate import evaluate
 from ekd.model import Model
@@ -25,10 +25,12 @@ METRICS = ("energy_mae", "energy_rmse", "relative_energy_mae", "relative_energy_
 
 
 def _models(run_dir: Path) -> dict[str, object]:
-    teachers = {f"teacher {p.parent.name}": Model.load(p) for p in sorted(run_dir.glob("teachers/*/model.pt"))}
-    models: dict[str, object] = dict(teachers)
+    """Every teacher, the ensemble the labels were made from, the students and baselines."""
+    left_out = {t["name"] for t in read_provenance(run_dir / "labels.h5").get("left_out", [])} if (run_dir / "labels.h5").is_file() else set()
+    teachers = {p.parent.name: Model.load(p) for p in sorted(run_dir.glob("teachers/*/model.pt"))}
+    models: dict[str, object] = {f"teacher {name}" + (" (left out)" if name in left_out else ""): m for name, m in teachers.items()}
     if teachers:
-        models["teacher ensemble"] = Ensemble(list(teachers.values()))
+        models["teacher ensemble"] = Ensemble([m for name, m in teachers.items() if name not in left_out])
     for role in ("students", "baselines"):
         for path in sorted(run_dir.glob(f"{role}/*/model.pt")):
             models[f"{role[:-1]} {path.parent.name}"] = Model.load(path)

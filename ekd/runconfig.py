@@ -51,6 +51,9 @@ class TeacherSection(pydantic.BaseModel):
     variations: dict[str, list[dict]] | None = None
     options: dict[str, dict] = {}  # backend name -> options
     train: dict = {}  # TrainConfig fields for teachers
+    # a trained teacher whose best validation loss exceeds this times the median of its backend's
+    # members (at least three) is a failed training, not diversity: the labels leave it out
+    outlier_factor: float | None = pydantic.Field(3.0, gt=1)
 
 
 class StudentSection(pydantic.BaseModel):

@@ -137,6 +137,23 @@ def test_labels_for_other_data_are_refused(tmp_path, data_path):
         pipeline.check_labels_match(labels, fewer)
 
 
+def test_failed_teachers_are_found_per_backend_by_validation_loss(tmp_path):
+    from ekd.runconfig import TeacherMember
+    from ekd.stages import Stage
+
+    def member(index, backend, best):
+        directory = tmp_path / f"{index:02d}-{backend}"
+        directory.mkdir()
+        (directory / "history.csv").write_text("epoch,val_loss\n1,1.0\n2,%g\n" % best)
+        return TeacherMember(index, backend, {}, index), Stage(directory, "")
+
+    teachers = [member(0, "ani", 1e-5), member(1, "ani", 1.6e-5), member(2, "ani", 1.4e-4), member(3, "ani", 1.1e-5),
+                member(4, "mace", 1e-3), member(5, "mace", 5e-3)]  # two mace members: no median to judge by
+    failed = pipeline.failed_teachers(teachers, 3.0)
+    assert list(failed) == ["02-ani"] and "10x the median of the ani teachers" in failed["02-ani"]
+    assert pipeline.failed_teachers(teachers, None) == {}
+
+
 def test_teacher_spec_parsing():
     variations = {"ani": [{"hidden": [8]}, {"hidden": [16]}], "pairmlp": [{"width": 4}]}
     members = parse_teacher_spec(RunConfig.load(None, {"teachers.spec": "ani:3,pairmlp:1", "teachers.variations": variations}).teachers)

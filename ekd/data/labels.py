@@ -63,6 +63,7 @@ def write_labels(
     teachers: list[TeacherRecord],
     teacher_energy: np.ndarray | None = None,
     config: dict | None = None,
+    left_out: list[dict] | None = None,
 ) -> None:
     """Write a labels file atomically.
 
@@ -73,6 +74,7 @@ def write_labels(
         teachers: one record per teacher, same order.
         teacher_energy: optional (T, N) eV.
         config: the configuration that produced the labels (stored as provenance).
+        left_out: teachers not used, each ``{"name", "reason"}`` (stored as provenance).
     """
     teacher_forces = np.asarray(teacher_forces, dtype=np.float64)
     if teacher_forces.shape != (len(teachers), frames.n_atoms, 3):
@@ -88,6 +90,7 @@ def write_labels(
         "source_sha256": frames.metadata.get("sha256"),
         "versions": package_versions(),
         "config": config or {},
+        "left_out": left_out or [],
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     body = dataclasses.replace(frames.without_forces(), atom_data={})
