@@ -8,6 +8,7 @@ It is an ekd HDF5 frames file (``ekd.data.hdf5``) with ``format = "ekd-labels"``
     teacher_force_spread  (A,)      float64  eV/Å   per-atom spread: sqrt(mean_t |F_t − F_mean|²)
     teacher_energy        (T, N)    float64  eV     each teacher's energy (optional)
     attrs["provenance"]   JSON: teachers (backend, spec, checkpoint sha256, seed, published source),
+                          teachers left out (name, reason),
                           package versions, source data path and sha256, config, created (UTC)
 
 Reading it back (:func:`read_labels`, or ``ekd.data.read``) gives Frames whose ``forces`` are
