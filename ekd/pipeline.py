@@ -283,8 +283,8 @@ def failed_teachers(teachers: list[tuple[TeacherMember, Stage]], factor: float |
     failed = {}
     for backend in {b for b, _ in best.values()} if factor else ():
         losses = {name: loss for name, (b, loss) in best.items() if b == backend}
-        median = float(np.median(list(losses.values())))
         if len(losses) >= 3:
+            median = float(np.median(list(losses.values())))
             failed.update({n: f"best validation loss {v:.3g} is {v / median:.0f}x the median of the {backend} teachers ({median:.3g})" for n, v in losses.items() if v > factor * median})
     return failed
 
@@ -337,13 +337,14 @@ def _student_jobs(run_dir: Path, config: RunConfig, baseline: bool) -> list[Trai
 
 def teacher_level(run_dir: Path, config: RunConfig) -> str | None:
     """The level of theory of the teachers' energies: a published ensemble's, else the data's."""
-    levels = {model_level(Model.load(stage.directory / "model.pt", device="cpu")) for _, stage in _teacher_stages(run_dir, config)}
+    return energy_level([Model.load(stage.directory / "model.pt", device="cpu") for _, stage in _teacher_stages(run_dir, config)])
+
+
+def energy_level(models: list[Model]) -> str | None:
+    """The reference the models' energies are on (a published level, or the training data's);
+    None when unrecorded or when they differ."""
+    levels = {(m.info.get("pretrained") or {}).get("level_of_theory") or m.info.get("level_of_theory") for m in models}
     return levels.pop() if len(levels) == 1 else None
-
-
-def model_level(model: Model) -> str | None:
-    """The reference a model's energies are on (its published level, or its training data's)."""
-    return (model.info.get("pretrained") or {}).get("level_of_theory") or model.info.get("level_of_theory")
 
 
 def default_eval_files(config: RunConfig) -> list[Path]:

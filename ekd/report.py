@@ -37,13 +37,6 @@ def _models(run_dir: Path) -> dict[str, object]:
     return models
 
 
-def _level(predictor) -> str | None:
-    from ekd.pipeline import model_level
-
-    levels = {model_level(m) for m in (predictor.models if isinstance(predictor, Ensemble) else [predictor])}
-    return levels.pop() if len(levels) == 1 else None
-
-
 def _normalised(level: str) -> str:
     return level.lower().replace(" ", "").replace("g**", "g(d,p)").replace("g*", "g(d)")
 
@@ -62,7 +55,7 @@ def _seed_summary(results: dict, prefix: str, dataset: str, metric: str) -> tupl
 
 def write_report(run_dir: str | Path, config: RunConfig) -> dict:
     """Evaluate every model of the run, write report.json, report.md and parity plots."""
-    from ekd.pipeline import default_eval_files, energy_labels, labelled_data, run_data, teacher_level
+    from ekd.pipeline import default_eval_files, energy_labels, energy_level, labelled_data, run_data, teacher_level
 
     run_dir = Path(run_dir)
     frames, (_, _, test_part) = run_data(config)
@@ -77,7 +70,7 @@ def write_report(run_dir: str | Path, config: RunConfig) -> dict:
         references[held_out] = teacher_level(run_dir, config)
     results, refits = {}, {}
     for name, predictor in _models(run_dir).items():
-        level = _level(predictor)
+        level = energy_level(predictor.models if isinstance(predictor, Ensemble) else [predictor])
         scores = {}
         for dataset, data in datasets.items():
             if not set(data.elements) <= set(predictor.species):

@@ -1,5 +1,9 @@
 """Shared fixtures: the real reference files in ../shared/data, read in place."""
 
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +47,20 @@ def harmonic_frames(n_conf: int = 12, seed: int = 0, step: float = 0.02) -> Fram
 def harmonic():
     """Factory of harmonic test frames (see :func:`harmonic_frames`)."""
     return harmonic_frames
+
+
+@pytest.fixture
+def kill_after_epochs():
+    """Run a command and SIGKILL it once ``history`` (a history.csv) has ``epochs`` rows; returns
+    the number of rows it had when the kill landed."""
+
+    def run(command: list[str], history: Path, epochs: int) -> int:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 180
+        while time.time() < deadline and (not history.exists() or history.read_text().count("\n") <= epochs):
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        return history.read_text().count("\n") - 1
+
+    return run

@@ -1,8 +1,6 @@
 """Trainings side by side in worker processes: errors come back, killed runs leave no orphans."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +25,7 @@ def test_a_workers_error_is_raised_in_the_parent(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_parallel_run_leaves_no_workers_and_resumes_to_the_same_report(tmp_path):
+def test_killed_parallel_run_leaves_no_workers_and_resumes_to_the_same_report(tmp_path, kill_after_epochs):
     data_path = tmp_path / "data.h5"
     write(labelled_molecules(8), data_path)
     (tmp_path / "c.yaml").write_text(
@@ -39,14 +37,8 @@ def test_killed_parallel_run_leaves_no_workers_and_resumes_to_the_same_report(tm
     command = [sys.executable, "-m", "ekd", "run", "--data", str(data_path), "--config", str(tmp_path / "c.yaml")]
     subprocess.run(command + ["--out", str(tmp_path / "straight")], check=True, capture_output=True)
 
-    process = subprocess.Popen(command + ["--out", str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     history = tmp_path / "killed/students/seed-200/history.csv"
-    deadline = time.time() + 180
-    while time.time() < deadline and (not history.exists() or history.read_text().count("\n") < 4):
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    before = history.read_text().count("\n") - 1
+    before = kill_after_epochs(command + ["--out", str(tmp_path / "killed")], history, 3)
     time.sleep(3)  # a worker notices at its next epoch end that its parent is gone
     after = history.read_text().count("\n") - 1
     assert 3 <= before < 40 and after <= before + 1, f"the worker trained on after the kill ({before} -> {after} epochs)"

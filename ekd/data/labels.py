@@ -127,9 +127,10 @@ def read_labels(path: str | os.PathLike, energies: str = "reference") -> Frames:
     with _open_labels(path) as handle:
         frames = read_frames_from_group(handle, path)
         missing = [k for k in ("teacher_forces", "teacher_force_mean", "teacher_force_spread") if k not in handle]
-        if energies == "teachers":
-            missing += [] if "teacher_energy" in handle else ["teacher_energy"]
-            frames = dataclasses.replace(frames, energy=handle["teacher_energy"][()].mean(axis=0) if not missing else None)
+        if energies == "teachers" and "teacher_energy" not in handle:
+            missing.append("teacher_energy")
+        elif energies == "teachers":
+            frames = dataclasses.replace(frames, energy=handle["teacher_energy"][()].mean(axis=0))
         if missing:
             raise DataError(f"{path}: labels file lacks key(s) {', '.join(missing)}")
         return frames.with_forces(

@@ -1,11 +1,8 @@
 """The backend-agnostic trainer, driven with the small example backend (pairmlp)."""
 
 import dataclasses
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -95,21 +92,14 @@ def test_resume_refuses_a_directory_of_another_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_cli_run_resumes_to_the_same_weights(tmp_path):
+def test_killed_cli_run_resumes_to_the_same_weights(tmp_path, kill_after_epochs):
     """SIGKILL a real `ekd train` process mid-run, run the same command again: same final weights."""
     data_path = tmp_path / "data.h5"
     write(labelled(count=16), data_path)
     (tmp_path / "c.yaml").write_text("train: {batch_size: 8, lr: 0.003, early_stopping: 100, dtype: float64, device: cpu}\n")
     command = [sys.executable, "-m", "ekd", "train", "--backend", "pairmlp", "--data", str(data_path), "--config", str(tmp_path / "c.yaml"), "--epochs", "25"]
     subprocess.run(command + ["--out", str(tmp_path / "straight")], check=True, capture_output=True)
-    process = subprocess.Popen(command + ["--out", str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    history = tmp_path / "killed/history.csv"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not history.exists() or history.read_text().count("\n") < 4):
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    finished = history.read_text().count("\n") - 1
+    finished = kill_after_epochs(command + ["--out", str(tmp_path / "killed")], tmp_path / "killed/history.csv", 3)
     assert 3 <= finished < 25, f"kill landed after {finished} epochs"
     subprocess.run(command + ["--out", str(tmp_path / "killed")], check=True, capture_output=True)
     assert_same_weights(weights(tmp_path / "straight/model.pt"), weights(tmp_path / "killed/model.pt"))
