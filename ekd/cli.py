@@ -152,7 +152,7 @@ def backends_command(as_json) -> None:
 @click.option("--forces", is_flag=True, help="Also train on the data's reference forces.")
 @click.option("--out", required=True, help="Run directory (an unfinished run there is resumed).")
 @click.option("--config", "config_path", help="YAML with 'train' and 'options' sections.")
-@click.option("--epochs", type=int, help="Maximum epochs (overrides the config).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs (overrides the config).")
 @click.option("--seed", type=int, help="Seed of the split, the initialisation and the batch order.")
 @click.option("--force-weight", type=float, help="Weight of the force term (with --forces; default 0.1).")
 @read_options
@@ -184,7 +184,7 @@ def run_options(command):
         click.option("--data", "data_path", help="Dataset (default: the embedded reference set)."),
         click.option("--teacher", "teacher_spec", help="Teachers: backend[:count][,backend[:count]...], e.g. ani:4,mace:2."),
         click.option("--student", "student_backend", help="Student backend name."),
-        click.option("--epochs", type=int, help="Epoch bound of every model (teachers, students, baselines)."),
+        click.option("--epochs", type=click.IntRange(min=1), help="Epoch bound of every model (teachers, students, baselines)."),
         click.option("--jobs", type=click.IntRange(min=1), help="Trainings side by side (default: one per CPU core)."),
     ]
     for option in reversed(options):

@@ -54,6 +54,13 @@ def test_user_mistakes_are_one_line_errors_with_exit_2(capsys, shared_data, argv
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", [["run"], ["train", "--backend", "pairmlp"]])
+def test_epoch_bound_below_one_is_refused_at_the_flag(capsys, tmp_path, command):
+    code, _, err = run(capsys, *command, "--out", str(tmp_path / "run"), "--epochs", "0")
+    assert code == 2 and "'--epochs': 0 is not in the range x>=1" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_convert_to_extxyz_and_hdf5_keeps_units(capsys, shared_data, tmp_path):
     source = shared_data / "md17/ethanol_md17_2000.xyz"
     ok(capsys, "data", "convert", str(source), str(tmp_path / "e.h5"), "--energy-unit", "kcal/mol")
