@@ -282,6 +282,41 @@ def evaluate_command(model_path, data_paths, json_out, refit_offsets, plot_dir, 
             tmp.write_text(json.dumps(results, indent=2))
 
 
+@cli.command("md")
+@click.argument("model_path")
+@click.option("--data", "data_path", help="Starting geometries: each molecule's first conformation (default: the embedded set).")
+@click.option("--steps", type=click.IntRange(min=1), default=4000, show_default=True, help="MD steps per molecule.")
+@click.option("--timestep", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True, help="Time step, fs.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Langevin thermostat temperature, K.")
+@click.option("--friction", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True, help="Langevin friction, 1/fs.")
+@click.option("--max-bond-deviation", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True, help="Å; a bond that changes more fails the run.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the starting velocities and the thermostat noise.")
+@click.option("--json", "json_out", help="Write the results as JSON to this file.")
+@click.option("--trajectories", "trajectory_dir", help="Write each molecule's trajectory (ASE .traj) to this directory.")
+@read_options
+def md_command(model_path, data_path, steps, timestep, temperature, friction, max_bond_deviation, seed, json_out, trajectory_dir, **read_kwargs) -> None:
+    """MD stability: Langevin NVT from each molecule's first conformation; a run fails when a bond
+    changes by more than --max-bond-deviation Å."""
+    from ekd._io import atomic_path
+    from ekd.ensemble import load_predictor
+    from ekd.evaluate.md import MDSettings, md_stability
+
+    settings = MDSettings(steps=steps, timestep_fs=timestep, temperature_K=temperature, friction_per_fs=friction, max_bond_deviation=max_bond_deviation, seed=seed)
+    predictor = load_predictor(model_path)
+    _, frames = _read(data_path, **read_kwargs)
+    results = md_stability(predictor, frames, settings, trajectory_dir)
+    click.echo(f"{'molecule':<12}{'stable':>8}{'time (ps)':>11}{'max bond change (Å)':>21}{'mean T (K)':>12}")
+    for name, run in results["molecules"].items():
+        click.echo(f"{name:<12}{'yes' if run['stable'] else 'NO':>8}{run['time_ps']:>11.3f}{run['max_bond_deviation']:>21.3f}{run['mean_temperature_K']:>12.0f}")
+    click.echo(
+        f"stable: {results['n_stable']}/{results['n_molecules']} molecules over {steps * timestep / 1000:g} ps at {temperature:g} K "
+        f"(Langevin, {timestep:g} fs steps; mean time to failure or end {results['mean_time_ps']:.3f} ps)"
+    )
+    if json_out:
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(results, indent=2))
+
+
 @cli.command("export")
 @click.argument("model_path")
 @click.argument("target")

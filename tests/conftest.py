@@ -23,6 +23,15 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def ani1x() -> Path:
+    """The published ANI-1x 8-model ensemble (../shared/models/ani-1x_8x), read in place."""
+    path = SHARED / "models" / "ani-1x_8x"
+    if not path.is_dir():
+        pytest.fail(f"{path} is missing: the tests read the published models in place")
+    return path
+
+
 def harmonic_frames(n_conf: int = 12, seed: int = 0, step: float = 0.02) -> Frames:
     """Tiny H2O-like frames on a harmonic surface E = ½k|x − x0|², F = −k(x − x0) (eV, Å)."""
     rng = np.random.default_rng(seed)

@@ -3,7 +3,6 @@ pipeline: evaluation, labels provenance, teacher-energy labels for geometries wi
 
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,15 +14,6 @@ from ekd.ensemble import Ensemble, load_predictor
 from ekd.runconfig import RunConfig
 
 pytest.importorskip("ekd_ani")
-MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
-ANI1X = MODELS / "ani-1x_8x"
-
-
-@pytest.fixture(scope="module")
-def ani1x() -> Path:
-    if not ANI1X.is_dir():
-        pytest.fail(f"{ANI1X} is missing: the tests read the published models in place")
-    return ANI1X
 
 
 def test_evaluate_ani1x_on_s66x8_gives_the_published_accuracy(capsys, shared_data, ani1x, tmp_path):

@@ -1,0 +1,134 @@
+"""MD stability: Langevin NVT runs from each molecule's first conformation.
+
+A run fails when a bond of the starting geometry (covalent radii, ``ase.data``) deviates from
+its starting length by more than ``max_bond_deviation`` Å, the criterion of Fu et al.
+("Forces are not enough", TMLR 2023), or when positions stop being finite. Molecules in vacuum,
+ASE units inside (eV, Å, ASE time); settings and reports in fs, ps and K.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydantic
+from ase import Atoms, units
+from ase.constraints import FixCom
+from ase.data import covalent_radii
+from ase.io import Trajectory
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
+
+from ekd.calculator import EkdCalculator
+from ekd.data import Frames, formula
+from ekd.progress import progress_bar
+
+__all__ = ["MDSettings", "bonds", "md_stability", "run_md"]
+
+BOND_FACTOR = 1.2  # a bond: distance below 1.2 × the sum of the two covalent radii
+
+
+class MDSettings(pydantic.BaseModel):
+    """How each molecule is run and when a run counts as failed."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    steps: int = pydantic.Field(4000, ge=1, description="MD steps per molecule")
+    timestep_fs: float = pydantic.Field(0.5, gt=0)
+    temperature_K: float = pydantic.Field(300.0, gt=0)
+    friction_per_fs: float = pydantic.Field(0.01, gt=0, description="Langevin friction, 1/fs")
+    max_bond_deviation: float = pydantic.Field(0.5, gt=0, description="Å; a larger change of any bond length is a failure")
+    check_every: int = pydantic.Field(10, ge=1, description="steps between stability checks (and trajectory frames)")
+    seed: int = 0
+
+
+def bonds(numbers: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bonded pairs (i < j) of one geometry and their lengths (Å)."""
+    distances = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
+    radii = covalent_radii[numbers]
+    i, j = np.triu_indices(len(numbers), 1)
+    bonded = distances[i, j] < BOND_FACTOR * (radii[i] + radii[j])
+    return np.stack([i[bonded], j[bonded]], axis=1), distances[i, j][bonded]
+
+
+def _bond_deviation(positions: np.ndarray, pairs: np.ndarray, lengths: np.ndarray) -> float:
+    if not len(pairs):
+        return 0.0
+    current = np.linalg.norm(positions[pairs[:, 0]] - positions[pairs[:, 1]], axis=-1)
+    return float(np.max(np.abs(current - lengths)))
+
+
+def run_md(predictor, numbers: np.ndarray, positions: np.ndarray, settings: MDSettings, trajectory: str | Path | None = None, on_check=None) -> dict:
+    """One Langevin run of one molecule with ``predictor`` (a model or an ensemble's mean).
+
+    Returns ``stable``, ``steps_run``, ``time_ps`` (until failure, or the whole run),
+    ``max_bond_deviation`` (Å, over the checks run) and ``mean_temperature_K``.
+    ``on_check(steps)`` is called after every ``check_every`` steps.
+    """
+    atoms = Atoms(numbers=numbers, positions=positions)
+    atoms.calc = EkdCalculator(predictor)
+    rng = np.random.default_rng(settings.seed)
+    thermalize_momenta(atoms, settings.temperature_K, rng=rng)
+    Stationary(atoms)
+    ZeroRotation(atoms)
+    atoms.set_constraint(FixCom())
+    dynamics = Langevin(
+        atoms, settings.timestep_fs * units.fs, temperature_K=settings.temperature_K,
+        friction=settings.friction_per_fs / units.fs, fixcm=False, rng=rng,
+    )
+    writer = Trajectory(str(trajectory), "w", atoms) if trajectory is not None else None
+    pairs, lengths = bonds(atoms.numbers, atoms.positions)
+    steps, worst, temperatures, stable = 0, 0.0, [], True
+    try:
+        while steps < settings.steps:
+            chunk = min(settings.check_every, settings.steps - steps)
+            dynamics.run(chunk)
+            steps += chunk
+            deviation = _bond_deviation(atoms.positions, pairs, lengths)
+            worst = max(worst, deviation) if np.isfinite(deviation) else float("inf")
+            temperatures.append(atoms.get_temperature())
+            if writer is not None:
+                writer.write(atoms)
+            if on_check is not None:
+                on_check(chunk)
+            if not np.isfinite(deviation) or deviation > settings.max_bond_deviation:
+                stable = False
+                break
+    finally:
+        if writer is not None:
+            writer.close()
+    return {
+        "stable": stable,
+        "steps_run": steps,
+        "time_ps": steps * settings.timestep_fs / 1000,
+        "max_bond_deviation": worst,
+        "mean_temperature_K": float(np.mean(temperatures)),
+    }
+
+
+def md_stability(predictor, frames: Frames, settings: MDSettings | None = None, trajectory_dir: str | Path | None = None, show_progress: bool = True) -> dict:
+    """Run MD from the first conformation of each molecule in ``frames``; per-molecule results
+    and a summary (``fraction_stable``, ``mean_time_ps``: failure time, or the run's length)."""
+    settings = settings or MDSettings()
+    frames.check_elements(predictor.species, "the model")
+    starts = {name: int(np.flatnonzero(frames.molecule == name)[0]) for name in frames.molecules}
+    if trajectory_dir is not None:
+        Path(trajectory_dir).mkdir(parents=True, exist_ok=True)
+    molecules = {}
+    with progress_bar("MD stability", len(starts) * settings.steps, show_progress, unit="step") as bar:
+        for name, index in starts.items():
+            atoms = frames.atoms_of(index)
+            numbers, positions = frames.numbers[atoms], frames.positions[atoms]
+            trajectory = Path(trajectory_dir) / f"{name}.traj" if trajectory_dir is not None else None
+            result = run_md(predictor, numbers, positions, settings, trajectory, on_check=lambda n, name=name: bar.update(n, name))
+            bar.advance(settings.steps - result["steps_run"])  # a failed run ends early
+            molecules[name] = {"formula": formula(numbers), **result}
+    runs = list(molecules.values())
+    return {
+        "n_molecules": len(runs),
+        "n_stable": sum(r["stable"] for r in runs),
+        "fraction_stable": sum(r["stable"] for r in runs) / len(runs),
+        "mean_time_ps": float(np.mean([r["time_ps"] for r in runs])),
+        "molecules": molecules,
+        "settings": settings.model_dump(),
+        "units": {"time": "ps", "temperature": "K", "bond_deviation": "Å"},
+    }
