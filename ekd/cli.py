@@ -291,17 +291,20 @@ def evaluate_command(model_path, data_paths, json_out, refit_offsets, plot_dir, 
 @click.option("--friction", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True, help="Langevin friction, 1/fs.")
 @click.option("--max-bond-deviation", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True, help="Å; a bond that changes more fails the run.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the starting velocities and the thermostat noise.")
+@click.option("--molecules", "max_molecules", type=click.IntRange(min=1), help="Only the data's first N molecules (default: all).")
 @click.option("--json", "json_out", help="Write the results as JSON to this file.")
 @click.option("--trajectories", "trajectory_dir", help="Write each molecule's trajectory (ASE .traj) to this directory.")
 @read_options
-def md_command(model_path, data_path, steps, timestep, temperature, friction, max_bond_deviation, seed, json_out, trajectory_dir, **read_kwargs) -> None:
+def md_command(model_path, data_path, steps, timestep, temperature, friction, max_bond_deviation, seed, max_molecules, json_out, trajectory_dir, **read_kwargs) -> None:
     """MD stability: Langevin NVT from each molecule's first conformation; a run fails when a bond
     changes by more than --max-bond-deviation Å."""
     from ekd._io import atomic_path
     from ekd.ensemble import load_predictor
     from ekd.evaluate.md import MDSettings, md_stability
 
-    settings = MDSettings(steps=steps, timestep_fs=timestep, temperature_K=temperature, friction_per_fs=friction, max_bond_deviation=max_bond_deviation, seed=seed)
+    settings = MDSettings(
+        steps=steps, timestep_fs=timestep, temperature_K=temperature, friction_per_fs=friction, max_bond_deviation=max_bond_deviation, seed=seed, max_molecules=max_molecules,
+    )
     predictor = load_predictor(model_path)
     _, frames = _read(data_path, **read_kwargs)
     results = md_stability(predictor, frames, settings, trajectory_dir)

@@ -16,15 +16,16 @@ from ekd._io import atomic_path
 from ekd.data import read, read_provenance
 from ekd.ensemble import Ensemble
 from ekd.evaluate import evaluate
+from ekd.evaluate.md import MDSettings, md_stability
 from ekd.model import Model
 from ekd.runconfig import RunConfig
 
-__all__ = ["write_report"]
+__all__ = ["run_models", "write_report"]
 
 METRICS = ("energy_mae", "energy_rmse", "relative_energy_mae", "relative_energy_rmse", "force_mae", "force_rmse")
 
 
-def _models(run_dir: Path) -> dict[str, object]:
+def run_models(run_dir: Path) -> dict[str, object]:
     """Every teacher, the ensemble the labels were made from, the students and baselines."""
     left_out = {t["name"] for t in read_provenance(run_dir / "labels.h5").get("left_out", [])} if (run_dir / "labels.h5").is_file() else set()
     teachers = {p.parent.name: Model.load(p) for p in sorted(run_dir.glob("teachers/*/model.pt"))}
@@ -69,7 +70,7 @@ def write_report(run_dir: str | Path, config: RunConfig) -> dict:
     if held_out != "held-out test":
         references[held_out] = teacher_level(run_dir, config)
     results, refits = {}, {}
-    for name, predictor in _models(run_dir).items():
+    for name, predictor in run_models(run_dir).items():
         level = energy_level(predictor.models if isinstance(predictor, Ensemble) else [predictor])
         scores = {}
         for dataset, data in datasets.items():
@@ -106,6 +107,7 @@ def write_report(run_dir: str | Path, config: RunConfig) -> dict:
         "units": {"energy": "kcal/mol", "forces": "kcal/mol/Å"},
         "models": results,
         "headline": headline,
+        **({"md_stability": _md_stability(run_dir, config.evaluate.md, frames)} if config.evaluate.md else {}),
         "stage_seconds": stages,
         "config": config.model_dump(),
         "energy_references": references,
@@ -116,6 +118,14 @@ def write_report(run_dir: str | Path, config: RunConfig) -> dict:
     with atomic_path(run_dir / "report.md") as tmp:
         tmp.write_text(_markdown(report, list(datasets)))
     return report
+
+
+def _md_stability(run_dir: Path, settings: MDSettings, frames) -> dict:
+    """MD stability of the teacher ensemble, the students and the baselines from the first
+    conformation of each molecule of the run's data."""
+    models = {name: m for name, m in run_models(run_dir).items() if name.startswith(("teacher ensemble", "student", "baseline"))}
+    results = {name: md_stability(predictor, frames, settings, show_progress=True) for name, predictor in models.items()}
+    return {"settings": settings.model_dump(), "models": {name: {k: v for k, v in r.items() if k != "settings"} for name, r in results.items()}}
 
 
 def _markdown(report: dict, datasets: list[str]) -> str:
@@ -145,6 +155,16 @@ def _markdown(report: dict, datasets: list[str]) -> str:
             if values is None:
                 continue
             lines.append(f"| {name} | " + " | ".join(f"{values[m]:.3f}" if m in values else "–" for m in METRICS) + " |")
+    if "md_stability" in report:
+        md = report["md_stability"]
+        settings = md["settings"]
+        lines += ["", "## MD stability", "",
+                  f"Langevin NVT at {settings['temperature_K']:g} K for {settings['steps'] * settings['timestep_fs'] / 1000:g} ps from each molecule's "
+                  f"first conformation; a run fails when a bond changes by more than {settings['max_bond_deviation']:g} Å.", "",
+                  "| model | molecules intact | mean time to failure or end (ps) | failed |", "|---|---|---|---|"]
+        for name, result in md["models"].items():
+            failed = ", ".join(f"{m} ({r['time_ps']:.2f} ps)" for m, r in result["molecules"].items() if not r["stable"])
+            lines.append(f"| {name} | {result['n_stable']}/{result['n_molecules']} | {result['mean_time_ps']:.3f} | {failed or '–'} |")
     lines += ["", "## Cost", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {stage} | {seconds} |" for stage, seconds in report["stage_seconds"].items()]
     return "\n".join(lines) + "\n"

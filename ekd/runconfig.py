@@ -15,6 +15,7 @@ import pydantic
 from ekd.config import load_yaml, validate
 from ekd.data import ReadOptions
 from ekd.errors import ConfigError
+from ekd.evaluate.md import MDSettings
 from ekd.provenance import config_hash
 from ekd.train import TrainConfig
 
@@ -77,6 +78,7 @@ class EvaluateSection(pydantic.BaseModel):
     model_config = _STRICT
     files: list[str] | None = None  # None: COMP6 S66x8 when ../shared/data has it
     refit_offsets: bool = False
+    md: MDSettings | None = None  # MD stability of the ensemble, students and baselines; None: off
 
 
 class RunConfig(pydantic.BaseModel):

@@ -60,6 +60,16 @@ def test_run_writes_the_documented_report(tmp_path, data_path):
     assert (tmp_path / "run/plots/teacher_ensemble/parity_held-out_test.png").is_file()
 
 
+def test_md_stability_in_the_report_when_asked(tmp_path, data_path):
+    config = config_for(data_path).model_copy(update={"evaluate": RunConfig.load(None, {"evaluate.files": [], "evaluate.md": {"steps": 20, "max_molecules": 2}}).evaluate})
+    report = pipeline.run(tmp_path / "run", config, show_progress=False)
+    md = report["md_stability"]
+    assert set(md["models"]) == {"teacher ensemble", "student seed-200", "student seed-201", "baseline seed-200", "baseline seed-201"}
+    assert md["settings"]["steps"] == 20 and all(r["n_molecules"] == 2 for r in md["models"].values())
+    assert "## MD stability" in (tmp_path / "run/report.md").read_text()
+    assert "md_stability" not in pipeline.run(tmp_path / "run", config_for(data_path), show_progress=False)  # off by default
+
+
 def test_rerun_skips_finished_stages_and_config_changes_redo_only_dependents(tmp_path, data_path):
     run_dir = tmp_path / "run"
     pipeline.run(run_dir, config_for(data_path), show_progress=False)

@@ -39,6 +39,7 @@ class MDSettings(pydantic.BaseModel):
     max_bond_deviation: float = pydantic.Field(0.5, gt=0, description="Å; a larger change of any bond length is a failure")
     check_every: int = pydantic.Field(10, ge=1, description="steps between stability checks (and trajectory frames)")
     seed: int = 0
+    max_molecules: int | None = pydantic.Field(None, ge=1, description="run only the data's first N molecules; None: all")
 
 
 def bonds(numbers: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +111,8 @@ def md_stability(predictor, frames: Frames, settings: MDSettings | None = None, 
     and a summary (``fraction_stable``, ``mean_time_ps``: failure time, or the run's length)."""
     settings = settings or MDSettings()
     frames.check_elements(predictor.species, "the model")
-    starts = {name: int(np.flatnonzero(frames.molecule == name)[0]) for name in frames.molecules}
+    names = frames.molecules[: settings.max_molecules]
+    starts = {name: int(np.flatnonzero(frames.molecule == name)[0]) for name in names}
     if trajectory_dir is not None:
         Path(trajectory_dir).mkdir(parents=True, exist_ok=True)
     molecules = {}

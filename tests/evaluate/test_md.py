@@ -83,11 +83,11 @@ def test_non_finite_forces_fail_at_the_first_check():
 
 def test_cli_prints_a_table_and_writes_json(capsys, ani1x, tmp_path):
     out = tmp_path / "md.json"
-    main(["md", f"ani-pretrained:{ani1x}", "--data", str(DEFAULT_DATASET), "--steps", "20", "--json", str(out)])
+    main(["md", f"ani-pretrained:{ani1x}", "--data", str(DEFAULT_DATASET), "--steps", "20", "--molecules", "3", "--json", str(out)])
     printed = capsys.readouterr().out
-    assert "stable: 10/10 molecules over 0.01 ps at 300 K" in printed and "N2H4" in printed
+    assert "stable: 3/3 molecules over 0.01 ps at 300 K" in printed and "CH4" in printed and "HCN" not in printed
     saved = json.loads(out.read_text())
-    assert saved["settings"]["steps"] == 20 and saved["units"]["time"] == "ps" and len(saved["molecules"]) == 10
+    assert saved["settings"]["steps"] == 20 and saved["units"]["time"] == "ps" and list(saved["molecules"]) == ["H2O", "NH3", "CH4"]
 
 
 def test_elements_the_model_lacks_are_refused_before_any_step(ani1x_member, shared_data):
