@@ -4,7 +4,7 @@ energy-only baselines?
 Runs `ekd.evaluate.md.md_stability` (Langevin NVT from each molecule's first conformation; a run
 fails when a bond changes by more than 0.5 Å) for the teacher ensemble, every student and every
 baseline of a finished `ekd run ... --baseline` directory, models side by side (one thread each),
-prints a table and writes benchmarks/results/md_stability_<temperature>K.json.
+prints a table and writes benchmarks/results/md_stability_<temperature>K_seed<seed>.json.
 
     .venv/bin/python benchmarks/md_stability.py RUN_DIR [--temperature 1000] [--steps 4000] [--jobs N]
 """
@@ -61,7 +61,7 @@ def main() -> None:
         fractions = [r["fraction_stable"] for r in runs]
         summary[role] = {"fraction_intact_mean": float(np.mean(fractions)), "fraction_intact_std": float(np.std(fractions)), "n": len(runs)}
         print(f"{role + 's':<20}intact {np.mean(fractions):.2f} ± {np.std(fractions):.2f} of the molecules (mean over {len(runs)} seeds)")
-    out = args.out or Path(__file__).parent / "results" / f"md_stability_{args.temperature:g}K.json"
+    out = args.out or Path(__file__).parent / "results" / f"md_stability_{args.temperature:g}K_seed{args.seed}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"run_dir": str(args.run_dir), "settings": settings.model_dump(), "summary": summary, "models": models, "versions": package_versions()}
     out.write_text(json.dumps(report, indent=2))
