@@ -69,8 +69,8 @@ def write_report(run_dir: str | Path, config: RunConfig) -> dict:
     references = {name: data.metadata.get("level_of_theory") for name, data in datasets.items()}
     if held_out != "held-out test":
         references[held_out] = teacher_level(run_dir, config)
-    results, refits = {}, {}
-    for name, predictor in run_models(run_dir).items():
+    results, refits, models = {}, {}, run_models(run_dir)
+    for name, predictor in models.items():
         level = energy_level(predictor.models if isinstance(predictor, Ensemble) else [predictor])
         scores = {}
         for dataset, data in datasets.items():
@@ -107,7 +107,7 @@ def write_report(run_dir: str | Path, config: RunConfig) -> dict:
         "units": {"energy": "kcal/mol", "forces": "kcal/mol/Å"},
         "models": results,
         "headline": headline,
-        **({"md_stability": _md_stability(run_dir, config.evaluate.md, frames)} if config.evaluate.md else {}),
+        **({"md_stability": _md_stability(models, config.evaluate.md, frames)} if config.evaluate.md else {}),
         "stage_seconds": stages,
         "config": config.model_dump(),
         "energy_references": references,
@@ -120,11 +120,11 @@ def write_report(run_dir: str | Path, config: RunConfig) -> dict:
     return report
 
 
-def _md_stability(run_dir: Path, settings: MDSettings, frames) -> dict:
+def _md_stability(models: dict[str, object], settings: MDSettings, frames) -> dict:
     """MD stability of the teacher ensemble, the students and the baselines from the first
     conformation of each molecule of the run's data."""
-    models = {name: m for name, m in run_models(run_dir).items() if name.startswith(("teacher ensemble", "student", "baseline"))}
-    results = {name: md_stability(predictor, frames, settings, show_progress=True) for name, predictor in models.items()}
+    roles = ("teacher ensemble", "student", "baseline")
+    results = {name: md_stability(predictor, frames, settings) for name, predictor in models.items() if name.startswith(roles)}
     return {"settings": settings.model_dump(), "models": {name: {k: v for k, v in r.items() if k != "settings"} for name, r in results.items()}}
 
 
