@@ -310,7 +310,8 @@ def md_command(model_path, data_path, steps, timestep, temperature, friction, ma
     results = md_stability(predictor, frames, settings, trajectory_dir)
     click.echo(f"{'molecule':<12}{'stable':>8}{'time (ps)':>11}{'max bond change (Å)':>21}{'mean T (K)':>12}")
     for name, run in results["molecules"].items():
-        click.echo(f"{name:<12}{'yes' if run['stable'] else 'NO':>8}{run['time_ps']:>11.3f}{run['max_bond_deviation']:>21.3f}{run['mean_temperature_K']:>12.0f}")
+        deviation, mean_t = ("not finite" if v is None else f"{v:{f}}" for v, f in ((run["max_bond_deviation"], ".3f"), (run["mean_temperature_K"], ".0f")))
+        click.echo(f"{name:<12}{'yes' if run['stable'] else 'NO':>8}{run['time_ps']:>11.3f}{deviation:>21}{mean_t:>12}")
     click.echo(
         f"stable: {results['n_stable']}/{results['n_molecules']} molecules over {steps * timestep / 1000:g} ps at {temperature:g} K "
         f"(Langevin, {timestep:g} fs steps; mean time to failure or end {results['mean_time_ps']:.3f} ps)"

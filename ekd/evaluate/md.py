@@ -58,11 +58,16 @@ def _bond_deviation(positions: np.ndarray, pairs: np.ndarray, lengths: np.ndarra
     return float(np.max(np.abs(current - lengths)))
 
 
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
 def run_md(predictor, numbers: np.ndarray, positions: np.ndarray, settings: MDSettings, trajectory: str | Path | None = None, on_check=None) -> dict:
     """One Langevin run of one molecule with ``predictor`` (a model or an ensemble's mean).
 
     Returns ``stable``, ``steps_run``, ``time_ps`` (until failure, or the whole run),
-    ``max_bond_deviation`` (Å, over the checks run) and ``mean_temperature_K``.
+    ``max_bond_deviation`` (Å, over the checks run) and ``mean_temperature_K``; these two are
+    None once positions are not finite (so that the results stay valid JSON).
     ``on_check(steps)`` is called after every ``check_every`` steps.
     """
     atoms = Atoms(numbers=numbers, positions=positions)
@@ -101,8 +106,8 @@ def run_md(predictor, numbers: np.ndarray, positions: np.ndarray, settings: MDSe
         "stable": stable,
         "steps_run": steps,
         "time_ps": steps * settings.timestep_fs / 1000,
-        "max_bond_deviation": worst,
-        "mean_temperature_K": float(np.mean(temperatures)),
+        "max_bond_deviation": _finite(worst),
+        "mean_temperature_K": _finite(np.mean(temperatures)),
     }
 
 
