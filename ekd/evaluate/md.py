@@ -129,12 +129,12 @@ def md_stability(predictor, frames: Frames, settings: MDSettings | None = None, 
             result = run_md(predictor, numbers, positions, settings, trajectory, on_check=lambda n, name=name: bar.update(n, name))
             bar.advance(settings.steps - result["steps_run"])  # a failed run ends early
             molecules[name] = {"formula": formula(numbers), **result}
-    runs = list(molecules.values())
+    n_stable = sum(r["stable"] for r in molecules.values())
     return {
-        "n_molecules": len(runs),
-        "n_stable": sum(r["stable"] for r in runs),
-        "fraction_stable": sum(r["stable"] for r in runs) / len(runs),
-        "mean_time_ps": float(np.mean([r["time_ps"] for r in runs])),
+        "n_molecules": len(molecules),
+        "n_stable": n_stable,
+        "fraction_stable": n_stable / len(molecules),
+        "mean_time_ps": float(np.mean([r["time_ps"] for r in molecules.values()])),
         "molecules": molecules,
         "settings": settings.model_dump(),
         "units": {"time": "ps", "temperature": "K", "bond_deviation": "Å"},
