@@ -14,9 +14,10 @@ import numpy as np
 import pydantic
 import torch
 
-from ekd.data import Frames
+from ekd.config import validate
+from ekd.data import Dataset
 
-__all__ = ["Backend", "BackendOptions", "Batch"]
+__all__ = ["Backend", "BackendOptions", "Batch", "validate_options"]
 
 
 class BackendOptions(pydantic.BaseModel):
@@ -27,7 +28,7 @@ class BackendOptions(pydantic.BaseModel):
 
 @dataclasses.dataclass
 class Batch:
-    """Conformations as tensors, atoms concatenated (the layout of :class:`ekd.data.Frames`).
+    """Conformations as tensors, atoms concatenated (the layout of :class:`ekd.data.Dataset`).
 
     Attributes:
         numbers: (A,) int64 atomic numbers.
@@ -60,7 +61,7 @@ class Batch:
         return self.ptr[1:] - self.ptr[:-1]
 
     @classmethod
-    def from_frames(cls, frames: Frames, dtype: torch.dtype, device: torch.device | str = "cpu") -> "Batch":
+    def from_frames(cls, frames: Dataset, dtype: torch.dtype, device: torch.device | str = "cpu") -> "Batch":
         """Tensors of ``frames``; force weights come from ``atom_data['force_weight']`` if present."""
         as_float = lambda a: None if a is None else torch.as_tensor(np.asarray(a), dtype=dtype, device=device)  # noqa: E731
         as_long = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.long, device=device)  # noqa: E731
@@ -119,3 +120,11 @@ class Backend(Protocol):
     # Optional: ``pretrained(self, path, dtype, device) -> list[Model]`` loads a published
     # ensemble as frozen models (teacher spec ``<name>-pretrained:PATH``); each model's
     # ``info["pretrained"]`` records its source, ``level_of_theory`` and file hashes.
+
+
+def validate_options(backend: Backend, options: dict | BackendOptions | None, where: str | None = None) -> BackendOptions:
+    """The backend's ``Options`` from a dict; a ConfigError naming ``where.key`` and, for an
+    unknown key, the allowed names."""
+    if isinstance(options, BackendOptions):
+        return options
+    return validate(backend.Options, options or {}, where or f"{backend.name} options")

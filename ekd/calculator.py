@@ -1,27 +1,41 @@
-"""An ASE calculator for any ekd model: energy (eV) and forces (eV/Å) of one structure."""
+"""An ASE calculator for any ekd model or ensemble (non-periodic molecules, eV and eV/Å)."""
 
 from __future__ import annotations
 
 from ase.calculators.calculator import Calculator, all_changes
 
-from ekd.data import Frames
+from ekd.data import Dataset
 
 __all__ = ["EkdCalculator"]
 
 
 class EkdCalculator(Calculator):
-    """ASE calculator around an :class:`ekd.model.Model` (non-periodic molecules)."""
+    """ASE calculator around an :class:`ekd.Model` or :class:`ekd.Ensemble`.
 
-    implemented_properties = ["energy", "forces"]
+    Every call computes all results. Results: ``energy`` (eV) and ``forces`` (n_atoms, 3) eV/Å; for an ensemble (the committee
+    mean) also ``energy_spread`` (eV), ``force_spread`` (n_atoms,) eV/Å, and the members'
+    ``energies`` (M,) and ``forces_comm`` (M, n_atoms, 3).
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "energy_spread", "force_spread", "energies", "forces_comm"]
 
     def __init__(self, model, **kwargs):
         super().__init__(**kwargs)
         self.model = model
+        if not hasattr(model, "models"):  # one model: no committee outputs
+            self.implemented_properties = ["energy", "free_energy", "forces"]
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        frames = Frames.from_arrays([self.atoms.numbers], [self.atoms.positions], ["ase"])
-        prediction = self.model.predict(frames, forces="forces" in properties)
-        self.results = {"energy": float(prediction.energy[0])}
+        frames = Dataset.from_arrays([self.atoms.numbers], [self.atoms.positions], ["ase"])
+        prediction = self.model.predict(frames, forces=True)  # all properties at once, as MD asks for both
+        self.results = {"energy": float(prediction.energy[0]), "free_energy": float(prediction.energy[0])}
         if prediction.forces is not None:
             self.results["forces"] = prediction.forces
+        member_energy = getattr(prediction, "member_energy", None)
+        if member_energy is not None:
+            self.results["energies"] = member_energy[:, 0]
+            self.results["energy_spread"] = float(prediction.energy_spread[0])
+            if prediction.member_forces is not None:
+                self.results["forces_comm"] = prediction.member_forces
+                self.results["force_spread"] = prediction.force_spread

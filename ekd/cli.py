@@ -186,14 +186,17 @@ def run_options(command):
         click.option("--student", "student_backend", help="Student backend name."),
         click.option("--epochs", type=click.IntRange(min=1), help="Epoch bound of every model (teachers, students, baselines)."),
         click.option("--jobs", type=click.IntRange(min=1), help="Trainings side by side (default: one per CPU core)."),
+        click.option("--eval", "eval_paths", multiple=True, help="Also score on this dataset file (repeat; replaces evaluate.files)."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _run_config(out, config_path, data_path, teacher_spec, student_backend, epochs, jobs, **extra):
-    from ekd.pipeline import load_run_config
+def _run(out, config_path, data_path, teacher_spec, student_backend, epochs, jobs, eval_paths, **extra):
+    """The :class:`ekd.Run` in ``out`` with the given YAML (or the run's saved config) and flags."""
+    from ekd.run import Run
+    from ekd.runconfig import RunConfig
 
     overrides = {
         "data.path": data_path,
@@ -201,9 +204,12 @@ def _run_config(out, config_path, data_path, teacher_spec, student_backend, epoc
         "student.backend": student_backend,
         "epochs": epochs,
         "jobs": jobs,
+        "evaluate.files": list(eval_paths) or None,
         **extra,
     }
-    return load_run_config(out, config_path, overrides)
+    saved = Path(out) / "config.yaml"
+    path = config_path if config_path is not None else (saved if saved.is_file() else None)
+    return Run(out, RunConfig.load(path, overrides))
 
 
 @cli.command("teach")
@@ -211,19 +217,18 @@ def _run_config(out, config_path, data_path, teacher_spec, student_backend, epoc
 @click.option("--member", type=int, help="Train only this member (members can run as separate jobs).")
 def teach_command(member, **kwargs) -> None:
     """Train the teacher ensemble on energies only."""
-    from ekd.pipeline import teach
-
-    directories = teach(kwargs["out"], _run_config(**kwargs), member=member)
-    click.echo(f"teachers ready: {', '.join(d.name for d in directories)}")
+    ensemble = _run(**kwargs).teach(member=member)
+    click.echo(f"teachers ready: {', '.join(ensemble.names)}")
 
 
 @cli.command("label")
 @run_options
 def label_command(**kwargs) -> None:
     """Label every conformation with each teacher's forces; write RUN_DIR/labels.h5."""
-    from ekd.pipeline import label
-
-    click.echo(f"labels: {label(kwargs['out'], _run_config(**kwargs))}")
+    run = _run(**kwargs)
+    labels = run.label()
+    left_out = f"; left out: {', '.join(t['name'] for t in labels.left_out)}" if labels.left_out else ""
+    click.echo(f"labels: {run.directory / 'labels.h5'} ({len(labels.teachers)} teachers, {len(labels.data)} conformations{left_out})")
 
 
 @cli.command("student")
@@ -231,13 +236,8 @@ def label_command(**kwargs) -> None:
 @click.option("--baseline", is_flag=True, help="Also train the energy-only baseline (the control).")
 def student_command(baseline, **kwargs) -> None:
     """Train the student(s) on reference energies + teacher-mean forces."""
-    from ekd.pipeline import student
-
-    config = _run_config(**kwargs)
-    directories = student(kwargs["out"], config)
-    if baseline:
-        directories += student(kwargs["out"], config, baseline=True)
-    click.echo(f"trained: {', '.join(str(d) for d in directories)}")
+    models = _run(**kwargs).train_students(baseline=baseline)
+    click.echo(f"trained: {', '.join(str(m.path.parent) for m in models)}")
 
 
 @cli.command("run")
@@ -245,17 +245,15 @@ def student_command(baseline, **kwargs) -> None:
 @click.option("--baseline", is_flag=True, default=None, help="Also train the energy-only baseline (the control).")
 def run_command(baseline, **kwargs) -> None:
     """teach -> label -> student (-> baseline) -> evaluate, with report.md in the run directory."""
-    from ekd.pipeline import run
-
-    run(kwargs["out"], _run_config(**kwargs, **{"student.baseline": baseline}))
-    out = Path(kwargs["out"])
-    click.echo((out / "report.md").read_text().split("\n## ")[0].strip())
-    click.echo(f"report: {out / 'report.md'} (JSON: {out / 'report.json'})")
+    run = _run(**kwargs, **{"student.baseline": baseline})
+    report = run.run()
+    click.echo(report.markdown().split("\n## ")[0].strip())
+    click.echo(f"report: {run.directory / 'report.md'} (JSON: {run.directory / 'report.json'})")
 
 
 @cli.command("evaluate")
 @click.argument("model_path")
-@click.option("--data", "data_paths", multiple=True, help="Dataset(s) to score on (repeat); default: the embedded set.")
+@click.option("--data", "--eval", "data_paths", multiple=True, help="Dataset(s) to score on (repeat); default: the embedded set.")
 @click.option("--json", "json_out", help="Write the metrics as JSON to this file.")
 @click.option("--refit-offsets", is_flag=True, help="Refit per-element energy offsets first (other energy reference).")
 @click.option("--plots", "plot_dir", help="Write parity plots (PNG) to this directory.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import typing
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,7 +40,22 @@ def validate(model: type[Model], values: dict, where: str) -> Model:
     except pydantic.ValidationError as error:
         first = error.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{where}.{key}: {first['msg']}") from None
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            allowed = _field_names(model, first["loc"][:-1])
+            message = "unknown option" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        raise ConfigError(f"{where}.{key}: {message}") from None
+
+
+def _field_names(model: type[pydantic.BaseModel], path: tuple) -> list[str]:
+    """The field names of the (nested) model at ``path`` of ``model``; [] where it is no model."""
+    for part in path:
+        field = model.model_fields.get(str(part))
+        nested = [t for t in (field.annotation, *typing.get_args(field.annotation)) if isinstance(t, type) and issubclass(t, pydantic.BaseModel)] if field else []
+        if not nested:
+            return []
+        model = nested[0]
+    return list(model.model_fields)
 
 
 def dump_yaml(values: dict) -> str:

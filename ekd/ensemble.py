@@ -1,4 +1,4 @@
-"""Teacher ensembles: several models predicting together (mean and per-member outputs)."""
+"""Teacher ensembles: several models predicting together (mean, spread and per-member outputs)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import dataclasses
 import os
 from pathlib import Path
 
-import numpy as np
+from typing import Sequence
 
-from ekd.data import Frames
+import numpy as np
+from ase import Atoms
+
+from ekd.data import Dataset
 from ekd.errors import ConfigError, DataError
-from ekd.model import Model, Prediction
+from ekd.model import Model, Prediction, as_dataset
 
 __all__ = ["Ensemble", "EnsemblePrediction", "PRETRAINED", "load_pretrained", "load_predictor", "pretrained_spec"]
 
@@ -20,19 +23,49 @@ PRETRAINED = "-pretrained"
 
 @dataclasses.dataclass(frozen=True)
 class EnsemblePrediction(Prediction):
-    """Mean energy (N,) and forces (A, 3), plus every member's: (M, N) and (M, A, 3)."""
+    """Mean energy (N,) eV and forces (A, 3) eV/Å, every member's ((M, N) and (M, A, 3)), and
+    the committee's spread: energy (N,) eV and per-atom force (A,) eV/Å, each the root mean
+    square deviation of the members from their mean."""
 
     member_energy: np.ndarray | None = None
     member_forces: np.ndarray | None = None
 
+    @property
+    def energy_spread(self) -> np.ndarray:
+        """(N,) eV: standard deviation of the members' energies."""
+        return self.member_energy.std(axis=0)
+
+    @property
+    def force_spread(self) -> np.ndarray | None:
+        """(A,) eV/Å: sqrt(mean over members of |F_m − F_mean|²) per atom; None without forces."""
+        if self.member_forces is None:
+            return None
+        return np.sqrt(((self.member_forces - self.forces) ** 2).sum(axis=-1).mean(axis=0))
+
 
 @dataclasses.dataclass
 class Ensemble:
-    """Models whose mean prediction is the ensemble's (eV, eV/Å)."""
+    """Models whose mean prediction is the ensemble's (eV, eV/Å); ``names`` label the members."""
 
     models: list[Model]
+    names: list[str] | None = None
 
-    def predict(self, frames: Frames, forces: bool = True, batch_size: int = 256) -> EnsemblePrediction:
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ConfigError("an ensemble needs at least one model")
+        self.names = list(self.names) if self.names is not None else [f"member {i}" for i in range(len(self.models))]
+        if len(self.names) != len(self.models):
+            raise ConfigError(f"{len(self.names)} names for {len(self.models)} ensemble members")
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def __repr__(self) -> str:
+        return f"Ensemble({len(self.models)} members: {', '.join(f'{n} ({m.backend.name})' for n, m in zip(self.names, self.models))})"
+
+    def predict(self, frames: Dataset | Sequence[Atoms], forces: bool = True, batch_size: int = 256) -> EnsemblePrediction:
+        """Mean, spread and per-member predictions on a Dataset or a list of ASE ``Atoms``."""
+        frames = as_dataset(frames)
         members = [model.predict(frames, forces=forces, batch_size=batch_size) for model in self.models]
         energy = np.stack([m.energy for m in members])
         member_forces = np.stack([m.forces for m in members]) if forces else None
@@ -46,6 +79,14 @@ class Ensemble:
     @property
     def species(self) -> list[int]:
         return sorted(set.intersection(*(set(m.species) for m in self.models)))
+
+    def calculator(self):
+        """An ASE calculator of the committee: ``energy`` and ``forces`` are the mean; it also
+        returns ``energy_spread`` (eV), ``force_spread`` (n_atoms,) eV/Å, ``energies`` (M,) and
+        ``forces_comm`` (M, n_atoms, 3), the members' (as MACE's committee calculator)."""
+        from ekd.calculator import EkdCalculator
+
+        return EkdCalculator(self)
 
 
 def pretrained_spec(text: str) -> tuple[str, str] | None:
@@ -84,4 +125,4 @@ def load_predictor(path: str | os.PathLike, device: str = "auto") -> Model | Ens
     members = sorted(p for p in path.glob("*/model.pt")) if path.is_dir() else []
     if not members:
         raise DataError(f"{path}: no model.pt in it or in its sub-directories (a published ensemble: ani-pretrained:{path})")
-    return Ensemble([Model.load(p, device=device) for p in members])
+    return Ensemble([Model.load(p, device=device) for p in members], [p.parent.name for p in members])

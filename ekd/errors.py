@@ -4,7 +4,7 @@ The CLI catches :class:`EkdError` once, prints its message and exits with status
 else is a bug and keeps its traceback.
 """
 
-__all__ = ["EkdError", "ConfigError", "DataError", "BackendError", "PluginError"]
+__all__ = ["EkdError", "ConfigError", "DataError", "BackendError", "PluginError", "Cancelled"]
 
 
 class EkdError(Exception):
@@ -25,3 +25,7 @@ class BackendError(EkdError):
 
 class PluginError(EkdError):
     """A plugin failed to import or register; the message names the plugin."""
+
+
+class Cancelled(EkdError):
+    """A progress callback asked the run to stop; finished work is kept and the run resumes."""

@@ -11,20 +11,20 @@ import contextlib
 import dataclasses
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
-import pydantic
 import torch
+from ase import Atoms
 
 from ekd._io import atomic_path
-from ekd.backend import Backend, BackendOptions, Batch
-from ekd.data import Frames
-from ekd.errors import BackendError, ConfigError, DataError
+from ekd.backend import Backend, BackendOptions, Batch, validate_options
+from ekd.data import Dataset
+from ekd.errors import BackendError, DataError
 from ekd.plugins import get_backend
 from ekd.provenance import package_versions
 
-__all__ = ["Model", "Prediction", "validate_options", "resolve_device", "seeded"]
+__all__ = ["Model", "Prediction", "as_dataset", "resolve_device", "seeded"]
 
 CHECKPOINT_FORMAT = "ekd-model-1"
 
@@ -54,16 +54,13 @@ def seeded(seed: int, dtype: torch.dtype | None = None):
         torch.set_default_dtype(default_dtype)
 
 
-def validate_options(backend: Backend, options: dict | BackendOptions | None) -> BackendOptions:
-    """The backend's ``Options`` from a dict; a ConfigError naming the bad key otherwise."""
-    if isinstance(options, BackendOptions):
-        return options
-    try:
-        return backend.Options(**(options or {}))
-    except pydantic.ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{backend.name} options: '{where}': {first['msg']}") from None
+def as_dataset(structures: Dataset | Sequence[Atoms]) -> Dataset:
+    """A :class:`Dataset` of ``structures`` (a Dataset already, or a list of ASE ``Atoms``)."""
+    if isinstance(structures, Dataset):
+        return structures
+    if isinstance(structures, Atoms):
+        raise TypeError("predict takes a list of Atoms; wrap one structure as [atoms]")
+    return Dataset.from_atoms(structures)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +82,7 @@ class Model:
         species: atomic numbers it handles.
         reference_energies: per-element energies (eV) included in its output.
         info: free-form provenance saved with the checkpoint (config, seed, data hashes, ...).
+        path: the checkpoint it was loaded from, or None (not saved).
     """
 
     backend: Backend
@@ -93,6 +91,13 @@ class Model:
     species: list[int]
     reference_energies: dict[int, float]
     info: dict = dataclasses.field(default_factory=dict)
+    path: Path | None = dataclasses.field(default=None, compare=False)
+
+    def __repr__(self) -> str:
+        from ase.data import chemical_symbols
+
+        elements = " ".join(chemical_symbols[z] for z in self.species)
+        return f"Model(backend='{self.backend.name}', elements='{elements}', path={str(self.path) if self.path else None!r})"
 
     @classmethod
     def build(
@@ -126,7 +131,7 @@ class Model:
     def device(self) -> torch.device:
         return next(self.module.parameters()).device
 
-    def batch(self, frames: Frames) -> Batch:
+    def batch(self, frames: Dataset) -> Batch:
         """A batch of ``frames`` in this model's dtype and device, with the backend inputs cached."""
         frames.check_elements(self.species, f"this {self.backend.name} model")
         batch = Batch.from_frames(frames, self.dtype, self.device)
@@ -146,8 +151,10 @@ class Model:
         (gradient,) = torch.autograd.grad(energy.sum(), positions, create_graph=create_graph)
         return energy, -gradient
 
-    def predict(self, frames: Frames, forces: bool = True, batch_size: int = 256) -> Prediction:
-        """Energies (eV) and optionally forces (eV/Å) of every conformation, in eval mode."""
+    def predict(self, frames: Dataset | Sequence[Atoms], forces: bool = True, batch_size: int = 256) -> Prediction:
+        """Energies (N,) eV and optionally forces (A, 3) eV/Å of every conformation (a Dataset or
+        a list of ASE ``Atoms``; atoms concatenated in order), in batches, in eval mode."""
+        frames = as_dataset(frames)
         energies, all_forces = [], []
         was_training = self.module.training
         self.module.eval()
@@ -215,7 +222,9 @@ class Model:
             raise DataError(f"{path}: not a readable ekd model checkpoint ({type(error).__name__})") from None
         if backend is not None and isinstance(state, dict) and state.get("backend") != backend:
             raise BackendError(f"{path}: a '{state.get('backend')}' checkpoint, not a '{backend}' one")
-        return cls.from_state(state, device=device, source=str(path))
+        model = cls.from_state(state, device=device, source=str(path))
+        model.path = path
+        return model
 
     def export(self, path: str | os.PathLike) -> None:
         """Write the model in its backend's native format (for the backend's own tools)."""

@@ -12,12 +12,11 @@ import dataclasses
 import multiprocessing
 import os
 import queue as queue_module
-from typing import Callable
 
 import torch
 
-from ekd.data import Frames
-from ekd.progress import progress_bar
+from ekd.data import Dataset
+from ekd.progress import ProgressCallback, ProgressEvent, notify, progress_bar
 from ekd.stages import Stage
 from ekd.train import TrainConfig, train
 
@@ -30,12 +29,11 @@ class TrainJob:
 
     stage: Stage
     backend: str
-    train_frames: Frames
-    val_frames: Frames
+    train_frames: Dataset
+    val_frames: Dataset
     config: TrainConfig
     options: dict
     info: dict
-    on_epoch_end: Callable[[int, dict], None] | None = None  # picklable (a module-level function)
 
     @property
     def name(self) -> str:
@@ -47,29 +45,37 @@ def default_jobs() -> int:
     return 1 if torch.cuda.is_available() else max(1, os.cpu_count() or 1)
 
 
-def run_jobs(jobs: list[TrainJob], workers: int | None = None, show_progress: bool = True, description: str = "train") -> None:
-    """Run the unfinished ``jobs``, ``workers`` at a time (None: :func:`default_jobs`)."""
+def run_jobs(jobs: list[TrainJob], workers: int | None = None, show_progress: bool = True, description: str = "train",
+             on_progress: ProgressCallback | None = None) -> None:
+    """Run the unfinished ``jobs``, ``workers`` at a time (None: :func:`default_jobs`).
+
+    ``on_progress`` gets a :class:`ProgressEvent` per finished epoch, in this process; when it
+    returns False the workers are stopped (each keeps its last finished epoch) and
+    :class:`ekd.errors.Cancelled` is raised.
+    """
     pending = [job for job in jobs if not job.stage.done]
     workers = min(workers or default_jobs(), len(pending))
+    event = lambda job, epoch, row: ProgressEvent(description, job.name, epoch, job.config.epochs, row)  # noqa: E731
     if workers <= 1:
         for job in pending:
-            _run(job, show_progress=show_progress)
+            _run(job, show_progress, lambda epoch, row, job=job: notify(on_progress, event(job, epoch, row)))
         return
     context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
     threads = max(1, (os.cpu_count() or 1) // workers)
+    by_name = {job.name: job for job in pending}
     epochs_seen = {job.name: 0 for job in pending}
+    epochs = context.Queue()  # handed to the workers at start: no manager process to outlive the run
     with (
-        context.Manager() as manager,
-        context.Pool(workers, initializer=_init_worker, initargs=(threads, os.getpid())) as pool,
+        context.Pool(workers, initializer=_init_worker, initargs=(threads, os.getpid(), epochs)) as pool,
         progress_bar(f"{description} ({len(pending)} models, {workers} at a time)", sum(j.config.epochs for j in pending), show_progress) as bar,
     ):
-        epochs = manager.Queue()
-        running = {job.name: (job, pool.apply_async(_run, (job, False, epochs))) for job in pending}
+        running = {job.name: (job, pool.apply_async(_run_in_worker, (job,))) for job in pending}
         while running:
             try:
-                name, epoch = epochs.get(timeout=0.2)
+                name, epoch, row = epochs.get(timeout=0.2)
                 bar.update(advance=epoch - epochs_seen[name], info=f"{name} epoch {epoch}")
                 epochs_seen[name] = epoch
+                notify(on_progress, event(by_name[name], epoch, row))
             except queue_module.Empty:
                 pass
             for name, (job, result) in list(running.items()):
@@ -80,26 +86,30 @@ def run_jobs(jobs: list[TrainJob], workers: int | None = None, show_progress: bo
                     del running[name]
         pool.close()
         pool.join()
+    epochs.close()
+    epochs.join_thread()
 
 
-def _init_worker(threads: int, parent: int) -> None:
-    global _PARENT
+def _init_worker(threads: int, parent: int, epochs) -> None:
+    global _PARENT, _EPOCHS
     torch.set_num_threads(threads)
-    _PARENT = parent
+    _PARENT, _EPOCHS = parent, epochs
 
 
 _PARENT: int | None = None
+_EPOCHS = None
 
 
-def _run(job: TrainJob, show_progress: bool, epochs=None) -> None:
+def _run_in_worker(job: TrainJob) -> None:
     def report(epoch: int, row: dict) -> None:
-        if _PARENT is not None and os.getppid() != _PARENT:
+        if os.getppid() != _PARENT:
             os._exit(1)  # the parent is gone (killed): don't train on beside a rerun
-        if epochs is not None:
-            epochs.put((job.name, epoch))
-        if job.on_epoch_end is not None:
-            job.on_epoch_end(epoch, row)
+        _EPOCHS.put((job.name, epoch, row))
 
+    _run(job, False, report)
+
+
+def _run(job: TrainJob, show_progress: bool, on_epoch_end) -> None:
     job.stage.start()
-    train(job.backend, job.train_frames, job.val_frames, job.stage.directory, job.config, job.options, info=job.info, show_progress=show_progress, on_epoch_end=report)
+    train(job.backend, job.train_frames, job.val_frames, job.stage.directory, job.config, job.options, info=job.info, show_progress=show_progress, on_epoch_end=on_epoch_end)
     job.stage.finish()

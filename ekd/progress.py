@@ -1,13 +1,51 @@
-"""Progress bars (tqdm on stderr) with count, rate, ETA and a free-text field for losses."""
+"""Progress: bars on stderr (tqdm: count, rate, ETA, losses) and events for a caller's callback.
+
+A callback (``on_progress``) gets a :class:`ProgressEvent` after every epoch of every model and
+at the end of every stage; returning ``False`` cancels the run cleanly (:class:`Cancelled`).
+"""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import dataclasses
+from typing import Callable, Iterator
 
 from tqdm.auto import tqdm
 
-__all__ = ["progress_bar"]
+from ekd.errors import Cancelled
+
+__all__ = ["ProgressCallback", "ProgressEvent", "notify", "progress_bar"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgressEvent:
+    """Where a run is.
+
+    Attributes:
+        stage: ``teach``, ``label``, ``students``, ``students and baselines``, ``evaluate``, ...
+        model: the model being trained (``teachers/00-ani``, ``students/seed-200``) or None.
+        epoch: the epoch just finished (1-based), or None for a stage event.
+        epochs: that model's epoch bound (early stopping may end it sooner).
+        metrics: the epoch's ``train_loss``, ``val_loss`` (training loss units), ``lr``, ``seconds``.
+        finished: True when the stage has finished.
+    """
+
+    stage: str
+    model: str | None = None
+    epoch: int | None = None
+    epochs: int | None = None
+    metrics: dict = dataclasses.field(default_factory=dict)
+    finished: bool = False
+
+
+ProgressCallback = Callable[[ProgressEvent], "bool | None"]
+
+
+def notify(callback: ProgressCallback | None, event: ProgressEvent) -> None:
+    """Call ``callback``; raise :class:`Cancelled` when it returns ``False``."""
+    if callback is not None and callback(event) is False:
+        where = f"{event.model} epoch {event.epoch}" if event.model else f"after {event.stage}"
+        raise Cancelled(f"cancelled by the progress callback ({event.stage}: {where}); finished work is kept, run again to resume")
 
 
 class _Bar:

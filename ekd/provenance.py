@@ -33,7 +33,7 @@ def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 def frames_fingerprint(frames) -> str:
-    """sha256 of the arrays of an :class:`ekd.data.Frames` (what a model was trained on),
+    """sha256 of the arrays of an :class:`ekd.data.Dataset` (what a model was trained on),
     per-atom extras such as force weights included."""
     digest = hashlib.sha256()
     extras = [frames.atom_data[key] for key in sorted(frames.atom_data)]

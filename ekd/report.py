@@ -1,41 +1,239 @@
-"""The run report: every model side by side on the held-out split and the evaluation files.
+"""The run report: every model of a run side by side on the held-out split and the evaluation files.
 
-``report.json`` holds, per model and dataset, ``energy_mae``, ``energy_rmse``,
-``relative_energy_mae``, ``relative_energy_rmse``, ``force_mae``, ``force_rmse`` (kcal/mol,
-kcal/mol/Å), the time per stage and the headline ratios; ``report.md`` is the same for a person.
+:class:`Report` is the typed result; ``report.json`` is its serialisation (``format_version``)
+and ``report.md`` the same for a person. Errors in kcal/mol (energies) and kcal/mol/Å (forces),
+COMP6 convention: pooled over conformations, not divided by the number of atoms.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ekd._io import atomic_path
-from ekd.data import read, read_provenance
+from ekd.data import Dataset
 from ekd.ensemble import Ensemble
+from ekd.errors import DataError
 from ekd.evaluate import evaluate
 from ekd.evaluate.md import MDSettings, md_stability
 from ekd.model import Model
-from ekd.runconfig import RunConfig
 
-__all__ = ["run_models", "write_report"]
+__all__ = ["HELD_OUT", "Headline", "ModelScores", "Report", "Scores", "SeedSpread", "build_report", "energy_level"]
 
+#: format of report.json; bumped when a key changes meaning
+REPORT_FORMAT_VERSION = 1
+#: the dataset name of the run's held-out test split in reports
+HELD_OUT = "held-out test"
 METRICS = ("energy_mae", "energy_rmse", "relative_energy_mae", "relative_energy_rmse", "force_mae", "force_rmse")
 
 
-def run_models(run_dir: Path) -> dict[str, object]:
-    """Every teacher, the ensemble the labels were made from, the students and baselines."""
-    left_out = {t["name"] for t in read_provenance(run_dir / "labels.h5").get("left_out", [])} if (run_dir / "labels.h5").is_file() else set()
-    teachers = {p.parent.name: Model.load(p) for p in sorted(run_dir.glob("teachers/*/model.pt"))}
-    models: dict[str, object] = {f"teacher {name}" + (" (left out)" if name in left_out else ""): m for name, m in teachers.items()}
-    if teachers:
-        models["teacher ensemble"] = Ensemble([m for name, m in teachers.items() if name not in left_out])
-    for role in ("students", "baselines"):
-        for path in sorted(run_dir.glob(f"{role}/*/model.pt")):
-            models[f"{role[:-1]} {path.parent.name}"] = Model.load(path)
-    return models
+@dataclasses.dataclass(frozen=True)
+class Scores:
+    """COMP6 errors of one model on one dataset (kcal/mol, kcal/mol/Å); None where not scored."""
+
+    n_conformations: int
+    n_molecules: int
+    energy_mae: float | None = None
+    energy_rmse: float | None = None
+    relative_energy_mae: float | None = None
+    relative_energy_rmse: float | None = None
+    force_mae: float | None = None
+    force_rmse: float | None = None
+    refit_offsets_eV: dict[str, float] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelScores:
+    """One model's scores per dataset and the energy reference it was trained on."""
+
+    level_of_theory: str | None
+    datasets: dict[str, Scores]
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedSpread:
+    """Mean and sample standard deviation over ``n`` seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> "SeedSpread | None":
+        if not values:
+            return None
+        return cls(float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values))
+
+
+@dataclasses.dataclass(frozen=True)
+class Headline:
+    """What EKD achieved on one dataset: the students' force MAE against the energy-only
+    baselines' (kcal/mol/Å) and whether the difference exceeds the larger seed spread."""
+
+    student_force_mae: SeedSpread
+    baseline_force_mae: SeedSpread | None = None
+    student_over_baseline: float | None = None
+    difference_exceeds_spread: bool | None = None
+    student_over_teacher_ensemble: float | None = None
+
+    @classmethod
+    def of(cls, student: SeedSpread, baseline: SeedSpread | None, ensemble: float | None) -> "Headline":
+        return cls(
+            student_force_mae=student,
+            baseline_force_mae=baseline,
+            student_over_baseline=student.mean / baseline.mean if baseline else None,
+            difference_exceeds_spread=bool(baseline.mean - student.mean > max(student.std, baseline.std)) if baseline else None,
+            student_over_teacher_ensemble=student.mean / ensemble if ensemble else None,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """Metrics of every model of a run per dataset, the headline per dataset and stage costs.
+
+    Attributes:
+        models: model name (``teacher 00-ani``, ``teacher ensemble``, ``student seed-200``,
+            ``baseline seed-200``) → its scores.
+        headline: dataset name (``held-out test``, an evaluation file's stem) → :class:`Headline`.
+        stage_seconds: stage directory → seconds spent (all attempts).
+        config: the run configuration that produced it.
+        energy_references: dataset → level of theory of its reference energies.
+        offsets_refit: model → datasets on which its energy offsets were refit before scoring.
+        md_stability: MD stability results (``evaluate.md``), or None.
+    """
+
+    models: dict[str, ModelScores]
+    headline: dict[str, Headline]
+    stage_seconds: dict[str, float]
+    config: dict
+    energy_references: dict[str, str | None]
+    offsets_refit: dict[str, list[str]]
+    md_stability: dict | None = None
+    format_version: int = REPORT_FORMAT_VERSION
+    units: dict = dataclasses.field(default_factory=lambda: {"energy": "kcal/mol", "forces": "kcal/mol/Å"})
+
+    @property
+    def held_out(self) -> Headline | None:
+        """The headline on the run's held-out test split (None when it was not scored)."""
+        return self.headline.get(HELD_OUT)
+
+    def scores(self, model: str, dataset: str = HELD_OUT) -> Scores:
+        """One model's scores on one dataset."""
+        try:
+            return self.models[model].datasets[dataset]
+        except KeyError:
+            raise KeyError(f"no scores of '{model}' on '{dataset}'; models: {', '.join(self.models)}") from None
+
+    # serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """The ``report.json`` mapping (models flattened: ``{name: {level_of_theory, dataset: {...}}}``)."""
+        strip = lambda obj: {k: v for k, v in dataclasses.asdict(obj).items() if v is not None}  # noqa: E731
+        return {
+            "format_version": self.format_version,
+            "units": self.units,
+            "models": {name: {"level_of_theory": m.level_of_theory, **{d: strip(s) for d, s in m.datasets.items()}} for name, m in self.models.items()},
+            "headline": {d: strip(h) for d, h in self.headline.items()},
+            **({"md_stability": self.md_stability} if self.md_stability else {}),
+            "stage_seconds": self.stage_seconds,
+            "config": self.config,
+            "energy_references": self.energy_references,
+            "offsets_refit": self.offsets_refit,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Report":
+        version = values.get("format_version")
+        if version != REPORT_FORMAT_VERSION:
+            raise DataError(f"report format version {version}, this ekd reads version {REPORT_FORMAT_VERSION}; run 'ekd run' again to rewrite it")
+        models = {}
+        for name, entry in values["models"].items():
+            entry = dict(entry)
+            level = entry.pop("level_of_theory", None)
+            models[name] = ModelScores(level, {d: Scores(**s) for d, s in entry.items()})
+        headline = {}
+        for dataset, h in values["headline"].items():
+            spreads = {k: SeedSpread(**h[k]) if h.get(k) else None for k in ("student_force_mae", "baseline_force_mae")}
+            headline[dataset] = Headline(**{**h, **spreads})
+        return cls(
+            models=models,
+            headline=headline,
+            stage_seconds=values["stage_seconds"],
+            config=values["config"],
+            energy_references=values["energy_references"],
+            offsets_refit=values["offsets_refit"],
+            md_stability=values.get("md_stability"),
+            units=values["units"],
+        )
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "Report":
+        """A report from its ``report.json`` (or the run directory holding it)."""
+        path = Path(path)
+        path = path / "report.json" if path.is_dir() else path
+        if not path.is_file():
+            raise DataError(f"{path}: no report yet (the run has not been evaluated; run 'ekd run' or Run.evaluate())")
+        return cls.from_dict(json.loads(path.read_text()))
+
+    def write(self, directory: str | os.PathLike) -> None:
+        """``report.json`` and ``report.md`` in ``directory``, atomically."""
+        directory = Path(directory)
+        with atomic_path(directory / "report.json") as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        with atomic_path(directory / "report.md") as tmp:
+            tmp.write_text(self.markdown())
+
+    def markdown(self) -> str:
+        """The report for a person: headline sentences, one table per dataset, MD, cost."""
+        lines = ["# EKD run report", "", "Errors in kcal/mol (energies) and kcal/mol/Å (forces), not per atom."]
+        lines.append("Energy references: " + "; ".join(f"{d}: {level or 'not recorded'}" for d, level in self.energy_references.items()) + ".")
+        groups: dict[tuple, list[str]] = {}
+        for name, datasets_refit in self.offsets_refit.items():
+            groups.setdefault((self.models[name].level_of_theory, tuple(datasets_refit)), []).append(name)
+        for (level, datasets_refit), names in groups.items():
+            who = names[0] if len(names) == 1 else f"{len(names)} models ({names[0]} … {names[-1]})"
+            lines.append(f"Per-element energy offsets refit before scoring energies of {who}, on {level or 'an unrecorded reference'}, "
+                         f"on {', '.join(datasets_refit)}.")
+        for dataset, h in self.headline.items():
+            s = h.student_force_mae
+            lines += ["", f"**{dataset}**: student force MAE {s.mean:.2f} ± {s.std:.2f} (n={s.n})"]
+            if h.baseline_force_mae is not None:
+                b = h.baseline_force_mae
+                verdict = "exceeds" if h.difference_exceeds_spread else "does not exceed"
+                lines[-1] += (f", energy-only baseline {b.mean:.2f} ± {b.std:.2f} (n={b.n}); "
+                              f"student/baseline = {h.student_over_baseline:.2f}; the difference {verdict} the seed spread")
+            if h.student_over_teacher_ensemble is not None:
+                lines[-1] += f"; student/teacher ensemble = {h.student_over_teacher_ensemble:.2f}"
+        datasets = list(dict.fromkeys(d for m in self.models.values() for d in m.datasets))
+        for dataset in datasets:
+            lines += ["", f"## {dataset}", "", "| model | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+            for name, model in self.models.items():
+                scores = model.datasets.get(dataset)
+                if scores is not None:
+                    values = [getattr(scores, m) for m in METRICS]
+                    lines.append(f"| {name} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in values) + " |")
+        if self.md_stability:
+            settings = self.md_stability["settings"]
+            lines += ["", "## MD stability", "",
+                      f"Langevin NVT at {settings['temperature_K']:g} K for {settings['steps'] * settings['timestep_fs'] / 1000:g} ps from each molecule's "
+                      f"first conformation; a run fails when a bond changes by more than {settings['max_bond_deviation']:g} Å.", "",
+                      "| model | molecules intact | mean time to failure or end (ps) | failed |", "|---|---|---|---|"]
+            for name, result in self.md_stability["models"].items():
+                failed = ", ".join(f"{m} ({r['time_ps']:.2f} ps)" for m, r in result["molecules"].items() if not r["stable"])
+                lines.append(f"| {name} | {result['n_stable']}/{result['n_molecules']} | {result['mean_time_ps']:.3f} | {failed or '–'} |")
+        lines += ["", "## Cost", "", "| stage | seconds |", "|---|---|"]
+        lines += [f"| {stage} | {seconds} |" for stage, seconds in self.stage_seconds.items()]
+        return "\n".join(lines) + "\n"
+
+
+def energy_level(models: list[Model]) -> str | None:
+    """The reference the models' energies are on (a published level, or the training data's);
+    None when unrecorded or when they differ."""
+    levels = {(m.info.get("pretrained") or {}).get("level_of_theory") or m.info.get("level_of_theory") for m in models}
+    return levels.pop() if len(levels) == 1 else None
 
 
 def _normalised(level: str) -> str:
@@ -47,124 +245,54 @@ def _other_reference(model_level: str | None, data_level: str | None) -> bool:
     return bool(model_level and data_level and _normalised(model_level) != _normalised(data_level))
 
 
-def _seed_summary(results: dict, prefix: str, dataset: str, metric: str) -> tuple[float, float, int] | None:
-    values = [r[dataset][metric] for name, r in results.items() if name.startswith(prefix) and metric in r.get(dataset, {})]
-    if not values:
-        return None
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values)
+def build_report(
+    models: dict[str, Model | Ensemble],
+    datasets: dict[str, Dataset],
+    references: dict[str, str | None],
+    config: dict,
+    refit_offsets: bool = False,
+    plot_dir: Path | None = None,
+    stage_seconds: dict[str, float] | None = None,
+    md: tuple[MDSettings, Dataset] | None = None,
+) -> Report:
+    """Score every model on every dataset whose elements it covers and summarise the seeds.
 
-
-def write_report(run_dir: str | Path, config: RunConfig) -> dict:
-    """Evaluate every model of the run, write report.json, report.md and parity plots."""
-    from ekd.pipeline import default_eval_files, energy_labels, energy_level, labelled_data, run_data, teacher_level
-
-    run_dir = Path(run_dir)
-    frames, (_, _, test_part) = run_data(config)
-    held_out = "held-out test"
-    if energy_labels(config, frames) == "teachers":  # no reference energies: score against the teachers
-        held_out, test_part = "held-out test (vs teacher labels)", labelled_data(run_dir, config, frames)[2]
-    datasets = {held_out: test_part} if len(test_part) else {}
-    for path in default_eval_files(config):
-        datasets[path.stem] = read(path)
-    references = {name: data.metadata.get("level_of_theory") for name, data in datasets.items()}
-    if held_out != "held-out test":
-        references[held_out] = teacher_level(run_dir, config)
-    results, refits, models = {}, {}, run_models(run_dir)
+    Args:
+        models: name → model or ensemble; names starting with ``student``/``baseline`` are seeds
+            of the headline, ``teacher ensemble`` is the ensemble the labels came from.
+        datasets: name → conformations with reference energies (and forces to score forces).
+        references: dataset name → level of theory of its energies (offsets are refit for a
+            model on another known level).
+        plot_dir: parity plots of the ensemble, students and baselines go to ``plot_dir/<model>``.
+        md: MD settings and the data whose molecules start the runs, or None for no MD.
+    """
+    results, refits = {}, {}
     for name, predictor in models.items():
         level = energy_level(predictor.models if isinstance(predictor, Ensemble) else [predictor])
         scores = {}
         for dataset, data in datasets.items():
             if not set(data.elements) <= set(predictor.species):
                 continue
-            refit = config.evaluate.refit_offsets or _other_reference(level, references[dataset])
-            plots = run_dir / "plots" / name.replace(" ", "_") if name.startswith(("student", "teacher ensemble", "baseline")) else None
+            refit = refit_offsets or _other_reference(level, references[dataset])
+            plots = plot_dir / name.replace(" ", "_") if plot_dir is not None and name.startswith(("student", "teacher ensemble", "baseline")) else None
             scores.update(evaluate(predictor, {dataset: data}, refit=refit, plot_dir=plots))
             if refit:
                 refits.setdefault(name, []).append(dataset)
         scores.pop("all", None)
-        results[name] = {"level_of_theory": level, **scores}
+        results[name] = ModelScores(level, {d: Scores(**s) for d, s in scores.items()})
 
-    stages = {}
-    for record in sorted(run_dir.glob("**/stage.json")):
-        stages[str(record.parent.relative_to(run_dir))] = json.loads(record.read_text()).get("seconds")
     headline = {}
     for dataset in datasets:
-        student = _seed_summary(results, "student", dataset, "force_mae")
-        baseline = _seed_summary(results, "baseline", dataset, "force_mae")
-        ensemble = results.get("teacher ensemble", {}).get(dataset, {}).get("force_mae")
-        entry = {}
-        if student:
-            entry["student_force_mae"] = {"mean": student[0], "std": student[1], "n": student[2]}
-        if student and baseline:
-            entry["baseline_force_mae"] = {"mean": baseline[0], "std": baseline[1], "n": baseline[2]}
-            entry["student_over_baseline"] = student[0] / baseline[0]
-            entry["difference_exceeds_spread"] = bool(baseline[0] - student[0] > max(student[1], baseline[1]))
-        if student and ensemble:
-            entry["student_over_teacher_ensemble"] = student[0] / ensemble
-        if entry:
-            headline[dataset] = entry
-    report = {
-        "units": {"energy": "kcal/mol", "forces": "kcal/mol/Å"},
-        "models": results,
-        "headline": headline,
-        **({"md_stability": _md_stability(models, config.evaluate.md, frames)} if config.evaluate.md else {}),
-        "stage_seconds": stages,
-        "config": config.model_dump(),
-        "energy_references": references,
-        "offsets_refit": refits,
-    }
-    with atomic_path(run_dir / "report.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2))
-    with atomic_path(run_dir / "report.md") as tmp:
-        tmp.write_text(_markdown(report, list(datasets)))
-    return report
-
-
-def _md_stability(models: dict[str, object], settings: MDSettings, frames) -> dict:
-    """MD stability of the teacher ensemble, the students and the baselines from the first
-    conformation of each molecule of the run's data."""
-    roles = ("teacher ensemble", "student", "baseline")
-    results = {name: md_stability(predictor, frames, settings) for name, predictor in models.items() if name.startswith(roles)}
-    return {"settings": settings.model_dump(), "models": {name: {k: v for k, v in r.items() if k != "settings"} for name, r in results.items()}}
-
-
-def _markdown(report: dict, datasets: list[str]) -> str:
-    lines = ["# EKD run report", "", "Errors in kcal/mol (energies) and kcal/mol/Å (forces), not per atom."]
-    lines.append("Energy references: " + "; ".join(f"{d}: {level or 'not recorded'}" for d, level in report["energy_references"].items()) + ".")
-    groups: dict[tuple, list[str]] = {}
-    for name, datasets_refit in report["offsets_refit"].items():
-        groups.setdefault((report["models"][name]["level_of_theory"], tuple(datasets_refit)), []).append(name)
-    for (level, datasets_refit), names in groups.items():
-        who = names[0] if len(names) == 1 else f"{len(names)} models ({names[0]} … {names[-1]})"
-        lines.append(f"Per-element energy offsets refit before scoring energies of {who}, on {level or 'an unrecorded reference'}, "
-                     f"on {', '.join(datasets_refit)}.")
-    for dataset, entry in report["headline"].items():
-        lines += ["", f"**{dataset}**: student force MAE {entry['student_force_mae']['mean']:.2f} ± {entry['student_force_mae']['std']:.2f} "
-                  f"(n={entry['student_force_mae']['n']})"]
-        if "baseline_force_mae" in entry:
-            b = entry["baseline_force_mae"]
-            verdict = "exceeds" if entry["difference_exceeds_spread"] else "does not exceed"
-            lines[-1] += (f", energy-only baseline {b['mean']:.2f} ± {b['std']:.2f} (n={b['n']}); "
-                          f"student/baseline = {entry['student_over_baseline']:.2f}; the difference {verdict} the seed spread")
-        if "student_over_teacher_ensemble" in entry:
-            lines[-1] += f"; student/teacher ensemble = {entry['student_over_teacher_ensemble']:.2f}"
-    for dataset in datasets:
-        lines += ["", f"## {dataset}", "", "| model | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
-        for name, per_dataset in report["models"].items():
-            values = per_dataset.get(dataset)
-            if values is None:
-                continue
-            lines.append(f"| {name} | " + " | ".join(f"{values[m]:.3f}" if m in values else "–" for m in METRICS) + " |")
-    if "md_stability" in report:
-        md = report["md_stability"]
-        settings = md["settings"]
-        lines += ["", "## MD stability", "",
-                  f"Langevin NVT at {settings['temperature_K']:g} K for {settings['steps'] * settings['timestep_fs'] / 1000:g} ps from each molecule's "
-                  f"first conformation; a run fails when a bond changes by more than {settings['max_bond_deviation']:g} Å.", "",
-                  "| model | molecules intact | mean time to failure or end (ps) | failed |", "|---|---|---|---|"]
-        for name, result in md["models"].items():
-            failed = ", ".join(f"{m} ({r['time_ps']:.2f} ps)" for m, r in result["molecules"].items() if not r["stable"])
-            lines.append(f"| {name} | {result['n_stable']}/{result['n_molecules']} | {result['mean_time_ps']:.3f} | {failed or '–'} |")
-    lines += ["", "## Cost", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {stage} | {seconds} |" for stage, seconds in report["stage_seconds"].items()]
-    return "\n".join(lines) + "\n"
+        force_mae = lambda prefix: [m.datasets[dataset].force_mae for n, m in results.items()  # noqa: E731
+                                    if n.startswith(prefix) and dataset in m.datasets and m.datasets[dataset].force_mae is not None]
+        student = SeedSpread.of(force_mae("student"))
+        ensemble = results.get("teacher ensemble")
+        ensemble_mae = ensemble.datasets[dataset].force_mae if ensemble and dataset in ensemble.datasets else None
+        if student is not None:
+            headline[dataset] = Headline.of(student, SeedSpread.of(force_mae("baseline")), ensemble_mae)
+    md_results = None
+    if md is not None:
+        settings, starts = md
+        runs = {name: md_stability(p, starts, settings) for name, p in models.items() if name.startswith(("teacher ensemble", "student", "baseline"))}
+        md_results = {"settings": settings.model_dump(), "models": {n: {k: v for k, v in r.items() if k != "settings"} for n, r in runs.items()}}
+    return Report(results, headline, dict(stage_seconds or {}), config, dict(references), refits, md_results)

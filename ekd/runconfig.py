@@ -1,19 +1,24 @@
-"""The configuration of an EKD run (``ekd run``, ``teach``, ``label``, ``student``): one YAML file.
+"""The configuration of an EKD run (``ekd run``, ``teach``, ``label``, ``student``, ``distill``).
 
 Every option lives here with its default; ``configs/default.yaml`` is the commented version.
-CLI flags override YAML; the effective config is saved as ``RUN_DIR/config.yaml``.
+A config is checked whole when it is built: unknown keys in any section, backend options that
+the backend's own ``Options`` class rejects and training options that a run would ignore all
+fail at once, before any data is read. CLI flags override YAML; relative paths in a YAML file
+are relative to that file's folder; the effective config is saved as ``RUN_DIR/config.yaml``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import pydantic
 
 from ekd.config import load_yaml, validate
 from ekd.data import ReadOptions
+from ekd.ensemble import PRETRAINED, pretrained_spec
 from ekd.errors import ConfigError
 from ekd.evaluate.md import MDSettings
 from ekd.provenance import config_hash
@@ -27,6 +32,13 @@ _STRICT = pydantic.ConfigDict(extra="forbid")
 #: converge in far fewer epochs than energy-only models (docs/sweep.md)
 STUDENT_TRAIN = {"force_weight": 0.1, "epochs": 100}
 
+#: TrainConfig fields that a run sets elsewhere: a value in a run's train section would be ignored
+_SET_ELSEWHERE = {
+    "val_fraction": "data.val_fraction",
+    "test_fraction": "data.test_fraction",
+    "seed": "teachers.seed and student.seed",
+}
+
 
 class DataSection(ReadOptions):
     """What to train on (path and how to read it) and how to split it (the test part is never trained on)."""
@@ -37,6 +49,11 @@ class DataSection(ReadOptions):
     test_fraction: float = pydantic.Field(0.1, ge=0, lt=1)
     split: Literal["random", "molecule"] = "random"
     seed: int = 0
+
+    @property
+    def fractions(self) -> tuple[float, float, float]:
+        """(train, validation, test) shares of the conformations (or molecules)."""
+        return (1 - self.val_fraction - self.test_fraction, self.val_fraction, self.test_fraction)
 
 
 class TeacherSection(pydantic.BaseModel):
@@ -55,6 +72,20 @@ class TeacherSection(pydantic.BaseModel):
     # a trained teacher whose best validation loss exceeds this times the median of its backend's
     # members (at least three) is a failed training, not diversity: the labels leave it out
     outlier_factor: float | None = pydantic.Field(3.0, gt=1)
+
+    def parts(self) -> list[tuple[str, int | None, str | None]]:
+        """(backend, count or None, published path or None) of each part of ``spec``."""
+        parts = []
+        for part in self.spec.split(","):
+            published = pretrained_spec(part.strip())
+            if published is not None:
+                parts.append((published[0], None, published[1]))
+                continue
+            name, _, rest = part.strip().partition(":")
+            if not name or (rest and not rest.isdigit()) or rest == "0":
+                raise ConfigError(f"teacher spec '{self.spec}': expected backend[:count][,backend[:count]...]")
+            parts.append((name, int(rest) if rest else None, None))
+        return parts
 
 
 class StudentSection(pydantic.BaseModel):
@@ -76,13 +107,17 @@ class StudentSection(pydantic.BaseModel):
 
 class EvaluateSection(pydantic.BaseModel):
     model_config = _STRICT
-    files: list[str] | None = None  # None: COMP6 S66x8 when ../shared/data has it
+    files: list[str] = []  # datasets scored beside the held-out split (e.g. COMP6 S66x8)
     refit_offsets: bool = False
     md: MDSettings | None = None  # MD stability of the ensemble, students and baselines; None: off
 
 
 class RunConfig(pydantic.BaseModel):
-    """The whole run: data, teachers, student, evaluation, shared training defaults."""
+    """The whole run: data, teachers, student, evaluation, shared training defaults.
+
+    Building one checks everything a run will use: each backend named exists and accepts its
+    options, each training section is valid for its role.
+    """
 
     model_config = _STRICT
     data: DataSection = DataSection()
@@ -93,10 +128,38 @@ class RunConfig(pydantic.BaseModel):
     jobs: int | None = pydantic.Field(None, ge=1, description="trainings run side by side; None: one per CPU core")
     epochs: int | None = pydantic.Field(None, ge=1, description="every model's epoch bound, over the sections (--epochs)")
 
+    @pydantic.model_validator(mode="after")
+    def _check_what_a_run_uses(self) -> "RunConfig":
+        from ekd.backend import validate_options
+        from ekd.plugins import get_backend
+
+        sections = {"train": self.train, "teachers.train": self.teachers.train, "student.train": self.student.train, "student.baseline_train": self.student.baseline_train}
+        for where, values in sections.items():
+            for key in sorted(set(values) & set(_SET_ELSEWHERE)):
+                raise ConfigError(f"{where}.{key}: a run sets this with {_SET_ELSEWHERE[key]}")
+            if where != "student.train" and "force_weight" in values:
+                raise ConfigError(f"{where}.force_weight: teachers and baselines never see forces; the student's is student.train.force_weight")
+        for role in ("teachers", "student", "baseline"):
+            self.train_config(role)
+        trained = {backend for backend, _, path in self.teachers.parts() if path is None}
+        for backend in sorted(set(self.teachers.options) - trained):
+            raise ConfigError(f"teachers.options.{backend}: no '{backend}' teachers in the spec '{self.teachers.spec}' (trained ones: {', '.join(sorted(trained)) or 'none'})")
+        for backend in sorted(trained):
+            own = self.teachers.options.get(backend, {})
+            variations = (self.teachers.variations or {}).get(backend) or [{}]
+            for k, variation in enumerate(variations):
+                validate_options(get_backend(backend), {**own, **variation}, f"teachers.options.{backend}" if not variation else f"teachers.variations.{backend}[{k}]")
+        validate_options(get_backend(self.student.backend), self.student.options, "student.options")
+        return self
+
     @classmethod
-    def load(cls, path: str | Path | None = None, overrides: dict | None = None) -> "RunConfig":
-        """YAML file (optional) with dotted-key ``overrides`` (``{"student.backend": "mace"}``) on top."""
-        values = load_yaml(path)
+    def load(cls, path: str | os.PathLike | None = None, overrides: dict | None = None) -> "RunConfig":
+        """YAML file (optional) with dotted-key ``overrides`` (``{"student.backend": "mace"}``) on top.
+
+        Relative paths in the file (``data.path``, ``evaluate.files``, published teachers) are
+        relative to the file's folder; those in ``overrides`` to the working directory.
+        """
+        values = _resolve_paths(load_yaml(path), Path(path).parent if path is not None else Path.cwd())
         for dotted, value in (overrides or {}).items():
             if value is None:
                 continue
@@ -105,11 +168,7 @@ class RunConfig(pydantic.BaseModel):
             for key in parents:
                 node = node.setdefault(key, {})
             node[leaf] = value
-        config = validate(cls, values, "config")
-        config.train_config("teachers")  # fail early on bad training keys
-        config.train_config("student")
-        config.train_config("baseline")
-        return config
+        return validate(cls, _resolve_paths(values, Path.cwd()), "config")
 
     def train_config(self, role: Literal["teachers", "student", "baseline"], seed: int = 0) -> TrainConfig:
         """Training options of one role: shared ``train`` below the role's own ``train``."""
@@ -117,9 +176,34 @@ class RunConfig(pydantic.BaseModel):
         values = {**self.train, **own, "seed": seed}
         if self.epochs is not None:
             values["epochs"] = self.epochs
-        if role == "teachers" or role == "baseline":
-            values["force_weight"] = 0.0  # teachers and baseline never see forces
-        return validate(TrainConfig, values, f"{role}.train")
+        if role != "student":
+            values["force_weight"] = 0.0  # teachers and baselines never see forces
+        return validate(TrainConfig, values, {"teachers": "teachers.train", "student": "student.train", "baseline": "student.baseline_train"}[role])
+
+    def energy_source(self, has_reference_energies: bool) -> Literal["reference", "teachers"]:
+        """Where the student's energies come from for data with or without reference energies."""
+        if self.student.energy_labels == "auto":
+            return "reference" if has_reference_energies else "teachers"
+        return self.student.energy_labels
+
+
+def _resolve_paths(values: dict, base: Path) -> dict:
+    """``values`` with relative ``data.path``, ``evaluate.files`` and published-teacher paths made
+    absolute against ``base``."""
+    absolute = lambda p: str(p) if Path(str(p)).is_absolute() else str((base / str(p)).resolve())  # noqa: E731
+    values = {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
+    data, evaluate, teachers = values.get("data"), values.get("evaluate"), values.get("teachers")
+    if isinstance(data, dict) and isinstance(data.get("path"), str):
+        data["path"] = absolute(data["path"])
+    if isinstance(evaluate, dict) and isinstance(evaluate.get("files"), list):
+        evaluate["files"] = [absolute(p) if isinstance(p, str) else p for p in evaluate["files"]]
+    if isinstance(teachers, dict) and isinstance(teachers.get("spec"), str):
+        parts = []
+        for part in teachers["spec"].split(","):
+            name, sep, rest = part.strip().partition(":")
+            parts.append(f"{name}:{absolute(rest)}" if name.endswith(PRETRAINED) and rest else part.strip())
+        teachers["spec"] = ",".join(parts)
+    return values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,28 +222,27 @@ class TeacherMember:
         return f"{self.index:02d}-{self.backend}" + ("-pretrained" if self.pretrained else "")
 
 
-def parse_teacher_spec(section: TeacherSection) -> list[TeacherMember]:
+def parse_teacher_spec(section: TeacherSection, published_size: Callable[[str, str], int] | None = None) -> list[TeacherMember]:
     """Members of ``spec`` (``ani``, ``ani:4``, ``ani:2,mace:1``, ``ani-pretrained:PATH``) with
-    their options and seeds; a published ensemble is read to count its members."""
-    from ekd.ensemble import load_pretrained, pretrained_spec
+    their options and seeds. ``published_size(backend, path)`` counts a published ensemble's
+    members (default: load it)."""
     from ekd.plugins import get_backend
 
+    if published_size is None:
+        from ekd.ensemble import load_pretrained
+
+        published_size = lambda backend, path: len(load_pretrained(backend, path, device="cpu"))  # noqa: E731
     members = []
-    for part in section.spec.split(","):
-        pretrained = pretrained_spec(part.strip())
-        if pretrained is not None:
-            backend, path = pretrained
-            for k in range(len(load_pretrained(backend, path, device="cpu"))):
+    for backend, count, path in section.parts():
+        if path is not None:
+            for k in range(published_size(backend, path)):
                 members.append(TeacherMember(len(members), backend, {}, None, path, k))
             continue
-        backend, _, count = part.strip().partition(":")
-        if not backend or (count and not count.isdigit()) or count == "0":
-            raise ConfigError(f"teacher spec '{section.spec}': expected backend[:count][,backend[:count]...]")
         if section.variations is None:
             variations = list(getattr(get_backend(backend), "variations", []))
         else:
             variations = section.variations.get(backend, [])
-        for k in range(int(count) if count else section.count):
+        for k in range(count or section.count):
             index = len(members)
             options = {**section.options.get(backend, {}), **(variations[k % len(variations)] if variations else {})}
             members.append(TeacherMember(index, backend, options, section.seed + index))

@@ -217,7 +217,7 @@ def _load_done(work: Path, name: str) -> dict:
 
 def assemble(work: Path, out: Path) -> None:
     """Write the finished conformations as an ekd HDF5 file."""
-    from ekd.data import Frames, write_ekd_h5
+    from ekd.data import Dataset, write_ekd_h5
 
     parts = []
     for name in MOLECULES:
@@ -226,7 +226,7 @@ def assemble(work: Path, out: Path) -> None:
         if n < CONFORMATIONS_PER_MOLECULE:
             sys.exit(f"{name}: only {n}/{CONFORMATIONS_PER_MOLECULE} conformations computed")
         parts.append(
-            Frames.from_arrays(
+            Dataset.from_arrays(
                 numbers=[plan["numbers"]] * n,
                 positions=list(plan["positions"][:n]),
                 energy=np.array(state["energy"]),
@@ -234,7 +234,7 @@ def assemble(work: Path, out: Path) -> None:
                 molecule=[name] * n,
             )
         )
-    frames = Frames.concatenate(parts).with_metadata(
+    frames = Dataset.concatenate(parts).with_metadata(
         level_of_theory=LEVEL_OF_THEORY,
         source="scripts/make_reference_set.py",
         generator=json.dumps(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ekd.data import Frames
+from ekd.data import Dataset
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -32,7 +32,7 @@ def ani1x() -> Path:
     return path
 
 
-def harmonic_frames(n_conf: int = 12, seed: int = 0, step: float = 0.02) -> Frames:
+def harmonic_frames(n_conf: int = 12, seed: int = 0, step: float = 0.02) -> Dataset:
     """Tiny H2O-like frames on a harmonic surface E = ½k|x − x0|², F = −k(x − x0) (eV, Å)."""
     rng = np.random.default_rng(seed)
     x0 = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
@@ -42,7 +42,7 @@ def harmonic_frames(n_conf: int = 12, seed: int = 0, step: float = 0.02) -> Fram
         positions.append(positions[-1] + rng.normal(scale=step, size=x0.shape))
     energy = np.array([0.5 * k * np.sum((p - x0) ** 2) for p in positions]) - 2000.0
     forces = [-k * (p - x0) for p in positions]
-    return Frames.from_arrays(
+    return Dataset.from_arrays(
         numbers=[np.array([8, 1, 1])] * n_conf,
         positions=positions,
         molecule=["H2O"] * n_conf,
@@ -58,18 +58,27 @@ def harmonic():
     return harmonic_frames
 
 
+def child_pids(pid: int) -> set[int]:
+    """Direct children of a process (Linux /proc)."""
+    children = set()
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        children |= {int(p) for p in task.read_text().split()}
+    return children
+
+
 @pytest.fixture
 def kill_after_epochs():
     """Run a command and SIGKILL it once ``history`` (a history.csv) has ``epochs`` rows; returns
-    the number of rows it had when the kill landed."""
+    the number of rows it had when the kill landed and the processes it had started."""
 
-    def run(command: list[str], history: Path, epochs: int) -> int:
+    def run(command: list[str], history: Path, epochs: int) -> tuple[int, set[int]]:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 180
         while time.time() < deadline and (not history.exists() or history.read_text().count("\n") <= epochs):
             time.sleep(0.05)
+        children = child_pids(process.pid)
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
-        return history.read_text().count("\n") - 1
+        return history.read_text().count("\n") - 1, children
 
     return run

@@ -5,8 +5,9 @@ import itertools
 import numpy as np
 import pytest
 
-import ekd.pipeline as pipeline
-from ekd.data import load_default, read_labels, write
+import ekd
+from ekd.data import load_default, write
+from ekd.evaluate.comp6 import comp6_errors, comp6_metrics
 from ekd.plugins import backends, get_backend
 from ekd.runconfig import RunConfig
 
@@ -23,40 +24,52 @@ def data_path(tmp_path_factory):
 
 
 def tiny_config(data_path, teachers, student):
-    names = {part.split(":")[0] for part in teachers.split(",")} | {student}
+    trained = {part.split(":")[0] for part in teachers.split(",")}
     return RunConfig.load(
         None,
         {
             "data.path": str(data_path),
             "teachers.spec": teachers,
-            "teachers.options": {name: get_backend(name).tiny for name in names},
+            "teachers.options": {name: get_backend(name).tiny for name in trained},
             "teachers.variations": {},
             "student.backend": student,
             "student.options": get_backend(student).tiny,
             "student.seeds": 1,
-            "train": {"epochs": 2, "batch_size": 16, "device": "cpu"},
-            "evaluate.files": [],
+            "train": {"batch_size": 16, "device": "cpu"},
+            "epochs": 2,
         },
     )
+
+
+def check_labels_are_the_teachers_mean(run):
+    members = [model.predict(run.data).forces for model in run.teachers.models]
+    np.testing.assert_allclose(run.labels.mean_forces, np.mean(members, axis=0), rtol=0, atol=1e-6)
+    assert [t.backend for t in run.labels.teachers] == [m.backend.name for m in run.teachers.models]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("teacher, student", list(itertools.product(FIRST_PARTY, repeat=2)))
 def test_teacher_student_pair_runs_end_to_end(tmp_path, data_path, teacher, student):
-    report = pipeline.run(tmp_path, tiny_config(data_path, f"{teacher}:1", student), show_progress=False)
-    scores = report["models"]["student seed-200"]["held-out test"]
-    assert np.isfinite(scores["force_mae"]) and np.isfinite(scores["energy_mae"])
+    run = ekd.distill(tiny_config(data_path, f"{teacher}:1", student), out=tmp_path, show_progress=False)
+    check_labels_are_the_teachers_mean(run)
+    (model,) = run.students
+    assert model.backend.name == student and model.info["role"] == "student" and model.info["train_config"]["force_weight"] > 0
+    test = run.split.test
+    prediction = model.predict(test)
+    independent = comp6_metrics(comp6_errors(test, prediction.energy, prediction.forces))
+    scores = run.report.scores("student seed-200")
+    assert scores.force_mae == pytest.approx(independent["force_mae"], rel=1e-9)  # scored against the held-out reference forces
+    assert scores.energy_mae == pytest.approx(independent["energy_mae"], rel=1e-9)
 
 
 @pytest.mark.slow
 def test_mixed_ensemble_labels_forces(tmp_path, data_path):
     if FIRST_PARTY != ["ani", "mace", "nequip"]:
         pytest.skip("needs all three first-party backends")
-    config = tiny_config(data_path, "ani:2,mace:1,nequip:1", "ani")
-    pipeline.teach(tmp_path, config, show_progress=False)
-    labels = read_labels(pipeline.label(tmp_path, config, show_progress=False))
-    teachers = labels.metadata["provenance"]["teachers"]
-    assert [t["backend"] for t in teachers] == ["ani", "ani", "mace", "nequip"]
-    assert labels.atom_data["teacher_forces"].shape == (labels.n_atoms, 4, 3)
-    np.testing.assert_allclose(labels.forces, labels.atom_data["teacher_forces"].mean(axis=1))
-    assert np.all(labels.atom_data["force_spread"] > 0)
+    run = ekd.Run(tmp_path, tiny_config(data_path, "ani:2,mace:1,nequip:1", "ani"), show_progress=False)
+    run.teach()
+    labels = run.label()
+    assert [t.backend for t in labels.teachers] == ["ani", "ani", "mace", "nequip"]
+    assert labels.member_forces.shape == (4, labels.data.n_atoms, 3)
+    check_labels_are_the_teachers_mean(run)
+    assert np.all(labels.force_spread > 0)

@@ -2,12 +2,12 @@ import numpy as np
 import torch
 
 from ekd.backend import Batch
-from ekd.data import Frames
+from ekd.data import Dataset
 from ekd.graph import edges_within
 
 
 def test_edges_stay_within_a_conformation_and_the_cutoff():
-    frames = Frames.from_arrays(
+    frames = Dataset.from_arrays(
         numbers=[np.array([1, 1, 1]), np.array([8, 1])],
         positions=[np.array([[0, 0, 0], [1.0, 0, 0], [5.0, 0, 0]]), np.array([[0, 0, 0], [0.9, 0, 0]])],
         molecule=["H3", "OH"],

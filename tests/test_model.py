@@ -5,7 +5,7 @@ import pytest
 import torch
 from ase.build import molecule
 
-from ekd.data import Frames
+from ekd.data import Dataset
 from ekd.errors import BackendError, ConfigError, DataError
 from ekd.model import Model
 from ekd.testing import test_molecules
@@ -30,8 +30,10 @@ def test_not_a_checkpoint(tmp_path):
 
 
 def test_bad_options_name_the_key():
-    with pytest.raises(ConfigError, match="pairmlp options: 'widht': Extra inputs are not permitted"):
+    with pytest.raises(ConfigError, match=r"^pairmlp options.widht: unknown option; allowed: cutoff, n_rbf, width, embedding$"):
         Model.build("pairmlp", [1, 8], options={"widht": 3})
+    with pytest.raises(ConfigError, match=r"^pairmlp options.width: Input should be a valid integer"):
+        Model.build("pairmlp", [1, 8], options={"width": "wide"})
 
 
 def test_element_not_in_the_model_is_a_data_error():
@@ -51,7 +53,7 @@ def test_ase_calculator_matches_predict():
     model = tiny()
     atoms = molecule("CH3OH")
     atoms.calc = model.calculator()
-    frames = Frames.from_arrays([atoms.numbers], [atoms.positions], ["m"])
+    frames = Dataset.from_arrays([atoms.numbers], [atoms.positions], ["m"])
     prediction = model.predict(frames)
     assert atoms.get_potential_energy() == pytest.approx(prediction.energy[0])
     np.testing.assert_allclose(atoms.get_forces(), prediction.forces)

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,15 @@ from ekd.parallel import TrainJob, run_jobs
 from ekd.stages import Stage
 from ekd.testing import labelled_molecules
 from ekd.train import TrainConfig
+
+
+def alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "zombie" not in status.read_text().split("State:")[1].splitlines()[0]
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def test_a_workers_error_is_raised_in_the_parent(tmp_path):
@@ -38,10 +48,15 @@ def test_killed_parallel_run_leaves_no_workers_and_resumes_to_the_same_report(tm
     subprocess.run(command + ["--out", str(tmp_path / "straight")], check=True, capture_output=True)
 
     history = tmp_path / "killed/students/seed-200/history.csv"
-    before = kill_after_epochs(command + ["--out", str(tmp_path / "killed")], history, 3)
+    before, started = kill_after_epochs(command + ["--out", str(tmp_path / "killed")], history, 3)
     time.sleep(3)  # a worker notices at its next epoch end that its parent is gone
     after = history.read_text().count("\n") - 1
     assert 3 <= before < 40 and after <= before + 1, f"the worker trained on after the kill ({before} -> {after} epochs)"
+    assert len(started) >= 2  # the two training workers (and the resource tracker)
+    deadline = time.time() + 30
+    while time.time() < deadline and any(alive(pid) for pid in started):
+        time.sleep(0.2)
+    assert not [pid for pid in started if alive(pid)], "a process of the killed run outlived it"
 
     subprocess.run(command + ["--out", str(tmp_path / "killed")], check=True, capture_output=True)
     report = lambda run: json.loads((tmp_path / run / "report.json").read_text())["models"]  # noqa: E731

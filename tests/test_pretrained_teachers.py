@@ -7,10 +7,9 @@ import json
 import numpy as np
 import pytest
 
-import ekd.pipeline as pipeline
+import ekd
 from ekd.cli import main
-from ekd.data import load_default, read, read_provenance, write
-from ekd.ensemble import Ensemble, load_predictor
+from ekd.data import load_default, read, write
 from ekd.runconfig import RunConfig
 
 pytest.importorskip("ekd_ani")
@@ -43,7 +42,7 @@ def test_pretrained_mistakes_are_one_line_errors(capsys, shared_data, ani1x, tmp
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_teachers_label_energies_of_geometries_without_any(ani1x, tmp_path):
+def test_teachers_label_energies_of_geometries_without_any(ani1x, tmp_path, monkeypatch):
     frames = load_default()
     geometries = dataclasses.replace(frames.subset(np.arange(0, len(frames), 40)).without_forces(), energy=None)  # positions only
     write(geometries, tmp_path / "new.xyz")
@@ -58,20 +57,26 @@ def test_teachers_label_energies_of_geometries_without_any(ani1x, tmp_path):
         "evaluate.files": [],
         "jobs": 1,
     })
-    report = pipeline.run(tmp_path / "run", config, show_progress=False)
+    import ekd.run
 
-    provenance = read_provenance(tmp_path / "run/labels.h5")
-    source = provenance["teachers"][3]["source"]
+    loads = []
+    real = ekd.run.load_pretrained
+    monkeypatch.setattr(ekd.run, "load_pretrained", lambda *a, **k: loads.append(a) or real(*a, **k))
+    run = ekd.distill(config, out=tmp_path / "run", show_progress=False)
+    assert len(loads) == 1  # the published ensemble is read once per run
+
+    record = run.labels.teachers[3]
+    source = record.source
     assert source["name"] == "ANI-1x" and source["member"] == 3 and source["level_of_theory"] == "wB97X/6-31G(d)"
     assert len(source["files"]) == 3 + 4 * 9  # .info, constants, self energies; 4 elements x (.nnf + 4 layers x w, b)
-    assert provenance["teachers"][3]["seed"] is None
+    assert record.seed is None
 
-    labels = pipeline.read_labels(tmp_path / "run/labels.h5", energies="teachers")
-    teachers = Ensemble([load_predictor(p) for p in sorted((tmp_path / "run/teachers").glob("*/model.pt"))]).predict(read(tmp_path / "new.xyz"))
+    labels = run.labels.dataset("teachers")
+    teachers = ekd.load(f"ani-pretrained:{ani1x}").predict(read(tmp_path / "new.xyz"))
     np.testing.assert_allclose(labels.energy, teachers.energy, atol=1e-9)  # eV: the ensemble-mean energy
     np.testing.assert_allclose(labels.forces, teachers.forces, atol=1e-9)
 
-    assert "held-out test (vs teacher labels)" in report["energy_references"]
-    assert report["energy_references"]["held-out test (vs teacher labels)"] == "wB97X/6-31G(d)"
-    assert report["models"]["student seed-200"]["level_of_theory"] == "wB97X/6-31G(d)"
+    report = run.report
+    assert report.energy_references["held-out test (vs teacher labels)"] == "wB97X/6-31G(d)"
+    assert report.models["student seed-200"].level_of_theory == "wB97X/6-31G(d)"
     assert not (tmp_path / "run/teachers/00-ani-pretrained/history.csv").exists()  # installed, not trained

@@ -1,4 +1,4 @@
-"""ekd's data layer: the Frames container, readers, writers, splits and the labels file.
+"""ekd's data layer: the Dataset container, readers, writers, splits and the labels file.
 
 Units inside ekd: positions Å, energies eV, forces eV/Å (−dE/dx). Readers convert at the boundary.
 """
@@ -11,19 +11,21 @@ from pathlib import Path
 
 from ekd.data.extxyz import write_extxyz
 from ekd.data.force_sign import SignCheck, measure_force_sign
-from ekd.data.frames import Frames, formula
+from ekd.data.frames import Dataset, Split, formula
 from ekd.data.hdf5 import read_ekd_h5, write_ekd_h5
-from ekd.data.labels import TeacherRecord, read_labels, read_provenance, write_labels
+from ekd.data.labels import Labels, TeacherRecord, read_labels
 from ekd.data.readers import ReadOptions, Reader, detect_format, read, readers, register_reader
 from ekd.data.splits import molecule_split, random_split
 from ekd.errors import ConfigError
 
 __all__ = [
     "DEFAULT_DATASET",
-    "Frames",
+    "Dataset",
+    "Labels",
     "ReadOptions",
     "Reader",
     "SignCheck",
+    "Split",
     "TeacherRecord",
     "detect_format",
     "formula",
@@ -34,27 +36,25 @@ __all__ = [
     "read",
     "read_ekd_h5",
     "read_labels",
-    "read_provenance",
     "readers",
     "register_reader",
     "write",
     "write_ekd_h5",
     "write_extxyz",
-    "write_labels",
 ]
 
 #: The embedded wB97X/6-31G(d) reference set (see docs/reference_set.md): ekd's default data.
 DEFAULT_DATASET = Path(str(resources.files("ekd") / "datasets" / "ekd_ref_wb97x_631gd.h5"))
 
 
-def load_default(with_forces: bool = False) -> Frames:
+def load_default(with_forces: bool = False) -> Dataset:
     """The embedded reference set. Its forces are held-out truth: only returned when asked."""
     frames = read(DEFAULT_DATASET)
     return frames if with_forces else frames.without_forces()
 
 
-def write(frames: Frames, path: str | os.PathLike) -> None:
-    """Write Frames by file extension: ``.h5``/``.hdf5`` ekd HDF5, ``.xyz``/``.extxyz`` extended XYZ."""
+def write(frames: Dataset, path: str | os.PathLike) -> None:
+    """Write Dataset by file extension: ``.h5``/``.hdf5`` ekd HDF5, ``.xyz``/``.extxyz`` extended XYZ."""
     suffix = Path(path).suffix.lower()
     if suffix in (".h5", ".hdf5"):
         write_ekd_h5(frames, path)

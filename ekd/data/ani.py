@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 from ase.data import atomic_numbers
 
-from ekd.data.frames import Frames, formula
+from ekd.data.frames import Dataset, formula
 from ekd.data.readers import ReadOptions, Reader
 from ekd.errors import DataError
 from ekd.units import energy_factor
@@ -38,7 +38,7 @@ ANI1X_LEVELS = {
 
 
 class _Blocks:
-    """Collects (Nc, Na) blocks of one molecule at a time and builds Frames from them."""
+    """Collects (Nc, Na) blocks of one molecule at a time and builds Dataset from them."""
 
     def __init__(self, path: Path, energy_unit: str, force_sign: int):
         self.path, self.factor, self.sign = path, energy_factor(energy_unit), force_sign
@@ -61,11 +61,11 @@ class _Blocks:
         self.molecule.append(np.full(n_conf, name))
         self.sizes.append(np.full(n_conf, coordinates.shape[1]))
 
-    def frames(self, metadata: dict) -> Frames:
+    def frames(self, metadata: dict) -> Dataset:
         if not self.numbers:
             raise DataError(f"{self.path}: no conformations with the selected keys")
         has_forces = all(f is not None for f in self.forces)
-        return Frames(
+        return Dataset(
             numbers=np.concatenate(self.numbers).astype(np.int64),
             positions=np.concatenate(self.positions),
             ptr=np.concatenate([[0], np.cumsum(np.concatenate(self.sizes))]).astype(np.int64),
@@ -98,7 +98,7 @@ def _detect_pyanitools(path: Path) -> bool:
         return bool(groups) and groups[0]["species"].ndim == 1 and groups[0]["species"].dtype.kind == "S"
 
 
-def _read_pyanitools(path: Path, options: ReadOptions) -> Frames:
+def _read_pyanitools(path: Path, options: ReadOptions) -> Dataset:
     energy_key = options.energy_key or "energies"
     sign = -1 if options.force_sign is None else options.force_sign
     blocks = _Blocks(path, options.energy_unit or "Ha", sign)
@@ -132,7 +132,7 @@ def _detect_ani1x(path: Path) -> bool:
         return isinstance(first, h5py.Group) and "atomic_numbers" in first and "coordinates" in first
 
 
-def _read_ani1x(path: Path, options: ReadOptions) -> Frames:
+def _read_ani1x(path: Path, options: ReadOptions) -> Dataset:
     energy_key = options.energy_key or "wb97x_dz.energy"
     method = energy_key.rsplit(".", 1)[0]
     blocks = _Blocks(path, options.energy_unit or "Ha", 1 if options.force_sign is None else options.force_sign)
@@ -171,7 +171,7 @@ def _detect_ani2x(path: Path) -> bool:
         return isinstance(first, h5py.Group) and "species" in first and first["species"].ndim == 2
 
 
-def _read_ani2x(path: Path, options: ReadOptions) -> Frames:
+def _read_ani2x(path: Path, options: ReadOptions) -> Dataset:
     energy_key = options.energy_key or "energies"
     blocks = _Blocks(path, options.energy_unit or "Ha", 1 if options.force_sign is None else options.force_sign)
     with h5py.File(path, "r") as handle:

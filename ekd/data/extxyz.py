@@ -11,7 +11,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from ekd._io import atomic_path
-from ekd.data.frames import Frames, formula
+from ekd.data.frames import Dataset, formula
 from ekd.data.hdf5 import is_hdf5
 from ekd.data.readers import ReadOptions, Reader
 from ekd.errors import DataError
@@ -40,7 +40,7 @@ def _read_column(images: list[Atoms], path: Path, key: str, explicit: bool, per_
     return values
 
 
-def _read_ase(path: Path, options: ReadOptions) -> Frames:
+def _read_ase(path: Path, options: ReadOptions) -> Dataset:
     try:
         images = ase.io.read(path, index=":")
     except Exception as error:  # ase raises many kinds for unreadable files
@@ -63,7 +63,7 @@ def _read_ase(path: Path, options: ReadOptions) -> Frames:
         if forces is not None and np.shape(forces[i]) != (len(atoms), 3):
             raise DataError(f"{path}: frame {i} '{force_key or 'forces'}' has shape {np.shape(forces[i])}, expected ({len(atoms)}, 3)")
     sign = 1 if options.force_sign is None else options.force_sign
-    return Frames.from_arrays(
+    return Dataset.from_arrays(
         numbers=[atoms.numbers for atoms in images],
         positions=[atoms.positions for atoms in images],
         molecule=[str(m) for m in molecule],
@@ -79,7 +79,7 @@ def _read_ase(path: Path, options: ReadOptions) -> Frames:
     )
 
 
-def frames_to_atoms(frames: Frames) -> list[Atoms]:
+def frames_to_atoms(frames: Dataset) -> list[Atoms]:
     """ASE Atoms of every conformation, with energy/forces (eV, eV/Å) as calculator results."""
     images = []
     for i in range(len(frames)):
@@ -97,8 +97,8 @@ def frames_to_atoms(frames: Frames) -> list[Atoms]:
     return images
 
 
-def write_extxyz(frames: Frames, path: str | os.PathLike) -> None:
-    """Write Frames as extended XYZ (energy in eV, forces in eV/Å), atomically."""
+def write_extxyz(frames: Dataset, path: str | os.PathLike) -> None:
+    """Write Dataset as extended XYZ (energy in eV, forces in eV/Å), atomically."""
     with atomic_path(path) as tmp:
         ase.io.write(tmp, frames_to_atoms(frames), format="extxyz")
 

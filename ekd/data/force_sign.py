@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from ekd.data.frames import Frames
+from ekd.data.frames import Dataset
 
 __all__ = ["SignCheck", "measure_force_sign"]
 
@@ -34,7 +34,7 @@ class SignCheck:
         return "flipped" if self.slope < -0.5 else "inconclusive"
 
 
-def _pairs_of_group(frames: Frames, index: np.ndarray, max_displacement: float, rng) -> list[tuple[int, int]]:
+def _pairs_of_group(frames: Dataset, index: np.ndarray, max_displacement: float, rng) -> list[tuple[int, int]]:
     """Each conformation paired with its nearest neighbour (largest atom displacement below the cap)."""
     if len(index) > 200:
         index = np.sort(rng.choice(index, 200, replace=False))
@@ -49,7 +49,7 @@ def _pairs_of_group(frames: Frames, index: np.ndarray, max_displacement: float, 
     return sorted(pairs)
 
 
-def measure_force_sign(frames: Frames, max_displacement: float = 0.5, seed: int = 0) -> SignCheck:
+def measure_force_sign(frames: Dataset, max_displacement: float = 0.5, seed: int = 0) -> SignCheck:
     """Fit ΔE against −F̄·Δx over nearby conformation pairs (see module docstring).
 
     Args:

@@ -8,15 +8,20 @@ atom rows ``ptr[i]:ptr[i + 1]``.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import Counter
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Literal, NamedTuple, Sequence
 
 import numpy as np
+from ase import Atoms
 from ase.data import chemical_symbols
 
-from ekd.errors import DataError
+from ekd.errors import ConfigError, DataError
 
-__all__ = ["Frames", "formula"]
+if TYPE_CHECKING:
+    from ekd.data.readers import ReadOptions
+
+__all__ = ["Dataset", "Split", "formula"]
 
 
 def formula(numbers: np.ndarray) -> str:
@@ -28,8 +33,12 @@ def formula(numbers: np.ndarray) -> str:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Frames:
-    """A set of conformations.
+class Dataset:
+    """A set of conformations of molecules, with reference energies and forces when known.
+
+    Make one with :meth:`read` (any supported file), :meth:`from_atoms` (ASE), :meth:`embedded`
+    (ekd's reference set) or :meth:`from_arrays`; :meth:`split` gives seeded train, validation
+    and test parts.
 
     Attributes:
         numbers: (A,) atomic numbers of all atoms, conformation after conformation.
@@ -86,7 +95,7 @@ class Frames:
         energy: np.ndarray | None = None,
         forces: Sequence[np.ndarray] | None = None,
         metadata: dict | None = None,
-    ) -> "Frames":
+    ) -> "Dataset":
         """Build from per-conformation arrays: ``numbers[i]`` (n_i,), ``positions[i]`` (n_i, 3), ..."""
         sizes = [len(z) for z in numbers]
         ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -102,8 +111,8 @@ class Frames:
         )
 
     @classmethod
-    def concatenate(cls, parts: Sequence["Frames"]) -> "Frames":
-        """Join several Frames; energies/forces/atom_data are kept only where every part has them."""
+    def concatenate(cls, parts: Sequence["Dataset"]) -> "Dataset":
+        """Join several Dataset; energies/forces/atom_data are kept only where every part has them."""
         if not parts:
             raise DataError("nothing to concatenate")
         if len(parts) == 1:
@@ -155,8 +164,8 @@ class Frames:
         """Atom rows of conformation ``i``."""
         return slice(int(self.ptr[i]), int(self.ptr[i + 1]))
 
-    def subset(self, index: Sequence[int] | np.ndarray) -> "Frames":
-        """The conformations at ``index`` (in that order), as a new Frames."""
+    def subset(self, index: Sequence[int] | np.ndarray) -> "Dataset":
+        """The conformations at ``index`` (in that order), as a new Dataset."""
         index = np.asarray(index, dtype=np.int64).reshape(-1)
         if index.size and (index.min() < -len(self) or index.max() >= len(self)):
             raise IndexError(f"conformation index out of range for {len(self)} conformations")
@@ -178,7 +187,7 @@ class Frames:
             atom_data={k: v[atom_rows] for k, v in self.atom_data.items()},
         )
 
-    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterator["Frames"]:
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterator["Dataset"]:
         """Iterate over consecutive (or, with ``shuffle``, seeded random) batches of conformations."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -197,14 +206,104 @@ class Frames:
             )
 
     # variants -----------------------------------------------------------------------------
-    def with_metadata(self, **items) -> "Frames":
+    def with_metadata(self, **items) -> "Dataset":
         """A copy with ``items`` added to the metadata."""
         return dataclasses.replace(self, metadata={**self.metadata, **items})
 
-    def with_forces(self, forces: np.ndarray | None, **atom_data: np.ndarray) -> "Frames":
+    def with_forces(self, forces: np.ndarray | None, **atom_data: np.ndarray) -> "Dataset":
         """A copy whose force labels are ``forces`` (A, 3) eV/Å (None drops them)."""
         return dataclasses.replace(self, forces=forces, atom_data={**self.atom_data, **atom_data})
 
-    def without_forces(self) -> "Frames":
+    def without_forces(self) -> "Dataset":
         """A copy with no force labels: what energy-only training may see."""
         return dataclasses.replace(self, forces=None)
+
+    # the user's entry points -------------------------------------------------------------------
+    @classmethod
+    def read(cls, path: str | os.PathLike, options: "ReadOptions | None" = None, **kwargs) -> "Dataset":
+        """Read any supported file (ekd HDF5, ANI/COMP6 HDF5, anything ``ase.io`` reads) into eV/Å.
+
+        Reading options (``energy_key``, ``force_key``, ``force_sign``, ``energy_unit``,
+        ``molecule_key``, ``format``) are given as a :class:`ekd.data.ReadOptions` or as keywords.
+        """
+        from ekd.data.readers import read
+
+        return read(path, options, **kwargs)
+
+    @classmethod
+    def embedded(cls, with_forces: bool = False) -> "Dataset":
+        """The embedded wB97X/6-31G(d) reference set: 1,600 conformations of ten small H/C/N/O
+        molecules. Its PySCF forces are held-out truth, returned only with ``with_forces``."""
+        from ekd.data import load_default
+
+        return load_default(with_forces)
+
+    @classmethod
+    def from_atoms(cls, images: Sequence[Atoms], molecule_key: str = "molecule") -> "Dataset":
+        """Conformations from ASE ``Atoms`` (positions Å).
+
+        Energies (eV) and forces (eV/Å) are taken from each image's calculator results (as
+        ``ase.io.read`` attaches them) when every image has them; the molecule id is
+        ``atoms.info[molecule_key]``, else the chemical formula. Periodic images are refused
+        (ekd models isolated molecules).
+        """
+        images = list(images)
+        if not images:
+            raise DataError("from_atoms: no Atoms given")
+        if any(a.pbc.any() for a in images):
+            raise DataError("from_atoms: periodic Atoms (pbc=True) are not supported yet; ekd models isolated molecules")
+        results = [a.calc.results if a.calc is not None else {} for a in images]
+        has = lambda key: all(key in r for r in results)  # noqa: E731
+        return cls.from_arrays(
+            numbers=[a.numbers for a in images],
+            positions=[a.positions for a in images],
+            molecule=[str(a.info.get(molecule_key, formula(a.numbers))) for a in images],
+            energy=np.array([r["energy"] for r in results]) if has("energy") else None,
+            forces=[r["forces"] for r in results] if has("forces") else None,
+            metadata={"source": "ase.Atoms"},
+        )
+
+    def to_atoms(self) -> list[Atoms]:
+        """One ``Atoms`` per conformation; energies and forces (if any) as calculator results,
+        the molecule id in ``info["molecule"]``."""
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        images = []
+        for i in range(len(self)):
+            rows = self.atoms_of(i)
+            atoms = Atoms(numbers=self.numbers[rows], positions=self.positions[rows], info={"molecule": str(self.molecule[i])})
+            results = {}
+            if self.energy is not None:
+                results["energy"] = float(self.energy[i])
+            if self.forces is not None:
+                results["forces"] = self.forces[rows].copy()
+            if results:
+                atoms.calc = SinglePointCalculator(atoms, **results)
+            images.append(atoms)
+        return images
+
+    def split(self, fractions: Sequence[float] = (0.8, 0.1, 0.1), by: Literal["random", "molecule"] = "random", seed: int = 0) -> "Split":
+        """Seeded (train, validation, test) parts, by conformation or by whole molecule."""
+        from ekd.data.splits import molecule_split, random_split
+
+        if len(fractions) != 3:
+            raise ConfigError(f"split fractions {list(fractions)}: expected three (train, validation, test)")
+        splitter = {"random": random_split, "molecule": molecule_split}.get(by)
+        if splitter is None:
+            raise ConfigError(f"split by '{by}': expected 'random' or 'molecule'")
+        return Split(*splitter(self, fractions, seed=seed))
+
+    def write(self, path: str | os.PathLike) -> None:
+        """Write by file extension: ``.h5`` ekd HDF5, ``.xyz`` extended XYZ (eV, Å)."""
+        from ekd.data import write
+
+        write(self, path)
+
+
+class Split(NamedTuple):
+    """A dataset's seeded parts: train (fit), validation (early stopping, model selection) and
+    test (held out: never trained on)."""
+
+    train: Dataset
+    validation: Dataset
+    test: Dataset

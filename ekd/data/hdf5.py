@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from ekd._io import atomic_path
-from ekd.data.frames import Frames
+from ekd.data.frames import Dataset
 from ekd.data.readers import Reader
 from ekd.errors import DataError
 
@@ -40,8 +40,8 @@ def is_hdf5(path: Path) -> bool:
     return h5py.is_hdf5(path)
 
 
-def write_frames_to_group(handle: h5py.File, frames: Frames) -> None:
-    """Write the Frames arrays and attributes into an open, empty HDF5 file."""
+def write_frames_to_group(handle: h5py.File, frames: Dataset) -> None:
+    """Write the Dataset arrays and attributes into an open, empty HDF5 file."""
     handle.create_dataset("numbers", data=frames.numbers.astype(np.uint8 if frames.numbers.max(initial=0) < 256 else np.int64))
     handle.create_dataset("positions", data=frames.positions)
     handle.create_dataset("ptr", data=frames.ptr)
@@ -57,15 +57,15 @@ def write_frames_to_group(handle: h5py.File, frames: Frames) -> None:
     handle.attrs["metadata"] = json.dumps(frames.metadata, default=str)
 
 
-def write_ekd_h5(frames: Frames, path: str | os.PathLike) -> None:
-    """Write Frames to ``path`` in ekd's HDF5 format, atomically."""
+def write_ekd_h5(frames: Dataset, path: str | os.PathLike) -> None:
+    """Write Dataset to ``path`` in ekd's HDF5 format, atomically."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
         handle.attrs["format"] = "ekd-frames"
         write_frames_to_group(handle, frames)
 
 
-def read_frames_from_group(handle: h5py.File, path: Path) -> Frames:
-    """Read the Frames part of an ekd HDF5 file (frames or labels)."""
+def read_frames_from_group(handle: h5py.File, path: Path) -> Dataset:
+    """Read the Dataset part of an ekd HDF5 file (frames or labels)."""
     version = int(handle.attrs.get("format_version", -1))
     if version != FORMAT_VERSION:
         raise DataError(f"{path}: ekd format version {version}, this ekd reads version {FORMAT_VERSION}")
@@ -73,7 +73,7 @@ def read_frames_from_group(handle: h5py.File, path: Path) -> Frames:
     if missing:
         raise DataError(f"{path}: ekd HDF5 file lacks key(s) {', '.join(missing)}")
     optional = lambda key: handle[key][()] if key in handle else None  # noqa: E731
-    return Frames(
+    return Dataset(
         numbers=handle["numbers"][()].astype(np.int64),
         positions=handle["positions"][()].astype(np.float64),
         ptr=handle["ptr"][()].astype(np.int64),
@@ -91,7 +91,7 @@ def read_frames_from_group(handle: h5py.File, path: Path) -> Frames:
     )
 
 
-def read_ekd_h5(path: Path, options=None) -> Frames:
+def read_ekd_h5(path: Path, options=None) -> Dataset:
     """Read an ekd HDF5 frames or labels file (labels: force labels are the teacher mean)."""
     with h5py.File(path, "r") as handle:
         if handle.attrs.get("format") == "ekd-labels":

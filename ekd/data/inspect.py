@@ -9,7 +9,7 @@ import numpy as np
 from ase.data import chemical_symbols
 
 from ekd.data.force_sign import measure_force_sign
-from ekd.data.frames import Frames
+from ekd.data.frames import Dataset
 
 __all__ = ["available_keys", "summarize"]
 
@@ -30,7 +30,7 @@ def available_keys(path: Path) -> list[str]:
     return sorted(keys)
 
 
-def summarize(frames: Frames, path: Path) -> dict:
+def summarize(frames: Dataset, path: Path) -> dict:
     """A JSON-ready summary: counts, elements, sizes, keys, units, energy range and sign check."""
     sign = measure_force_sign(frames)
     meta = frames.metadata

@@ -1,7 +1,8 @@
 """The labels file: the HDF5 contract between the teach, label and student stages.
 
-It is an ekd HDF5 frames file (``ekd.data.hdf5``) with ``format = "ekd-labels"`` and no bare
-``forces`` (the reference forces, if any, are held-out truth and never written here), plus::
+It is an ekd HDF5 frames file (``ekd.data.hdf5``) with ``format = "ekd-labels"``,
+``labels_format_version = 1`` and no bare ``forces`` (the reference forces, if any, are held-out
+truth and never written here), plus::
 
     teacher_forces        (T, A, 3) float64  eV/Å   each teacher's −dE/dx
     teacher_force_mean    (A, 3)    float64  eV/Å   ensemble mean: the student's force labels
@@ -11,8 +12,9 @@ It is an ekd HDF5 frames file (``ekd.data.hdf5``) with ``format = "ekd-labels"``
                           teachers left out (name, reason),
                           package versions, source data path and sha256, config, created (UTC)
 
-Reading it back (:func:`read_labels`, or ``ekd.data.read``) gives Frames whose ``forces`` are
-the teacher mean and whose ``atom_data["force_spread"]`` is the spread.
+:class:`Labels` is the object; ``Labels.read(path).dataset()`` (or ``ekd.data.read``) gives the
+training view: a :class:`Dataset` whose ``forces`` are the teacher mean and whose
+``atom_data["force_spread"]`` is the spread.
 """
 
 from __future__ import annotations
@@ -22,17 +24,21 @@ import datetime
 import json
 import os
 from pathlib import Path
+from typing import Literal
 
 import h5py
 import numpy as np
 
 from ekd._io import atomic_path
-from ekd.data.frames import Frames
+from ekd.data.frames import Dataset
 from ekd.data.hdf5 import read_frames_from_group, write_frames_to_group
 from ekd.errors import DataError
-from ekd.provenance import package_versions
+from ekd.provenance import frames_fingerprint, package_versions
 
-__all__ = ["TeacherRecord", "write_labels", "read_labels", "read_provenance", "ensemble_statistics"]
+__all__ = ["LABELS_FORMAT_VERSION", "Labels", "TeacherRecord", "ensemble_statistics", "read_labels"]
+
+#: layout version of the labels file (attribute ``labels_format_version``)
+LABELS_FORMAT_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +48,7 @@ class TeacherRecord:
 
     backend: str
     spec: str
-    checkpoint_sha256: str
+    checkpoint_sha256: str | None
     seed: int | None = None
     source: dict | None = None
 
@@ -57,90 +63,142 @@ def ensemble_statistics(teacher_forces: np.ndarray) -> tuple[np.ndarray, np.ndar
     return mean, spread
 
 
-def write_labels(
-    path: str | os.PathLike,
-    frames: Frames,
-    teacher_forces: np.ndarray,
-    teachers: list[TeacherRecord],
-    teacher_energy: np.ndarray | None = None,
-    config: dict | None = None,
-    left_out: list[dict] | None = None,
-) -> None:
-    """Write a labels file atomically.
+def data_identity(data: Dataset) -> str:
+    """sha256 naming a dataset's content: its file's, or the arrays' for data built in memory."""
+    return data.metadata.get("sha256") or frames_fingerprint(data)
 
-    Args:
-        frames: the labelled conformations with their reference energies (eV). Their own
-            forces, if any, are not written.
-        teacher_forces: (T, A, 3) eV/Å, one slice per teacher, atoms in ``frames`` order.
-        teachers: one record per teacher, same order.
-        teacher_energy: optional (T, N) eV.
-        config: the configuration that produced the labels (stored as provenance).
-        left_out: teachers not used, each ``{"name", "reason"}`` (stored as provenance).
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Labels:
+    """A teacher ensemble's labels of a dataset.
+
+    Attributes:
+        data: the labelled conformations with their reference energies (eV) when the data had
+            them; never their reference forces.
+        member_forces: (T, A, 3) eV/Å, each teacher's forces, atoms in ``data`` order.
+        teachers: one record per teacher (same order).
+        member_energy: (T, N) eV, each teacher's energies, or None.
+        left_out: teachers not used, each ``{"name", "reason"}``.
+        provenance: how the labels were made (source data and sha256, versions, config, created).
     """
-    teacher_forces = np.asarray(teacher_forces, dtype=np.float64)
-    if teacher_forces.shape != (len(teachers), frames.n_atoms, 3):
-        raise DataError(
-            f"{path}: teacher forces shape {teacher_forces.shape}, expected ({len(teachers)}, {frames.n_atoms}, 3)"
+
+    data: Dataset
+    member_forces: np.ndarray
+    teachers: list[TeacherRecord]
+    member_energy: np.ndarray | None = None
+    left_out: list[dict] = dataclasses.field(default_factory=list)
+    provenance: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = self.data.metadata.get("source", "labels")
+        if np.shape(self.member_forces) != (len(self.teachers), self.data.n_atoms, 3):
+            raise DataError(f"{where}: teacher forces shape {np.shape(self.member_forces)}, expected ({len(self.teachers)}, {self.data.n_atoms}, 3)")
+        if self.member_energy is not None and np.shape(self.member_energy) != (len(self.teachers), len(self.data)):
+            raise DataError(f"{where}: teacher energy shape {np.shape(self.member_energy)}, expected ({len(self.teachers)}, {len(self.data)})")
+
+    @property
+    def mean_forces(self) -> np.ndarray:
+        """(A, 3) eV/Å: the ensemble-mean forces, the student's force labels."""
+        return self.member_forces.mean(axis=0)
+
+    @property
+    def force_spread(self) -> np.ndarray:
+        """(A,) eV/Å: per-atom spread of the teachers' forces (see :func:`ensemble_statistics`)."""
+        return ensemble_statistics(self.member_forces)[1]
+
+    @property
+    def mean_energy(self) -> np.ndarray | None:
+        """(N,) eV: the teachers' mean energies, or None when they were not recorded."""
+        return None if self.member_energy is None else self.member_energy.mean(axis=0)
+
+    @property
+    def source_sha256(self) -> str | None:
+        """sha256 naming the data the labels were made from (see :func:`data_identity`)."""
+        return self.provenance.get("source_sha256")
+
+    def dataset(self, energies: Literal["reference", "teachers"] = "reference") -> Dataset:
+        """The training view: teacher-mean forces (eV/Å), ``atom_data['force_spread']`` (A,) and
+        ``atom_data['teacher_forces']`` (A, T, 3); energies from the data or the teachers' mean."""
+        if energies == "teachers":
+            if self.member_energy is None:
+                raise DataError(f"{self.data.metadata.get('source', 'labels')}: no teacher energies recorded (labels made without them)")
+            data = dataclasses.replace(self.data, energy=self.mean_energy)
+        else:
+            data = self.data  # its reference energies, or None where the data had none
+        mean, spread = ensemble_statistics(self.member_forces)
+        return data.with_forces(mean, force_spread=spread, teacher_forces=self.member_forces.transpose(1, 0, 2)).with_metadata(
+            labels=True, provenance=self.provenance
         )
-    if teacher_energy is not None and np.shape(teacher_energy) != (len(teachers), len(frames)):
-        raise DataError(f"{path}: teacher energy shape {np.shape(teacher_energy)}, expected ({len(teachers)}, {len(frames)})")
-    mean, spread = ensemble_statistics(teacher_forces)
-    provenance = {
-        "teachers": [dataclasses.asdict(t) for t in teachers],
-        "source": frames.metadata.get("source"),
-        "source_sha256": frames.metadata.get("sha256"),
+
+    def check_matches(self, data: Dataset) -> None:
+        """Refuse labels made for other data: another source, other elements or conformations."""
+        where = self.data.metadata.get("source", "labels")
+        if self.source_sha256 != data_identity(data):
+            raise DataError(
+                f"{where}: labels were made from data with sha256 {str(self.source_sha256)[:12]}…, "
+                f"but {data.metadata.get('source', 'the data')} has sha256 {data_identity(data)[:12]}…; run 'ekd label' again"
+            )
+        if self.data.elements != data.elements:
+            raise DataError(f"{where}: labels cover elements {self.data.elements}, the data {data.elements}")
+        if len(self.data) != len(data) or not (np.array_equal(self.data.numbers, data.numbers) and np.allclose(self.data.positions, data.positions)):
+            raise DataError(f"{where}: labelled conformations differ from those in {data.metadata.get('source', 'the data')}; run 'ekd label' again")
+
+    # file ---------------------------------------------------------------------------------------
+    def write(self, path: str | os.PathLike) -> None:
+        """Write the labels file atomically (layout in the module docstring)."""
+        mean, spread = ensemble_statistics(self.member_forces)
+        body = dataclasses.replace(self.data.without_forces(), atom_data={})
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+            handle.attrs["format"] = "ekd-labels"
+            write_frames_to_group(handle, body)
+            handle.attrs["labels_format_version"] = LABELS_FORMAT_VERSION
+            handle.create_dataset("teacher_forces", data=np.asarray(self.member_forces, dtype=np.float64))
+            handle.create_dataset("teacher_force_mean", data=mean)
+            handle.create_dataset("teacher_force_spread", data=spread)
+            if self.member_energy is not None:
+                handle.create_dataset("teacher_energy", data=np.asarray(self.member_energy, dtype=np.float64))
+            handle.attrs["provenance"] = json.dumps({**self.provenance, "teachers": [dataclasses.asdict(t) for t in self.teachers], "left_out": self.left_out}, default=str)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "Labels":
+        """A labels file written by :meth:`write`."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: no such labels file")
+        with h5py.File(path, "r") as handle:
+            if handle.attrs.get("format") != "ekd-labels":
+                raise DataError(f"{path}: not an ekd labels file (attribute 'format' is not 'ekd-labels')")
+            version = int(handle.attrs.get("labels_format_version", LABELS_FORMAT_VERSION))
+            if version != LABELS_FORMAT_VERSION:
+                raise DataError(f"{path}: labels format version {version}, this ekd reads version {LABELS_FORMAT_VERSION}; run 'ekd label' again")
+            missing = [k for k in ("teacher_forces", "provenance") if k not in handle and k not in handle.attrs]
+            if missing:
+                raise DataError(f"{path}: labels file lacks key(s) {', '.join(missing)}")
+            data = read_frames_from_group(handle, path)
+            provenance = json.loads(handle.attrs["provenance"])
+            teachers = [TeacherRecord(**t) for t in provenance.pop("teachers", [])]
+            left_out = provenance.pop("left_out", [])
+            return cls(
+                data=data.with_metadata(source=str(path)),
+                member_forces=handle["teacher_forces"][()],
+                teachers=teachers,
+                member_energy=handle["teacher_energy"][()] if "teacher_energy" in handle else None,
+                left_out=left_out,
+                provenance=provenance,
+            )
+
+
+def make_provenance(data: Dataset, config: dict | None = None) -> dict:
+    """The provenance of labels of ``data``: its source and sha256, versions, config, time."""
+    return {
+        "source": data.metadata.get("source"),
+        "source_sha256": data_identity(data),
         "versions": package_versions(),
         "config": config or {},
-        "left_out": left_out or [],
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    body = dataclasses.replace(frames.without_forces(), atom_data={})
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
-        handle.attrs["format"] = "ekd-labels"
-        write_frames_to_group(handle, body)
-        handle.create_dataset("teacher_forces", data=teacher_forces)
-        handle.create_dataset("teacher_force_mean", data=mean)
-        handle.create_dataset("teacher_force_spread", data=spread)
-        if teacher_energy is not None:
-            handle.create_dataset("teacher_energy", data=np.asarray(teacher_energy, dtype=np.float64))
-        handle.attrs["provenance"] = json.dumps(provenance, default=str)
 
 
-def _open_labels(path: Path) -> h5py.File:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such labels file")
-    handle = h5py.File(path, "r")
-    if handle.attrs.get("format") != "ekd-labels":
-        handle.close()
-        raise DataError(f"{path}: not an ekd labels file (attribute 'format' is not 'ekd-labels')")
-    return handle
-
-
-def read_labels(path: str | os.PathLike, energies: str = "reference") -> Frames:
-    """Frames with reference energies (``energies="teachers"``: the teachers' mean energies),
-    teacher-mean forces and ``atom_data['force_spread']``.
-
-    The per-teacher arrays are in ``atom_data['teacher_forces']`` as (A, T, 3).
-    """
-    path = Path(path)
-    with _open_labels(path) as handle:
-        frames = read_frames_from_group(handle, path)
-        missing = [k for k in ("teacher_forces", "teacher_force_mean", "teacher_force_spread") if k not in handle]
-        if energies == "teachers" and "teacher_energy" not in handle:
-            missing.append("teacher_energy")
-        elif energies == "teachers":
-            frames = dataclasses.replace(frames, energy=handle["teacher_energy"][()].mean(axis=0))
-        if missing:
-            raise DataError(f"{path}: labels file lacks key(s) {', '.join(missing)}")
-        return frames.with_forces(
-            handle["teacher_force_mean"][()],
-            force_spread=handle["teacher_force_spread"][()],
-            teacher_forces=handle["teacher_forces"][()].transpose(1, 0, 2),
-        ).with_metadata(labels=True, provenance=json.loads(handle.attrs["provenance"]))
-
-
-def read_provenance(path: str | os.PathLike) -> dict:
-    """The provenance record of a labels file."""
-    with _open_labels(Path(path)) as handle:
-        return json.loads(handle.attrs["provenance"])
+def read_labels(path: str | os.PathLike, energies: Literal["reference", "teachers"] = "reference") -> Dataset:
+    """The training view of a labels file (``Labels.read(path).dataset(energies)``)."""
+    return Labels.read(path).dataset(energies)

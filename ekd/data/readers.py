@@ -1,4 +1,4 @@
-"""Reader registry: pick a reader by file layout (or by name) and return :class:`Frames`.
+"""Reader registry: pick a reader by file layout (or by name) and return :class:`Dataset`.
 
 Readers register here with :func:`register_reader`; plugins add theirs the same way.
 """
@@ -12,7 +12,7 @@ import pydantic
 from pathlib import Path
 from typing import Callable
 
-from ekd.data.frames import Frames
+from ekd.data.frames import Dataset
 from ekd.errors import ConfigError, DataError
 from ekd.provenance import sha256_file
 
@@ -53,14 +53,14 @@ class Reader:
     """A file layout ekd can read.
 
     ``detect(path)`` says whether a file has this layout (cheaply, without reading it all);
-    ``read(path, options)`` returns Frames in eV/Å with ``metadata`` filled in;
+    ``read(path, options)`` returns Dataset in eV/Å with ``metadata`` filled in;
     ``options`` lists the :class:`ReadOptions` fields it understands.
     """
 
     name: str
     description: str
     detect: Callable[[Path], bool]
-    read: Callable[[Path, ReadOptions], Frames]
+    read: Callable[[Path, ReadOptions], Dataset]
     options: frozenset[str] = frozenset()
 
 
@@ -88,8 +88,8 @@ def detect_format(path: Path) -> str:
     raise DataError(f"{path}: layout not recognised; pass a format, one of {', '.join(readers())}")
 
 
-def read(path: str | os.PathLike, options: ReadOptions | None = None, **kwargs) -> Frames:
-    """Read a dataset file into :class:`Frames` (positions Å, energies eV, forces eV/Å).
+def read(path: str | os.PathLike, options: ReadOptions | None = None, **kwargs) -> Dataset:
+    """Read a dataset file into :class:`Dataset` (positions Å, energies eV, forces eV/Å).
 
     Options are given either as a :class:`ReadOptions` or as its fields as keyword arguments.
     The returned metadata holds ``source``, ``sha256``, ``format`` and the keys and sign used.

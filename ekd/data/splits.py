@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ekd.data.frames import Frames
+from ekd.data.frames import Dataset
 from ekd.errors import ConfigError
 
 __all__ = ["random_split", "molecule_split"]
@@ -19,13 +19,13 @@ def _cut_points(n: int, fractions: Sequence[float]) -> np.ndarray:
     return np.round(np.cumsum(fractions)[:-1] * n).astype(int)
 
 
-def random_split(frames: Frames, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> list[Frames]:
+def random_split(frames: Dataset, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> list[Dataset]:
     """Split conformations at random (seeded) into parts of the given fractions."""
     order = np.random.default_rng(seed).permutation(len(frames))
     return [frames.subset(np.sort(part)) for part in np.split(order, _cut_points(len(frames), fractions))]
 
 
-def molecule_split(frames: Frames, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> list[Frames]:
+def molecule_split(frames: Dataset, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> list[Dataset]:
     """Split whole molecules (seeded): no molecule has conformations in two parts.
 
     Fractions apply to the number of molecules, not conformations.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ekd.data import Frames
+from ekd.data import Dataset
 from ekd.train.reference import composition
 from ekd.units import KCAL_PER_MOL
 
@@ -34,7 +34,7 @@ def relative_energy_errors(predicted: np.ndarray, reference: np.ndarray, molecul
     return np.concatenate(errors) if errors else np.zeros(0)
 
 
-def refit_offsets(frames: Frames, predicted: np.ndarray) -> tuple[np.ndarray, dict[int, float]]:
+def refit_offsets(frames: Dataset, predicted: np.ndarray) -> tuple[np.ndarray, dict[int, float]]:
     """Predicted energies plus the per-element offsets (eV) that best fit the reference.
 
     For models whose energies sit on another reference (another level of theory, other
@@ -46,7 +46,7 @@ def refit_offsets(frames: Frames, predicted: np.ndarray) -> tuple[np.ndarray, di
     return predicted + counts @ offsets, {int(z): float(o) for z, o in zip(species, offsets)}
 
 
-def comp6_errors(frames: Frames, energy: np.ndarray, forces: np.ndarray | None) -> dict[str, np.ndarray]:
+def comp6_errors(frames: Dataset, energy: np.ndarray, forces: np.ndarray | None) -> dict[str, np.ndarray]:
     """The raw error arrays (kcal/mol, kcal/mol/Å) of one dataset, for pooling across files."""
     errors = {}
     if frames.energy is not None:

@@ -20,7 +20,7 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
 
 from ekd.calculator import EkdCalculator
-from ekd.data import Frames, formula
+from ekd.data import Dataset, formula
 from ekd.progress import progress_bar
 
 __all__ = ["MDSettings", "bonds", "md_stability", "run_md"]
@@ -111,7 +111,7 @@ def run_md(predictor, numbers: np.ndarray, positions: np.ndarray, settings: MDSe
     }
 
 
-def md_stability(predictor, frames: Frames, settings: MDSettings | None = None, trajectory_dir: str | Path | None = None, show_progress: bool = True) -> dict:
+def md_stability(predictor, frames: Dataset, settings: MDSettings | None = None, trajectory_dir: str | Path | None = None, show_progress: bool = True) -> dict:
     """Run MD from the first conformation of each molecule in ``frames``; per-molecule results
     and a summary (``fraction_stable``, ``mean_time_ps``: failure time, or the run's length)."""
     settings = settings or MDSettings()

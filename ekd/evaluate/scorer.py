@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ekd.data import Frames
+from ekd.data import Dataset
 from ekd.evaluate.comp6 import comp6_errors, comp6_metrics, refit_offsets
 
 __all__ = ["evaluate"]
 
 
-def evaluate(predictor, datasets: dict[str, Frames], refit: bool = False, plot_dir: str | Path | None = None) -> dict:
+def evaluate(predictor, datasets: dict[str, Dataset], refit: bool = False, plot_dir: str | Path | None = None) -> dict:
     """COMP6 metrics of ``predictor`` on each dataset and over all (``"all"``), kcal/mol(/Å).
 
     Args:

@@ -21,7 +21,7 @@ import pytest
 import torch
 from ase.build import molecule
 
-from ekd.data import Frames
+from ekd.data import Dataset
 from ekd.model import Model
 from ekd.plugins import get_backend
 from ekd.train import TrainConfig, train
@@ -32,7 +32,7 @@ SPECIES = [1, 6, 7, 8]
 REFERENCE = {1: -13.6, 6: -1029.0, 7: -1485.0, 8: -2042.0}  # eV, roughly free-atom scale
 
 
-def test_molecules(count_per_molecule: int = 2, seed: int = 0, scale: float = 0.05) -> Frames:
+def test_molecules(count_per_molecule: int = 2, seed: int = 0, scale: float = 0.05) -> Dataset:
     """Randomly displaced small H/C/N/O molecules of different sizes (no labels)."""
     rng = np.random.default_rng(seed)
     numbers, positions, names = [], [], []
@@ -42,13 +42,13 @@ def test_molecules(count_per_molecule: int = 2, seed: int = 0, scale: float = 0.
             numbers.append(atoms.numbers)
             positions.append(atoms.positions + rng.normal(scale=scale, size=atoms.positions.shape))
             names.append(name)
-    return Frames.from_arrays(numbers, positions, names)
+    return Dataset.from_arrays(numbers, positions, names)
 
 
 test_molecules.__test__ = False  # a helper, not a test
 
 
-def pair_potential(frames: Frames) -> tuple[np.ndarray, np.ndarray]:
+def pair_potential(frames: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """A smooth synthetic truth: Morse-like pair energies plus per-element constants.
 
     Returns energies (N,) in eV and the exact forces −∂E/∂x (A, 3) in eV/Å.
@@ -71,7 +71,7 @@ def pair_potential(frames: Frames) -> tuple[np.ndarray, np.ndarray]:
     return energies, forces
 
 
-def labelled_molecules(count_per_molecule: int = 8, seed: int = 3, scale: float = 0.1) -> Frames:
+def labelled_molecules(count_per_molecule: int = 8, seed: int = 3, scale: float = 0.1) -> Dataset:
     """:func:`test_molecules` with energies and forces of :func:`pair_potential`."""
     frames = test_molecules(count_per_molecule, seed, scale)
     energy, forces = pair_potential(frames)
@@ -102,7 +102,7 @@ class BackendConformance:
         return Model.build(backend, SPECIES, REFERENCE, options, seed=0, dtype=torch.float64, device="cpu")
 
     @pytest.fixture
-    def frames(self) -> Frames:
+    def frames(self) -> Dataset:
         return test_molecules()
 
     def test_energy_shape_and_reference_energies(self, backend, model, frames):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ekd.data import Frames
+from ekd.data import Dataset
 from ekd.errors import DataError
 
 __all__ = ["fit_reference_energies", "composition"]
 
 
-def composition(frames: Frames, species: list[int]) -> np.ndarray:
+def composition(frames: Dataset, species: list[int]) -> np.ndarray:
     """(N, S) count of each species in each conformation."""
     column = {z: i for i, z in enumerate(species)}
     counts = np.zeros((len(frames), len(species)))
@@ -18,7 +18,7 @@ def composition(frames: Frames, species: list[int]) -> np.ndarray:
     return counts
 
 
-def fit_reference_energies(frames: Frames, species: list[int] | None = None) -> dict[int, float]:
+def fit_reference_energies(frames: Dataset, species: list[int] | None = None) -> dict[int, float]:
     """Least-squares per-element energies (eV) of the conformations' total energies.
 
     With few distinct compositions the system is underdetermined; the minimum-norm solution is

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ekd._io import atomic_path
-from ekd.data import Frames
+from ekd.data import Dataset
 from ekd.errors import ConfigError, DataError
 from ekd.model import Model
 from ekd.progress import progress_bar
@@ -47,15 +47,15 @@ class TrainResult:
     seconds: float
 
 
-def _run_fingerprint(backend: str, options: dict, config: TrainConfig, train_frames: Frames, val_frames: Frames) -> str:
+def _run_fingerprint(backend: str, options: dict, config: TrainConfig, train_frames: Dataset, val_frames: Dataset) -> str:
     """What a checkpoint must match to be resumed (the epoch bound and device may change)."""
     return config_hash(backend, options, config.model_dump(exclude={"epochs", "device"}), frames_fingerprint(train_frames), frames_fingerprint(val_frames))
 
 
 def train(
     backend: str,
-    train_frames: Frames,
-    val_frames: Frames,
+    train_frames: Dataset,
+    val_frames: Dataset,
     out_dir: str | Path,
     config: TrainConfig | None = None,
     options: dict | None = None,

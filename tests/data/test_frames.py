@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ekd.data import Frames, formula
+from ekd.data import Dataset, formula
 from ekd.errors import DataError
 
 
@@ -22,10 +22,10 @@ def test_subset_keeps_atoms_with_their_conformation(harmonic):
 
 def test_concatenate_offsets_atom_pointers(harmonic):
     a, b = harmonic(3, seed=1), harmonic(4, seed=2)
-    both = Frames.concatenate([a, b])
+    both = Dataset.concatenate([a, b])
     assert len(both) == 7 and both.ptr[-1] == both.n_atoms == 21
     np.testing.assert_array_equal(both.positions[both.atoms_of(3)], b.positions[b.atoms_of(0)])
-    assert Frames.concatenate([a, b.without_forces()]).forces is None
+    assert Dataset.concatenate([a, b.without_forces()]).forces is None
 
 
 def test_batches_cover_every_conformation_once_and_shuffle_is_seeded(harmonic):
@@ -38,7 +38,7 @@ def test_batches_cover_every_conformation_once_and_shuffle_is_seeded(harmonic):
 
 
 def test_mixed_sizes_from_arrays():
-    frames = Frames.from_arrays(
+    frames = Dataset.from_arrays(
         numbers=[np.array([1, 1]), np.array([6, 1, 1, 1, 1])],
         positions=[np.zeros((2, 3)), np.ones((5, 3))],
         molecule=["H2", "CH4"],
@@ -67,7 +67,7 @@ def test_invalid_arrays_are_refused_with_the_source_named(change, message):
         metadata={"source": "water.h5", "energy_key": "E"},
     )
     with pytest.raises(DataError, match=f"water.h5.*{message}"):
-        Frames(**{**good, **change})
+        Dataset(**{**good, **change})
 
 
 def test_check_elements_names_the_file_and_missing_element(harmonic):

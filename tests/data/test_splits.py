@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 
-from ekd.data import Frames, molecule_split, random_split
+from ekd.data import Dataset, molecule_split, random_split
 from ekd.errors import ConfigError
 
 
 def _frames(n_per_molecule=10, molecules=("a", "b", "c", "d", "e")):
     n = n_per_molecule * len(molecules)
-    return Frames.from_arrays(
+    return Dataset.from_arrays(
         numbers=[np.array([1, 1])] * n,
         positions=[np.full((2, 3), i, dtype=float) for i in range(n)],
         molecule=[m for m in molecules for _ in range(n_per_molecule)],

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from ekd.data import Frames, read
+from ekd.data import Dataset, read
 from ekd.evaluate import comp6_errors, comp6_metrics, evaluate, refit_offsets, relative_energy_errors
 from ekd.model import Prediction
 from ekd.units import KCAL_PER_MOL
@@ -29,7 +29,7 @@ def test_relative_energy_errors_by_hand():
 
 
 def test_metrics_by_hand():
-    frames = Frames.from_arrays(
+    frames = Dataset.from_arrays(
         numbers=[np.array([1, 1])] * 3,
         positions=[np.zeros((2, 3)) + i for i in range(3)],
         molecule=["a", "a", "b"],
@@ -48,7 +48,7 @@ def test_metrics_by_hand():
 
 
 def test_refit_removes_per_element_offsets():
-    frames = Frames.from_arrays(
+    frames = Dataset.from_arrays(
         numbers=[np.array([1, 1]), np.array([8, 1]), np.array([8, 8]), np.array([8, 1, 1])],
         positions=[np.zeros((n, 3)) for n in (2, 2, 2, 3)],
         molecule=["a", "b", "c", "d"],

@@ -99,7 +99,7 @@ def test_killed_cli_run_resumes_to_the_same_weights(tmp_path, kill_after_epochs)
     (tmp_path / "c.yaml").write_text("train: {batch_size: 8, lr: 0.003, early_stopping: 100, dtype: float64, device: cpu}\n")
     command = [sys.executable, "-m", "ekd", "train", "--backend", "pairmlp", "--data", str(data_path), "--config", str(tmp_path / "c.yaml"), "--epochs", "25"]
     subprocess.run(command + ["--out", str(tmp_path / "straight")], check=True, capture_output=True)
-    finished = kill_after_epochs(command + ["--out", str(tmp_path / "killed")], tmp_path / "killed/history.csv", 3)
+    finished, _ = kill_after_epochs(command + ["--out", str(tmp_path / "killed")], tmp_path / "killed/history.csv", 3)
     assert 3 <= finished < 25, f"kill landed after {finished} epochs"
     subprocess.run(command + ["--out", str(tmp_path / "killed")], check=True, capture_output=True)
     assert_same_weights(weights(tmp_path / "straight/model.pt"), weights(tmp_path / "killed/model.pt"))

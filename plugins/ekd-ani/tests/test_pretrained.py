@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from ekd.data import Frames, read
+from ekd.data import Dataset, read
 from ekd.ensemble import Ensemble
 from ekd.errors import DataError
 from ekd.evaluate import evaluate
@@ -111,7 +111,7 @@ def test_forces_are_minus_the_gradient_by_central_differences(ani1x):
             for step in (h, -h):
                 moved = frames.positions.copy()
                 moved[atom, axis] += step
-                shifted = Frames.from_arrays([frames.numbers], [moved], ["CH3OH"])
+                shifted = Dataset.from_arrays([frames.numbers], [moved], ["CH3OH"])
                 energies.append(model.predict(shifted, forces=False).energy[0])
             numeric[atom, axis] = -(energies[0] - energies[1]) / (2 * h)
     assert np.abs(forces).max() > 0.1

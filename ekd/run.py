@@ -1,0 +1,330 @@
+"""A distillation run: one object owning the data, the split, the teachers, the labels, the
+students and the report of one run directory.
+
+The data are read and hashed once per run and a published ensemble is loaded once; every stage
+is resumable (:class:`ekd.stages.Stage`) and checked against its inputs, so an artifact made
+from other settings or data is redone or refused, never reused.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ase import Atoms
+
+from ekd._io import atomic_path
+from ekd.config import dump_yaml, validate
+from ekd.data import DEFAULT_DATASET, Dataset, Split
+from ekd.data.labels import Labels, data_identity
+from ekd.ensemble import Ensemble, load_predictor, load_pretrained, pretrained_spec
+from ekd.errors import ConfigError, DataError
+from ekd.model import Model
+from ekd.parallel import run_jobs
+from ekd.pipeline import failed_teachers, install_pretrained, label, student_jobs, teacher_jobs
+from ekd.progress import ProgressCallback, ProgressEvent, notify
+from ekd.report import HELD_OUT, Report, build_report, energy_level
+from ekd.provenance import config_hash, sha256_file
+from ekd.runconfig import DataSection, RunConfig, TeacherMember, parse_teacher_spec
+from ekd.stages import Stage
+
+__all__ = ["Run", "distill", "load"]
+
+
+class Run:
+    """One EKD run in ``directory``: teach → label → students (→ baselines) → report.
+
+    Args:
+        directory: where every artifact goes (resumed when it holds an unfinished run).
+        config: the run's settings (default: :class:`RunConfig` defaults).
+        data: the dataset, if held in memory (it is then saved as ``directory/data.h5``);
+            default: ``config.data.path``, or the embedded reference set.
+        on_progress: called with a :class:`ProgressEvent` after every epoch of every model and at
+            the end of every stage; returning ``False`` stops the run cleanly (``Cancelled``),
+            leaving it resumable.
+        show_progress: progress bars on stderr.
+    """
+
+    def __init__(self, directory: str | os.PathLike, config: RunConfig | None = None, data: Dataset | None = None,
+                 on_progress: ProgressCallback | None = None, show_progress: bool = True):
+        self.directory = Path(directory)
+        self.config = config if config is not None else RunConfig()
+        self.on_progress, self.show_progress = on_progress, show_progress
+        self._published: dict[tuple[str, str], list[Model]] = {}
+        if data is not None:
+            self.__dict__["data"] = self._adopt(data)
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike, **kwargs) -> "Run":
+        """Reopen a finished or interrupted run from its saved ``config.yaml``."""
+        saved = Path(directory) / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"{directory}: not an ekd run directory (no config.yaml)")
+        return cls(directory, RunConfig.load(saved), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Run('{self.directory}', teachers='{self.config.teachers.spec}', student='{self.config.student.backend}')"
+
+    # data ------------------------------------------------------------------------------------
+    def _adopt(self, data: Dataset) -> Dataset:
+        """Data given as an object become the run's file ``data.h5`` (unless they were read from
+        ``config.data.path``), so that the run can be reopened and its stages checked."""
+        source = data.metadata.get("source")
+        if source and self.config.data.path and Path(source).resolve() == Path(self.config.data.path).resolve() and data.metadata.get("sha256"):
+            return data
+        path = self.directory / "data.h5"
+        data.write(path)
+        self.config = self.config.model_copy(update={"data": DataSection(path=str(path.resolve()), **self.config.data.model_dump(include={"val_fraction", "test_fraction", "split", "seed"}))})
+        return data.with_metadata(source=str(path), sha256=sha256_file(path))
+
+    @functools.cached_property
+    def data(self) -> Dataset:
+        """The run's dataset (read and hashed once)."""
+        path = Path(self.config.data.path) if self.config.data.path else DEFAULT_DATASET
+        data = Dataset.read(path, self.config.data.reading_only())
+        if data.energy is None and self.config.student.energy_labels == "reference":
+            raise DataError(f"{path}: no reference energies (student.energy_labels: teachers labels energies too)")
+        return data
+
+    @functools.cached_property
+    def split(self) -> Split:
+        """(train, validation, test) of :attr:`data` by ``config.data``; test is never trained on."""
+        return self.data.split(self.config.data.fractions, by=self.config.data.split, seed=self.config.data.seed)
+
+    @property
+    def energy_source(self) -> str:
+        """``reference`` (the data's energies) or ``teachers`` (the ensemble's mean)."""
+        return self.config.energy_source(self.data.energy is not None)
+
+    @functools.cached_property
+    def eval_data(self) -> dict[str, Dataset]:
+        """The evaluation files (``evaluate.files``) by stem, read once."""
+        return {Path(p).stem: Dataset.read(p) for p in self.config.evaluate.files}
+
+    def published(self, backend: str, path: str) -> list[Model]:
+        """The members of a published ensemble (loaded once per run)."""
+        if (backend, path) not in self._published:
+            self._published[backend, path] = load_pretrained(backend, path, device="cpu")
+        return self._published[backend, path]
+
+    @functools.cached_property
+    def members(self) -> list[TeacherMember]:
+        """The teacher ensemble's members as the config specifies them."""
+        return parse_teacher_spec(self.config.teachers, lambda backend, path: len(self.published(backend, path)))
+
+    # stages ------------------------------------------------------------------------------------
+    def _save_config(self) -> None:
+        with atomic_path(self.directory / "config.yaml") as tmp:
+            tmp.write_text(dump_yaml(self.config.model_dump()))
+
+    def _notify(self, stage: str) -> None:
+        notify(self.on_progress, ProgressEvent(stage, finished=True))
+
+    def _teacher_stages(self) -> list[tuple[TeacherMember, Stage]]:
+        """Every member with the stage its current config and data would produce."""
+        trained = [m for m in self.members if not m.pretrained]
+        jobs = {job.stage.directory.name: job for job in teacher_jobs(self.directory / "teachers", self.config, trained, *self.split[:2])}
+        stages = []
+        for m in self.members:
+            if m.pretrained:
+                model = self.published(m.backend, m.pretrained)[m.pretrained_member]
+                stages.append((m, Stage(self.directory / "teachers" / m.name, config_hash("pretrained", m.__dict__, model.info["pretrained"]))))
+            else:
+                stages.append((m, jobs[m.name].stage))
+        return stages
+
+    def teach(self, member: int | None = None) -> Ensemble:
+        """Train the teachers on energies only (or just ``member``); install published ones."""
+        self._save_config()
+        members = self.members
+        if member is not None and not 0 <= member < len(members):
+            raise ConfigError(f"--member {member}: the ensemble has members 0..{len(members) - 1}")
+        chosen = members if member is None else [members[member]]
+        if self.data.energy is None and not all(m.pretrained for m in chosen):
+            raise DataError(f"{self.data.metadata.get('source')}: no reference energies to train teachers on; use pretrained teachers (ani-pretrained:PATH)")
+        for m in chosen:
+            if m.pretrained:
+                model = self.published(m.backend, m.pretrained)[m.pretrained_member]
+                install_pretrained(self.directory / "teachers", m, model, self.data)
+        jobs = teacher_jobs(self.directory / "teachers", self.config, [m for m in chosen if not m.pretrained], *self.split[:2])
+        run_jobs(jobs, self.config.jobs, self.show_progress, "teach", self.on_progress)
+        self._notify("teach")
+        return Ensemble([Model.load(self.directory / "teachers" / m.name / "model.pt") for m in chosen], [m.name for m in chosen])
+
+    def _ready_teachers(self) -> list[tuple[TeacherMember, Stage]]:
+        stages = self._teacher_stages()
+        for m, stage in stages:
+            record = stage.record()
+            if record is None or record["status"] != "done":
+                raise ConfigError(f"teacher {m.name} is not trained yet: run 'ekd teach --out {self.directory}' (or --member {m.index})")
+            if record["hash"] != stage.digest:
+                raise ConfigError(f"teacher {m.name} was made with other settings or data than this config: "
+                                  f"run 'ekd teach --out {self.directory}' to retrain it (or 'ekd run')")
+        return stages
+
+    def label(self) -> Labels:
+        """Label every conformation with each (good) teacher's forces and energies: ``labels.h5``."""
+        stages = self._ready_teachers()
+        self._save_config()
+        digest = config_hash("labels", [s.digest for _, s in stages], data_identity(self.data), self.config.teachers.outlier_factor)
+        path, stage = self.directory / "labels.h5", Stage(self.directory / "label", digest)
+        if stage.done and path.is_file():
+            return Labels.read(path)
+        stage.start()
+        failed = failed_teachers(stages, self.config.teachers.outlier_factor)
+        for name, reason in failed.items():
+            print(f"ekd label: teacher {name} left out: {reason}", file=sys.stderr)
+        kept = [(m, s) for m, s in stages if m.name not in failed]
+        ensemble = Ensemble([Model.load(s.directory / "model.pt") for _, s in kept], [m.name for m, _ in kept])
+        labels = label(self.data, ensemble, left_out=[{"name": n, "reason": r} for n, r in failed.items()],
+                       config={"hash": digest, "run": self.config.model_dump()}, show_progress=self.show_progress)
+        labels.write(path)
+        stage.finish()
+        self._notify("label")
+        return labels
+
+    def _labelled_split(self) -> Split:
+        labels = Labels.read(self.directory / "labels.h5") if (self.directory / "labels.h5").is_file() else None
+        if labels is None:
+            raise ConfigError(f"{self.directory / 'labels.h5'} does not exist: run 'ekd label --out {self.directory}' first")
+        labels.check_matches(self.data)
+        return labels.dataset(self.energy_source).split(self.config.data.fractions, by=self.config.data.split, seed=self.config.data.seed)
+
+    def _student_jobs(self, baseline: bool):
+        self.label()  # a no-op when the labels are current; refuses stale teachers
+        source = self.energy_source
+        parts = self.split[:2] if baseline and source == "reference" else self._labelled_split()[:2]
+        level = self.teacher_level() if source == "teachers" else self.data.metadata.get("level_of_theory")
+        info = {"data_sha256": data_identity(self.data), "energy_labels": source, "level_of_theory": level}
+        return student_jobs(self.directory, self.config, *parts, info, baseline)
+
+    def train_students(self, baseline: bool | None = None) -> list[Model]:
+        """Train the students (and, with ``baseline`` or ``student.baseline``, the energy-only
+        baselines) side by side; returns students then baselines."""
+        self._save_config()
+        baseline = self.config.student.baseline if baseline is None else baseline
+        jobs = self._student_jobs(False) + (self._student_jobs(True) if baseline else [])
+        run_jobs(jobs, self.config.jobs, self.show_progress, "students and baselines" if baseline else "students", self.on_progress)
+        self._notify("students")
+        return [Model.load(job.stage.directory / "model.pt") for job in jobs]
+
+    def teacher_level(self) -> str | None:
+        """The level of theory of the teachers' energies: a published ensemble's, else the data's."""
+        return energy_level(self.teachers.models)
+
+    def _check_something_to_score(self) -> None:
+        if not len(self.split.test) and not self.config.evaluate.files:
+            raise ConfigError(f"nothing to score: data.test_fraction is {self.config.data.test_fraction} and {len(self.data)} conformations leave "
+                              "no held-out test split, and no evaluation file is given (--eval FILE or evaluate.files)")
+
+    def evaluate(self) -> Report:
+        """Score every model of the run; write ``report.json``, ``report.md`` and parity plots."""
+        self._check_something_to_score()
+        datasets, references = {}, {}
+        if len(self.split.test):
+            held_out = self.split.test if self.energy_source == "reference" else self._labelled_split().test
+            name = HELD_OUT if self.energy_source == "reference" else f"{HELD_OUT} (vs teacher labels)"
+            datasets[name] = held_out
+            references[name] = self.data.metadata.get("level_of_theory") if self.energy_source == "reference" else self.teacher_level()
+        for name, data in self.eval_data.items():
+            datasets[name], references[name] = data, data.metadata.get("level_of_theory")
+        stages = {str(p.parent.relative_to(self.directory)): json.loads(p.read_text()).get("seconds") for p in sorted(self.directory.glob("**/stage.json"))}
+        md = (self.config.evaluate.md, self.data) if self.config.evaluate.md else None
+        report = build_report(self.models(), datasets, references, self.config.model_dump(), self.config.evaluate.refit_offsets,
+                              self.directory / "plots", stages, md)
+        report.write(self.directory)
+        self._notify("evaluate")
+        return report
+
+    def run(self) -> Report:
+        """Every stage in order, each skipped when finished with the same inputs."""
+        self._save_config()
+        self._check_something_to_score()
+        self.eval_data  # noqa: B018 (a missing evaluation file fails before any training)
+        self.teach()
+        self.label()
+        self.train_students()
+        return self.evaluate()
+
+    # results -----------------------------------------------------------------------------------
+    @property
+    def teachers(self) -> Ensemble:
+        """The ensemble the labels are made from: trained teachers less failed trainings."""
+        stages = self._ready_teachers()
+        failed = failed_teachers(stages, self.config.teachers.outlier_factor)
+        kept = [(m, s) for m, s in stages if m.name not in failed]
+        return Ensemble([Model.load(s.directory / "model.pt") for _, s in kept], [m.name for m, _ in kept])
+
+    @property
+    def labels(self) -> Labels:
+        """The teachers' labels of the run's data (``labels.h5``)."""
+        return Labels.read(self.directory / "labels.h5")
+
+    def _role(self, role: str) -> list[Model]:
+        return [Model.load(p) for p in sorted(self.directory.glob(f"{role}/*/model.pt"))]
+
+    @property
+    def students(self) -> list[Model]:
+        """The trained students, one per seed."""
+        return self._role("students")
+
+    @property
+    def baselines(self) -> list[Model]:
+        """The energy-only baselines, one per seed."""
+        return self._role("baselines")
+
+    @property
+    def report(self) -> Report:
+        """The report of the last evaluation (``report.json``)."""
+        return Report.read(self.directory / "report.json")
+
+    def models(self) -> dict[str, Model | Ensemble]:
+        """Every model of the run by report name: each teacher, the ensemble, students, baselines."""
+        teachers = {p.parent.name: Model.load(p) for p in sorted(self.directory.glob("teachers/*/model.pt"))}
+        left_out = {t["name"] for t in self.labels.left_out} if (self.directory / "labels.h5").is_file() else set()
+        models: dict[str, Model | Ensemble] = {f"teacher {n}" + (" (left out)" if n in left_out else ""): m for n, m in teachers.items()}
+        if teachers:
+            kept = [n for n in teachers if n not in left_out]
+            models["teacher ensemble"] = Ensemble([teachers[n] for n in kept], kept)
+        for role in ("students", "baselines"):
+            for path in sorted(self.directory.glob(f"{role}/*/model.pt")):
+                models[f"{role[:-1]} {path.parent.name}"] = Model.load(path)
+        return models
+
+
+def distill(config: RunConfig | dict | str | os.PathLike | None = None, data: Dataset | Sequence[Atoms] | str | os.PathLike | None = None,
+            out: str | os.PathLike = "runs/ekd", on_progress: ProgressCallback | None = None, show_progress: bool = True) -> Run:
+    """Ensemble knowledge distillation end to end; returns the finished :class:`Run`.
+
+    Args:
+        config: a :class:`RunConfig`, a nested mapping of its sections, or a YAML path.
+        data: a :class:`Dataset`, a list of ASE ``Atoms`` (energies from their calculators), or a
+            file path; default: ``config.data.path`` or the embedded reference set.
+        out: the run directory (resumed when it holds an unfinished run of the same settings).
+        on_progress: see :class:`Run`.
+    """
+    if isinstance(config, (str, os.PathLike)):
+        config = RunConfig.load(config)
+    elif isinstance(config, dict):
+        config = validate(RunConfig, config, "config")
+    config = config if config is not None else RunConfig()
+    if isinstance(data, (str, os.PathLike)):
+        config = config.model_copy(update={"data": config.data.model_copy(update={"path": str(Path(data).resolve())})})
+        data = None
+    elif data is not None and not isinstance(data, Dataset):
+        data = Dataset.from_atoms(data)
+    run = Run(out, config, data, on_progress=on_progress, show_progress=show_progress)
+    run.run()
+    return run
+
+
+def load(path: str | os.PathLike, device: str = "auto") -> Model | Ensemble | Run:
+    """A model (``model.pt`` or its folder), an ensemble (a folder of member folders, or a
+    published one: ``ani-pretrained:PATH``) or a run (a run directory)."""
+    if pretrained_spec(str(path)) is None and (Path(path) / "config.yaml").is_file() and not (Path(path) / "model.pt").is_file():
+        return Run.open(path)
+    return load_predictor(path, device=device)
