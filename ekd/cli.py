@@ -164,16 +164,16 @@ def train_command(backend, data_path, forces, out, config_path, epochs, seed, fo
         backend, out, data_path, forces, config_path, _read_options(**read_kwargs),
         epochs=epochs, seed=seed, force_weight=force_weight,
     )
-    test = summary["test"]
+    test = summary.test
     click.echo(
-        f"trained {backend} on {summary['trained_on']}: {summary['epochs_run']} epochs "
-        f"(best {summary['best_epoch']}{', stopped early' if summary['stopped_early'] else ''}), {summary['seconds']:.0f} s"
+        f"trained {backend} on {summary.trained_on}: {summary.epochs_run} epochs "
+        f"(best {summary.best_epoch}{', stopped early' if summary.stopped_early else ''}), {summary.seconds:.0f} s"
     )
-    if "energy_mae" in test:
-        click.echo(f"held-out test ({test['n_conformations']} conformations): energy MAE {test['energy_mae']:.3f} kcal/mol")
-    if "force_mae" in test:
-        click.echo(f"held-out test force MAE {test['force_mae']:.3f} kcal/mol/Å (reference forces)")
-    click.echo(f"model: {Path(out) / 'model.pt'}; log: {Path(out) / 'history.csv'}")
+    if test is not None and test.energy_mae is not None:
+        click.echo(f"held-out test ({test.n_conformations} conformations): energy MAE {test.energy_mae:.3f} kcal/mol")
+    if test is not None and test.force_mae is not None:
+        click.echo(f"held-out test force MAE {test.force_mae:.3f} kcal/mol/Å (reference forces)")
+    click.echo(f"model: {summary.model.path}; log: {Path(out) / 'history.csv'}")
 
 
 def run_options(command):

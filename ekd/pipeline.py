@@ -25,15 +25,39 @@ from ekd.model import Model
 from ekd.parallel import TrainJob, run_jobs
 from ekd.plugins import get_backend
 from ekd.progress import ProgressCallback, progress_bar
+from ekd.report import Scores
 from ekd.provenance import config_hash, frames_fingerprint, package_versions, sha256_file
 from ekd.runconfig import RunConfig, TeacherMember, parse_teacher_spec
 from ekd.stages import Stage
 from ekd.train import TrainConfig, inverse_spread_weights, train
 
-__all__ = ["DEFAULT_FORCE_WEIGHT", "failed_teachers", "label", "train_ensemble", "train_model", "train_students"]
+__all__ = ["DEFAULT_FORCE_WEIGHT", "TrainSummary", "failed_teachers", "label", "train_ensemble", "train_model", "train_students"]
 
 #: force weight used by ``--forces`` when the config sets none
 DEFAULT_FORCE_WEIGHT = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSummary:
+    """One trained model (``ekd train``) and its scores on the held-out test split
+    (:class:`ekd.report.Scores`, kcal/mol and kcal/mol/Å; None when the split is empty)."""
+
+    model: Model
+    trained_on: str
+    epochs_run: int
+    best_epoch: int
+    stopped_early: bool
+    seconds: float
+    test: Scores | None
+    data: str
+    data_sha256: str | None
+
+    def to_dict(self) -> dict:
+        """``summary.json``: the fields, the model as its backend name and checkpoint path."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("model", "test")}
+        test = {k: v for k, v in dataclasses.asdict(self.test).items() if v is not None} if self.test else {}
+        return {"backend": self.model.backend.name, "model": str(self.model.path), **values, "test": test,
+                "units": {"energy": "kcal/mol", "forces": "kcal/mol/Å"}}
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -49,7 +73,7 @@ def train_model(
     read_options: ReadOptions | None = None,
     show_progress: bool = True,
     **overrides,
-) -> dict:
+) -> "TrainSummary":
     """``ekd train``: train one model and score it on a held-out test split.
 
     Args:
@@ -60,7 +84,7 @@ def train_model(
         config: YAML path or mapping with sections ``train`` (:class:`TrainConfig`) and
             ``options`` (the backend's hyperparameters).
         overrides: ``TrainConfig`` fields that win over the config (e.g. ``epochs=20``).
-    Returns the summary written to ``out/summary.json``.
+    Returns the :class:`TrainSummary` written to ``out/summary.json``.
     """
     get_backend(backend)  # an unknown name fails before any data is read
     sections = config if isinstance(config, dict) else load_yaml(config)
@@ -93,19 +117,18 @@ def train_model(
     info = {"config": effective, "data_sha256": frames.metadata.get("sha256"), "versions": package_versions()}
     result = train(backend, train_part, val_part, out, train_config, sections.get("options"), info=info, show_progress=show_progress)
 
-    summary = {
-        "backend": backend,
-        "trained_on": "energies and forces" if forces else "energies only",
-        "epochs_run": result.epochs_run,
-        "best_epoch": result.best_epoch,
-        "stopped_early": result.stopped_early,
-        "seconds": round(result.seconds, 1),
-        "test": evaluate(result.model, {"test": test_part})["test"] if len(test_part) else {},
-        "units": {"energy": "kcal/mol", "forces": "kcal/mol/Å"},
-        "data": str(path),
-        "data_sha256": frames.metadata.get("sha256"),
-    }
-    _write_text(out / "summary.json", json.dumps(summary, indent=2))
+    summary = TrainSummary(
+        model=result.model,
+        trained_on="energies and forces" if forces else "energies only",
+        epochs_run=result.epochs_run,
+        best_epoch=result.best_epoch,
+        stopped_early=result.stopped_early,
+        seconds=round(result.seconds, 1),
+        test=Scores(**evaluate(result.model, {"test": test_part})["test"]) if len(test_part) else None,
+        data=str(path),
+        data_sha256=frames.metadata.get("sha256"),
+    )
+    _write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=2))
     return summary
 
 

@@ -55,8 +55,7 @@ class Run:
         self.config = config if config is not None else RunConfig()
         self.on_progress, self.show_progress = on_progress, show_progress
         self._published: dict[tuple[str, str], list[Model]] = {}
-        if data is not None:
-            self.__dict__["data"] = self._adopt(data)
+        self._given = self._adopt(data) if data is not None else None
 
     @classmethod
     def open(cls, directory: str | os.PathLike, **kwargs) -> "Run":
@@ -84,6 +83,8 @@ class Run:
     @functools.cached_property
     def data(self) -> Dataset:
         """The run's dataset (read and hashed once)."""
+        if self._given is not None:
+            return self._given
         path = Path(self.config.data.path) if self.config.data.path else DEFAULT_DATASET
         data = Dataset.read(path, self.config.data.reading_only())
         if data.energy is None and self.config.student.energy_labels == "reference":
@@ -187,17 +188,21 @@ class Run:
         self._notify("label")
         return labels
 
-    def _labelled_split(self) -> Split:
-        labels = Labels.read(self.directory / "labels.h5") if (self.directory / "labels.h5").is_file() else None
+    def _labelled_split(self, labels: Labels | None = None) -> Split:
+        """The labels' training view (teacher-mean forces), split like the data."""
         if labels is None:
-            raise ConfigError(f"{self.directory / 'labels.h5'} does not exist: run 'ekd label --out {self.directory}' first")
+            if not (self.directory / "labels.h5").is_file():
+                raise ConfigError(f"{self.directory / 'labels.h5'} does not exist: run 'ekd label --out {self.directory}' first")
+            labels = self.labels
         labels.check_matches(self.data)
         return labels.dataset(self.energy_source).split(self.config.data.fractions, by=self.config.data.split, seed=self.config.data.seed)
 
     def _student_jobs(self, baseline: bool):
-        self.label()  # a no-op when the labels are current; refuses stale teachers
         source = self.energy_source
-        parts = self.split[:2] if baseline and source == "reference" else self._labelled_split()[:2]
+        if baseline and source == "reference":  # the control needs no teacher
+            parts = self.split[:2]
+        else:
+            parts = self._labelled_split(self.label())[:2]  # label(): a no-op when current; refuses stale teachers
         level = self.teacher_level() if source == "teachers" else self.data.metadata.get("level_of_theory")
         info = {"data_sha256": data_identity(self.data), "energy_labels": source, "level_of_theory": level}
         return student_jobs(self.directory, self.config, *parts, info, baseline)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import ekd
+import ekd.units as ekd_units
 from ekd.errors import ConfigError
 from ekd.pipeline import failed_teachers
 from ekd.provenance import frames_fingerprint, sha256_file
@@ -81,3 +82,16 @@ def test_teacher_spec_parsing():
     for bad in ("ani:x", "ani:0", ":3"):
         with pytest.raises(ConfigError, match="expected backend"):
             RunConfig.load(None, {"teachers.spec": bad})
+
+
+def test_train_model_returns_a_typed_summary_scored_on_the_held_out_split(tmp_path):
+    import json
+
+    path = tmp_path / "data.h5"
+    ekd.Dataset.from_atoms(labelled_molecules(8).to_atoms()).write(path)
+    summary = ekd.train_model("pairmlp", tmp_path / "one", path, config={"options": TINY, "train": {"dtype": "float64", "device": "cpu"}}, epochs=2, show_progress=False)
+    test = ekd.Dataset.read(path).split((0.8, 0.1, 0.1), seed=0).test
+    prediction = summary.model.predict(test)
+    assert summary.test.n_conformations == len(test) and summary.trained_on == "energies only"
+    assert summary.test.force_mae == pytest.approx(np.abs(prediction.forces - test.forces).mean() / ekd_units.KCAL_PER_MOL, rel=1e-9)
+    assert json.loads((tmp_path / "one/summary.json").read_text()) == json.loads(json.dumps(summary.to_dict()))
