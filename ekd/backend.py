@@ -16,8 +16,9 @@ import torch
 
 from ekd.config import validate
 from ekd.data import Dataset
+from ekd.errors import ConfigError, PluginError
 
-__all__ = ["Backend", "BackendOptions", "Batch", "validate_options"]
+__all__ = ["CAPABILITIES", "Backend", "BackendOptions", "Batch", "Exportable", "Pretrained", "Varied", "capabilities", "check_backend", "validate_options"]
 
 
 class BackendOptions(pydantic.BaseModel):
@@ -85,6 +86,10 @@ class Backend(Protocol):
         Options: a :class:`BackendOptions` subclass with the hyperparameters and their defaults.
         tiny: options of a small, fast model (tests, smoke runs); validated by ``Options``.
         elements: atomic numbers the backend can model, or None for any.
+
+    Optional capabilities are declared by implementing :class:`Exportable`,
+    :class:`Pretrained` or :class:`Varied`; :func:`check_backend` checks all of it when a
+    plugin registers the backend.
     """
 
     name: ClassVar[str]
@@ -115,11 +120,60 @@ class Backend(Protocol):
         ``batch.inputs`` holds what :meth:`convert` returned.
         """
 
-    # Optional: ``export(self, module, path)`` writes the module in the backend's native format,
-    # so the model runs in that library's own tools (``ekd export``).
-    # Optional: ``pretrained(self, path, dtype, device) -> list[Model]`` loads a published
-    # ensemble as frozen models (teacher spec ``<name>-pretrained:PATH``); each model's
-    # ``info["pretrained"]`` records its source, ``level_of_theory`` and file hashes.
+
+
+@runtime_checkable
+class Exportable(Protocol):
+    """Capability: write a module in the backend library's own format (``ekd export``), so the
+    model runs in that library's tools."""
+
+    def export(self, module: torch.nn.Module, path) -> None: ...
+
+
+@runtime_checkable
+class Pretrained(Protocol):
+    """Capability: load a published ensemble as frozen models (teacher spec
+    ``<name>-pretrained:PATH``); each model's ``info["pretrained"]`` records its ``name``,
+    ``level_of_theory`` and the sha256 of the files read."""
+
+    def pretrained(self, path, dtype: torch.dtype, device) -> list: ...
+
+
+@runtime_checkable
+class Varied(Protocol):
+    """Capability: option sets that make diverse ensemble members, cycled over a backend's
+    teachers (e.g. different cutoffs) unless the config says otherwise."""
+
+    variations: tuple[dict, ...]
+
+
+#: the optional capabilities a backend may declare, by name
+CAPABILITIES: dict[str, type] = {"export": Exportable, "pretrained": Pretrained, "variations": Varied}
+
+
+def capabilities(backend: Backend) -> set[str]:
+    """Names of the optional capabilities ``backend`` implements (see :data:`CAPABILITIES`)."""
+    return {name for name, protocol in CAPABILITIES.items() if isinstance(backend, protocol)}
+
+
+def check_backend(backend, plugin: str) -> None:
+    """Raise a PluginError naming ``plugin`` unless ``backend`` keeps the :class:`Backend`
+    contract: its members, an ``Options`` class of :class:`BackendOptions`, and ``tiny`` and
+    every ``variations`` entry valid ``Options``."""
+    missing = [m for m in ("name", "Options", "tiny", "elements", "build", "convert", "energy") if not hasattr(backend, m)]
+    if missing:
+        raise PluginError(f"plugin '{plugin}' registered {type(backend).__name__}, which lacks {', '.join(missing)} of the ekd Backend contract")
+    if not (isinstance(backend.name, str) and backend.name.isidentifier()):
+        raise PluginError(f"plugin '{plugin}': backend name {backend.name!r} must be an identifier (it is typed on the command line)")
+    if not (isinstance(backend.Options, type) and issubclass(backend.Options, BackendOptions)):
+        raise PluginError(f"plugin '{plugin}': backend '{backend.name}' Options must subclass ekd.backend.BackendOptions")
+    declared = {"tiny": [backend.tiny]} | ({"variations": list(backend.variations)} if "variations" in capabilities(backend) else {})
+    for member, option_sets in declared.items():
+        for k, options in enumerate(option_sets):
+            try:
+                validate_options(backend, options, f"{backend.name}.{member}" + (f"[{k}]" if member == "variations" else ""))
+            except ConfigError as error:
+                raise PluginError(f"plugin '{plugin}': {error}") from None
 
 
 def validate_options(backend: Backend, options: dict | BackendOptions | None, where: str | None = None) -> BackendOptions:

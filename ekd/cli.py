@@ -135,7 +135,7 @@ def backends_command(as_json) -> None:
     if as_json:
         click.echo(json.dumps({"backends": rows, "failed_plugins": failures}, indent=2))
         return
-    header = ("name", "version", "package", "elements")
+    header = ("name", "version", "package", "elements", "capabilities")
     if rows:
         widths = [max(len(h), *(len(str(r[h])) for r in rows)) for h in header]
         for line in [dict(zip(header, header))] + rows:

@@ -105,10 +105,12 @@ def load_pretrained(backend: str, path: str | os.PathLike, dtype=None, device: s
 
     from ekd.plugins import get_backend
 
-    reader = getattr(get_backend(backend), "pretrained", None)
-    if reader is None:
+    from ekd.backend import Pretrained
+
+    found = get_backend(backend)
+    if not isinstance(found, Pretrained):
         raise ConfigError(f"backend '{backend}' cannot load pretrained models ('{backend}{PRETRAINED}:PATH')")
-    return reader(Path(path), dtype or torch.float64, device)
+    return found.pretrained(Path(path), dtype or torch.float64, device)
 
 
 def load_predictor(path: str | os.PathLike, device: str = "auto") -> Model | Ensemble:

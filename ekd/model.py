@@ -18,7 +18,7 @@ import torch
 from ase import Atoms
 
 from ekd._io import atomic_path
-from ekd.backend import Backend, BackendOptions, Batch, validate_options
+from ekd.backend import Backend, BackendOptions, Batch, Exportable, validate_options
 from ekd.data import Dataset
 from ekd.errors import BackendError, DataError
 from ekd.plugins import get_backend
@@ -228,11 +228,10 @@ class Model:
 
     def export(self, path: str | os.PathLike) -> None:
         """Write the model in its backend's native format (for the backend's own tools)."""
-        export = getattr(self.backend, "export", None)
-        if export is None:
+        if not isinstance(self.backend, Exportable):
             raise BackendError(f"backend '{self.backend.name}' has no native export format")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        export(self.module, Path(path))
+        self.backend.export(self.module, Path(path))
 
     def calculator(self):
         """An ASE calculator (energy in eV, forces in eV/Å) running this model."""

@@ -12,10 +12,12 @@ import dataclasses
 import multiprocessing
 import os
 import queue as queue_module
+import sys
 
 import torch
 
 from ekd.data import Dataset
+from ekd.plugins import registered_in_process
 from ekd.progress import ProgressCallback, ProgressEvent, notify, progress_bar
 from ekd.stages import Stage
 from ekd.train import TrainConfig, train
@@ -55,6 +57,12 @@ def run_jobs(jobs: list[TrainJob], workers: int | None = None, show_progress: bo
     """
     pending = [job for job in jobs if not job.stage.done]
     workers = min(workers or default_jobs(), len(pending))
+    local = sorted({job.backend for job in pending if registered_in_process(job.backend)})
+    if workers > 1 and local:
+        print(f"ekd: backend {', '.join(local)} is registered in this process, not by an installed plugin, so worker processes "
+              f"cannot build it: its {len(pending)} trainings run here, one at a time (install it as a plugin to train {workers} at a time)",
+              file=sys.stderr)
+        workers = 1
     event = lambda job, epoch, row: ProgressEvent(description, job.name, epoch, job.config.epochs, row)  # noqa: E731
     if workers <= 1:
         for job in pending:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from importlib import metadata
 
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ from ekd.errors import BackendError, PluginError
 if TYPE_CHECKING:  # ekd.backend imports torch; plugin discovery itself does not need it
     from ekd.backend import Backend
 
-__all__ = ["plugin_manager", "backends", "get_backend", "register_backend", "plugin_failures", "backend_infos"]
+__all__ = ["plugin_manager", "backends", "get_backend", "register_backend", "registered_in_process", "plugin_failures", "backend_infos"]
 
 ENTRY_POINT_GROUP = "ekd"
 
@@ -47,17 +48,16 @@ def _state() -> tuple[pluggy.PluginManager, _Registry]:
         try:
             manager.register(entry_point.load(), name=entry_point.name)
         except Exception as error:  # a broken third-party plugin must not take ekd down
-            registry.failures[label] = f"{type(error).__name__}: {error}"
+            _fail(registry, label, error)
     manager.check_pending()
     _collect(manager, registry)
     return manager, registry
 
 
 def _add_backend(registry: _Registry, plugin_name: str, backend) -> None:
-    from ekd.backend import Backend
+    from ekd.backend import check_backend
 
-    if not isinstance(backend, Backend):
-        raise PluginError(f"plugin '{plugin_name}' registered {backend!r}, which is not an ekd Backend")
+    check_backend(backend, plugin_name)
     if backend.name in registry.backends:
         raise PluginError(
             f"plugin '{plugin_name}' registers backend '{backend.name}', already registered by '{registry.origin[backend.name]}'"
@@ -67,17 +67,27 @@ def _add_backend(registry: _Registry, plugin_name: str, backend) -> None:
 
 
 def _collect(manager: pluggy.PluginManager, registry: _Registry) -> None:
+    """Call each plugin's hooks through pluggy's hook caller, one plugin at a time, so that a
+    failure is attributed to (and contained in) the plugin that raised it."""
     from ekd.data import register_reader
 
-    for impl in manager.hook.ekd_register_backends.get_hookimpls():
+    names = [name for name, _ in manager.list_name_plugin()]
+    for name in names:
+        others = [manager.get_plugin(n) for n in names if n != name]
+        backends_hook = manager.subset_hook_caller("ekd_register_backends", remove_plugins=others)
         try:
-            impl.function(register=functools.partial(_add_backend, registry, impl.plugin_name))
+            backends_hook(register=functools.partial(_add_backend, registry, name))
         except PluginError:
             raise
         except Exception as error:
-            registry.failures[impl.plugin_name] = f"{type(error).__name__}: {error}"
-    for impl in manager.hook.ekd_register_readers.get_hookimpls():
-        impl.function(register=register_reader)
+            _fail(registry, name, error)
+    manager.hook.ekd_register_readers(register=register_reader)
+
+
+def _fail(registry: _Registry, plugin: str, error: Exception) -> None:
+    """Keep a broken plugin's error (shown by ``ekd backends``) and warn, naming the plugin."""
+    registry.failures[plugin] = f"{type(error).__name__}: {error}"
+    warnings.warn(f"ekd plugin {plugin} failed to load and is skipped: {registry.failures[plugin]}", stacklevel=3)
 
 
 def plugin_manager() -> pluggy.PluginManager:
@@ -95,9 +105,21 @@ def plugin_failures() -> dict[str, str]:
     return dict(_state()[1].failures)
 
 
-def register_backend(backend, origin: str = "in-process") -> None:
-    """Register a backend object directly (tests, notebooks); entry points are the normal path."""
+#: the origin of backends registered with :func:`register_backend`
+IN_PROCESS = "in-process"
+
+
+def register_backend(backend, origin: str = IN_PROCESS) -> None:
+    """Register a backend object directly (tests, notebooks); entry points are the normal path.
+
+    Worker processes do not see such a backend: its trainings run in this process (ekd says so).
+    """
     _add_backend(_state()[1], origin, backend)
+
+
+def registered_in_process(name: str) -> bool:
+    """Whether backend ``name`` was registered by :func:`register_backend` rather than a plugin."""
+    return _state()[1].origin.get(name) == IN_PROCESS
 
 
 def get_backend(name: str) -> Backend:
@@ -124,5 +146,7 @@ def backend_infos() -> list[dict]:
         except metadata.PackageNotFoundError:
             version = "unknown"
         elements = "any" if backend.elements is None else " ".join(chemical_symbols[z] for z in sorted(backend.elements))
-        rows.append(dict(name=name, version=version, package=dist, elements=elements, plugin=registry.origin[name]))
+        from ekd.backend import capabilities
+
+        rows.append(dict(name=name, version=version, package=dist, elements=elements, plugin=registry.origin[name], capabilities=" ".join(sorted(capabilities(backend))) or "-"))
     return rows

@@ -226,6 +226,7 @@ def parse_teacher_spec(section: TeacherSection, published_size: Callable[[str, s
     """Members of ``spec`` (``ani``, ``ani:4``, ``ani:2,mace:1``, ``ani-pretrained:PATH``) with
     their options and seeds. ``published_size(backend, path)`` counts a published ensemble's
     members (default: load it)."""
+    from ekd.backend import Varied
     from ekd.plugins import get_backend
 
     if published_size is None:
@@ -239,7 +240,8 @@ def parse_teacher_spec(section: TeacherSection, published_size: Callable[[str, s
                 members.append(TeacherMember(len(members), backend, {}, None, path, k))
             continue
         if section.variations is None:
-            variations = list(getattr(get_backend(backend), "variations", []))
+            found = get_backend(backend)
+            variations = list(found.variations) if isinstance(found, Varied) else []
         else:
             variations = section.variations.get(backend, [])
         for k in range(count or section.count):
