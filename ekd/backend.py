@@ -1,8 +1,10 @@
 """What a model backend is: the small interface every architecture implements.
 
-A backend turns ekd's :class:`Batch` into energies. Everything else — forces by autograd,
-training, saving, loading, the ASE calculator, the teacher and student roles — lives in the core
-and works the same for every backend (see :mod:`ekd.model`).
+A backend declares its cutoff, builds a module from its options and the data's statistics, and
+turns ekd's :class:`Batch` (with the core's neighbour edges) into energies. Everything else —
+neighbour lists, statistics, forces by autograd, training, saving, loading, the ASE calculator,
+the teacher and student roles — lives in the core and works the same for every backend
+(see :mod:`ekd.model`).
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import torch
 
 from ekd.config import validate
 from ekd.data import Dataset
-from ekd.errors import ConfigError, PluginError
+from ekd.errors import BackendError, ConfigError, PluginError
 
-__all__ = ["CAPABILITIES", "Backend", "BackendOptions", "Batch", "Exportable", "Pretrained", "Varied", "capabilities", "check_backend", "validate_options"]
+__all__ = ["CAPABILITIES", "Backend", "BackendOptions", "Batch", "Converts", "Exportable", "Statistics", "Pretrained", "Varied", "capabilities", "R_MAX_VARIATIONS", "check_backend", "neighbour_normalisation", "validate_options"]
 
 
 class BackendOptions(pydantic.BaseModel):
@@ -40,7 +42,10 @@ class Batch:
         energy: (N,) eV reference energies, or None.
         forces: (A, 3) eV/Å force labels, or None.
         force_weight: (A,) per-atom weight of the force loss, or None (all ones).
-        inputs: what :meth:`Backend.convert` returned for this batch (cached by the core).
+        edge_index: (2, E) int64 ``[centre, neighbour]`` of every ordered pair of atoms of a
+            conformation within the backend's cutoff (both directions), built by the core.
+        shifts: (E, 3) int64 cell shifts of the edges (zeros for molecules).
+        inputs: what the backend's optional ``convert`` returned for this batch (cached).
     """
 
     numbers: torch.Tensor
@@ -50,6 +55,8 @@ class Batch:
     energy: torch.Tensor | None = None
     forces: torch.Tensor | None = None
     force_weight: torch.Tensor | None = None
+    edge_index: torch.Tensor | None = None
+    shifts: torch.Tensor | None = None
     inputs: Any = None
 
     @property
@@ -61,11 +68,26 @@ class Batch:
         """(N,) atoms per conformation."""
         return self.ptr[1:] - self.ptr[:-1]
 
+    def element_index(self, species: torch.Tensor) -> torch.Tensor:
+        """(A,) position of each atom's atomic number in the sorted ``species`` (S,) tensor: the
+        row of a per-element table (one-hot, embedding, per-type parameters)."""
+        return torch.searchsorted(species.to(self.numbers.device), self.numbers)
+
+    def edge_vectors(self) -> torch.Tensor:
+        """(E, 3) Å: ``positions[neighbour] − positions[centre]``, differentiable in ``positions``
+        (molecules: no cell, so the shifts add nothing)."""
+        centre, neighbour = self.edge_index
+        return self.positions[neighbour] - self.positions[centre]
+
     @classmethod
-    def from_frames(cls, frames: Dataset, dtype: torch.dtype, device: torch.device | str = "cpu") -> "Batch":
-        """Tensors of ``frames``; force weights come from ``atom_data['force_weight']`` if present."""
+    def from_frames(cls, frames: Dataset, dtype: torch.dtype, device: torch.device | str = "cpu", cutoff: float | None = None) -> "Batch":
+        """Tensors of ``frames``, with neighbour edges within ``cutoff`` (Å) when given; force
+        weights come from ``atom_data['force_weight']`` if present."""
+        from ekd.graph import neighbour_edges
+
         as_float = lambda a: None if a is None else torch.as_tensor(np.asarray(a), dtype=dtype, device=device)  # noqa: E731
         as_long = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.long, device=device)  # noqa: E731
+        edges, shifts = neighbour_edges(frames, cutoff) if cutoff is not None else (None, None)
         return cls(
             numbers=as_long(frames.numbers),
             positions=as_float(frames.positions),
@@ -74,7 +96,51 @@ class Batch:
             energy=as_float(frames.energy),
             forces=as_float(frames.forces),
             force_weight=as_float(frames.atom_data.get("force_weight")),
+            edge_index=None if edges is None else as_long(edges),
+            shifts=None if shifts is None else as_long(shifts),
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class Statistics:
+    """What the core measures on the training split before a model is built (as upstream
+    trainers do), passed to :meth:`Backend.build` and saved with the model.
+
+    Attributes:
+        reference_energies: per-element energies (eV), the least-squares fit of the energies to
+            the composition; the model adds them to its output.
+        avg_num_neighbors: mean neighbours per atom within the backend's cutoff.
+        energy_scale: eV per atom, RMS of the energy left after the reference energies.
+        force_scale: eV/Å, RMS of the force components (None when training sees no forces).
+    """
+
+    reference_energies: dict[int, float]
+    avg_num_neighbors: float | None = None
+    energy_scale: float | None = None
+    force_scale: float | None = None
+
+    @classmethod
+    def of(cls, frames: Dataset, species: list[int], cutoff: float) -> "Statistics":
+        """The statistics of ``frames`` (with energies) for a backend with this cutoff (Å)."""
+        from ekd.graph import average_neighbours
+        from ekd.train.reference import composition, fit_reference_energies
+
+        reference = fit_reference_energies(frames, species)
+        residual = frames.energy - composition(frames, species) @ np.array([reference[z] for z in species])
+        return cls(
+            reference_energies=reference,
+            avg_num_neighbors=average_neighbours(frames, cutoff),
+            energy_scale=float(np.sqrt(np.mean((residual / frames.sizes) ** 2))),
+            force_scale=None if frames.forces is None else float(np.sqrt(np.mean(frames.forces**2))),
+        )
+
+    def to_dict(self) -> dict:
+        """Plain types for a checkpoint (element keys as strings)."""
+        return {**dataclasses.asdict(self), "reference_energies": {str(z): e for z, e in self.reference_energies.items()}}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Statistics":
+        return cls(**{**values, "reference_energies": {int(z): float(e) for z, e in values["reference_energies"].items()}})
 
 
 @runtime_checkable
@@ -97,35 +163,42 @@ class Backend(Protocol):
     tiny: ClassVar[dict]
     elements: ClassVar[frozenset[int] | None]
 
-    def build(self, options: BackendOptions, species: list[int], reference_energies: dict[int, float]) -> torch.nn.Module:
+    def cutoff(self, options: BackendOptions) -> float:
+        """The model's cutoff (Å) under ``options``: the core's neighbour edges and the
+        ``avg_num_neighbors`` statistic are computed within it."""
+
+    def build(self, options: BackendOptions, species: list[int], statistics: Statistics) -> torch.nn.Module:
         """A new, randomly initialised model (the core seeds torch before calling).
 
         Args:
             options: validated hyperparameters.
             species: sorted atomic numbers the model must handle.
-            reference_energies: per-element energies (eV) the model adds to its output, so that
-                the network learns E − Σ e_Z (from ekd's least-squares fit on the training data).
-        """
-
-    def convert(self, model: torch.nn.Module, batch: Batch) -> Any:
-        """Backend-specific inputs of a batch (padding, neighbour lists, graphs).
-
-        Called once per batch and cached across epochs by the core: put costly work here. It must
-        not depend on anything that changes during training. Positions stay in ``batch.positions``.
+            statistics: the training data's :class:`Statistics`; the model adds
+                ``statistics.reference_energies`` (eV per element) to its output, so that the
+                network learns E − Σ e_Z.
         """
 
     def energy(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-        """(N,) total energies in eV, differentiable with respect to ``batch.positions``.
+        """(N,) total energies in eV, differentiable with respect to ``batch.positions``, from
+        the core's neighbour edges (``batch.edge_index``, ``batch.edge_vectors()``)."""
 
-        ``batch.inputs`` holds what :meth:`convert` returned.
-        """
 
+
+@runtime_checkable
+class Converts(Protocol):
+    """Capability: backend-specific inputs of a batch beyond the core's graph (padding, type
+    indices), computed once per batch and cached across epochs as ``batch.inputs``. It must not
+    depend on anything that changes during training; positions stay in ``batch.positions``."""
+
+    def convert(self, model: torch.nn.Module, batch: Batch) -> Any: ...
 
 
 @runtime_checkable
 class Exportable(Protocol):
     """Capability: write a module in the backend library's own format (``ekd export``), so the
-    model runs in that library's tools."""
+    model runs in that library's tools; ``export_suffix`` is that format's file name ending."""
+
+    export_suffix: str
 
     def export(self, module: torch.nn.Module, path) -> None: ...
 
@@ -147,8 +220,12 @@ class Varied(Protocol):
     variations: tuple[dict, ...]
 
 
+#: a diversity recipe for models with one radial cutoff ``r_max`` (Å): members that differ in
+#: their cutoffs beat members that differ by seed only (the ANI recipe; docs/sweep.md)
+R_MAX_VARIATIONS: tuple[dict, ...] = ({}, {"r_max": 4.5}, {"r_max": 5.5}, {"r_max": 6.0})
+
 #: the optional capabilities a backend may declare, by name
-CAPABILITIES: dict[str, type] = {"export": Exportable, "pretrained": Pretrained, "variations": Varied}
+CAPABILITIES: dict[str, type] = {"convert": Converts, "export": Exportable, "pretrained": Pretrained, "variations": Varied}
 
 
 def capabilities(backend: Backend) -> set[str]:
@@ -160,7 +237,7 @@ def check_backend(backend, plugin: str) -> None:
     """Raise a PluginError naming ``plugin`` unless ``backend`` keeps the :class:`Backend`
     contract: its members, an ``Options`` class of :class:`BackendOptions`, and ``tiny`` and
     every ``variations`` entry valid ``Options``."""
-    missing = [m for m in ("name", "Options", "tiny", "elements", "build", "convert", "energy") if not hasattr(backend, m)]
+    missing = [m for m in ("name", "Options", "tiny", "elements", "cutoff", "build", "energy") if not hasattr(backend, m)]
     if missing:
         raise PluginError(f"plugin '{plugin}' registered {type(backend).__name__}, which lacks {', '.join(missing)} of the ekd Backend contract")
     if not (isinstance(backend.name, str) and backend.name.isidentifier()):
@@ -174,6 +251,16 @@ def check_backend(backend, plugin: str) -> None:
                 validate_options(backend, options, f"{backend.name}.{member}" + (f"[{k}]" if member == "variations" else ""))
             except ConfigError as error:
                 raise PluginError(f"plugin '{plugin}': {error}") from None
+
+
+def neighbour_normalisation(options: BackendOptions, statistics: Statistics, backend: str) -> float:
+    """``avg_num_neighbors`` for a message-passing model: the option when set, else the training
+    data's (ekd's :class:`Statistics`); a BackendError when neither is known."""
+    value = getattr(options, "avg_num_neighbors", None)
+    value = statistics.avg_num_neighbors if value is None else value
+    if value is None:
+        raise BackendError(f"backend '{backend}': avg_num_neighbors is unknown: build the model from data (Statistics.of) or set the option")
+    return float(value)
 
 
 def validate_options(backend: Backend, options: dict | BackendOptions | None, where: str | None = None) -> BackendOptions:

@@ -1,25 +1,41 @@
-"""Neighbour lists for graph backends (MACE, NequIP, ...): molecules, no periodic images."""
+"""The neighbour graph every backend receives: edges within the backend's declared cutoff.
+
+Built once per batch of configurations and cutoff by the core, with vesin (a maintained
+neighbour-list library), and cached with the batch across epochs; backends never build their
+own edges. Edges are ordered pairs ``[centre, neighbour]`` (a full list: both directions) with
+integer cell shifts (zeros for molecules), so that the vector of an edge is
+``positions[neighbour] − positions[centre] + shift · cell`` (Å).
+"""
 
 from __future__ import annotations
 
-import torch
+import numpy as np
+import vesin
 
-from ekd.backend import Batch
+from ekd.data import Dataset
 
-__all__ = ["edges_within"]
+__all__ = ["average_neighbours", "neighbour_edges"]
 
 
-def edges_within(batch: Batch, cutoff: float) -> torch.Tensor:
-    """(2, E) [centre, neighbour] indices of all ordered pairs of distinct atoms of the same
-    conformation closer than ``cutoff`` (Å), at the batch's current positions.
+def neighbour_edges(frames: Dataset, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """(2, E) int64 ``[centre, neighbour]`` atom indices (rows of ``frames``) of every ordered
+    pair closer than ``cutoff`` (Å) within each configuration, and (E, 3) int64 cell shifts."""
+    finder = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
+    no_cell = np.zeros((3, 3))
+    centres, neighbours, shifts = [], [], []
+    for k in range(len(frames)):
+        rows = frames.atoms_of(k)
+        i, j, s = finder.compute(frames.positions[rows], no_cell, False, "ijS")
+        centres.append(i.astype(np.int64) + rows.start)
+        neighbours.append(j.astype(np.int64) + rows.start)
+        shifts.append(s.astype(np.int64))
+    if not centres:
+        return np.zeros((2, 0), dtype=np.int64), np.zeros((0, 3), dtype=np.int64)
+    return np.stack([np.concatenate(centres), np.concatenate(neighbours)]), np.concatenate(shifts)
 
-    Built without an atoms × atoms matrix: each atom is paired with every atom of its own
-    conformation only.
-    """
-    count = batch.sizes[batch.conformation]  # (A,) atoms in each atom's conformation
-    centre = torch.repeat_interleave(torch.arange(len(count), device=count.device), count)
-    start = torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
-    neighbour = batch.ptr[batch.conformation[centre]] + torch.arange(len(centre), device=count.device) - start
-    distance = (batch.positions[neighbour] - batch.positions[centre]).detach().norm(dim=-1)
-    keep = (centre != neighbour) & (distance < cutoff)
-    return torch.stack([centre[keep], neighbour[keep]])
+
+def average_neighbours(frames: Dataset, cutoff: float) -> float:
+    """Mean number of neighbours within ``cutoff`` (Å) per atom over ``frames``: the
+    normalisation MACE and NequIP divide their neighbour sums by (``avg_num_neighbors``)."""
+    edges, _ = neighbour_edges(frames, cutoff)
+    return edges.shape[1] / max(frames.n_atoms, 1)

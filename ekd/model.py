@@ -18,7 +18,7 @@ import torch
 from ase import Atoms
 
 from ekd._io import atomic_path
-from ekd.backend import Backend, BackendOptions, Batch, Exportable, validate_options
+from ekd.backend import Backend, BackendOptions, Batch, Converts, Exportable, Statistics, validate_options
 from ekd.data import Dataset
 from ekd.errors import BackendError, DataError
 from ekd.plugins import get_backend
@@ -26,7 +26,7 @@ from ekd.provenance import package_versions
 
 __all__ = ["Model", "Prediction", "as_dataset", "resolve_device", "seeded"]
 
-CHECKPOINT_FORMAT = "ekd-model-1"
+CHECKPOINT_FORMAT = "ekd-model-2"  # 2: statistics (reference energies, average neighbours, scales)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -80,7 +80,8 @@ class Model:
         module: the torch module (``backend.energy`` runs it).
         options: the backend options it was built with.
         species: atomic numbers it handles.
-        reference_energies: per-element energies (eV) included in its output.
+        statistics: the training data's statistics it was built with (reference energies in eV
+            per element, included in its output; average neighbours; scales).
         info: free-form provenance saved with the checkpoint (config, seed, data hashes, ...).
         path: the checkpoint it was loaded from, or None (not saved).
     """
@@ -89,7 +90,7 @@ class Model:
     module: torch.nn.Module
     options: BackendOptions
     species: list[int]
-    reference_energies: dict[int, float]
+    statistics: Statistics
     info: dict = dataclasses.field(default_factory=dict)
     path: Path | None = dataclasses.field(default=None, compare=False)
 
@@ -104,7 +105,7 @@ class Model:
         cls,
         backend: str | Backend,
         species: Iterable[int],
-        reference_energies: dict[int, float] | None = None,
+        statistics: Statistics | dict[int, float] | None = None,
         options: dict | BackendOptions | None = None,
         seed: int = 0,
         dtype: torch.dtype = torch.float64,
@@ -116,11 +117,12 @@ class Model:
         if backend.elements is not None and not set(species) <= backend.elements:
             missing = sorted(set(species) - backend.elements)
             raise BackendError(f"backend '{backend.name}' cannot model element(s) with Z = {missing}")
-        reference_energies = {int(z): float(e) for z, e in (reference_energies or {z: 0.0 for z in species}).items()}
+        if not isinstance(statistics, Statistics):  # reference energies alone (eV per element), or none
+            statistics = Statistics({int(z): float(e) for z, e in (statistics or {z: 0.0 for z in species}).items()})
         options = validate_options(backend, options)
         with seeded(seed, dtype):
-            module = backend.build(options, species, reference_energies)
-        return cls(backend, module.to(device=resolve_device(str(device)), dtype=dtype), options, species, reference_energies)
+            module = backend.build(options, species, statistics)
+        return cls(backend, module.to(device=resolve_device(str(device)), dtype=dtype), options, species, statistics)
 
     # prediction ---------------------------------------------------------------------------
     @property
@@ -134,9 +136,20 @@ class Model:
     def batch(self, frames: Dataset) -> Batch:
         """A batch of ``frames`` in this model's dtype and device, with the backend inputs cached."""
         frames.check_elements(self.species, f"this {self.backend.name} model")
-        batch = Batch.from_frames(frames, self.dtype, self.device)
-        batch.inputs = self.backend.convert(self.module, batch)
+        batch = Batch.from_frames(frames, self.dtype, self.device, cutoff=self.cutoff)
+        if isinstance(self.backend, Converts):
+            batch.inputs = self.backend.convert(self.module, batch)
         return batch
+
+    @property
+    def cutoff(self) -> float:
+        """The backend's declared cutoff (Å) for this model's options."""
+        return float(self.backend.cutoff(self.options))
+
+    @property
+    def reference_energies(self) -> dict[int, float]:
+        """Per-element energies (eV) included in the model's output."""
+        return self.statistics.reference_energies
 
     def energy_and_forces(self, batch: Batch, forces: bool, create_graph: bool = False):
         """Energies (N,) eV and, if ``forces``, forces (A, 3) eV/Å = −∂E/∂x as tensors.
@@ -177,7 +190,7 @@ class Model:
             "backend": self.backend.name,
             "options": self.options.model_dump(mode="json"),
             "species": self.species,
-            "reference_energies": {str(z): e for z, e in self.reference_energies.items()},
+            "statistics": self.statistics.to_dict(),
             "dtype": str(self.dtype).removeprefix("torch."),
             "state_dict": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
             "versions": package_versions(),
@@ -192,13 +205,15 @@ class Model:
     @classmethod
     def from_state(cls, state: dict, device: str | torch.device = "auto", source: str = "checkpoint") -> "Model":
         """Rebuild a model from :meth:`state`'s dict."""
+        if isinstance(state, dict) and state.get("format") == "ekd-model-1":
+            raise DataError(f"{source}: written by an older ekd (checkpoint format 1, without the data statistics); train it again")
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise DataError(f"{source}: not an ekd model checkpoint")
         backend = get_backend(state["backend"])
         model = cls.build(
             backend,
             state["species"],
-            {int(z): e for z, e in state["reference_energies"].items()},
+            Statistics.from_dict(state["statistics"]),
             state["options"],
             dtype=getattr(torch, state["dtype"]),
             device=device,

@@ -77,9 +77,7 @@ def _collect(manager: pluggy.PluginManager, registry: _Registry) -> None:
         backends_hook = manager.subset_hook_caller("ekd_register_backends", remove_plugins=others)
         try:
             backends_hook(register=functools.partial(_add_backend, registry, name))
-        except PluginError:
-            raise
-        except Exception as error:
+        except Exception as error:  # a broken plugin (import, contract) must not take ekd down
             _fail(registry, name, error)
     manager.hook.ekd_register_readers(register=register_reader)
 

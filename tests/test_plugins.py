@@ -51,7 +51,7 @@ def test_backends_command(capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["name", "version", "package", "elements", "capabilities"]
     ani = next(line for line in out.splitlines() if line.startswith("ani "))
-    assert ani.split()[-3:] == ["export", "pretrained", "variations"]
+    assert ani.split()[-4:] == ["convert", "export", "pretrained", "variations"]
     assert any(line.startswith("ani ") for line in out.splitlines())
 
 
@@ -62,7 +62,7 @@ class _Pair:
         from ekd_pairmlp import PairMLPBackend
 
         base = PairMLPBackend()
-        for member in ("name", "Options", "tiny", "elements", "build", "convert", "energy"):
+        for member in ("name", "Options", "tiny", "elements", "cutoff", "build", "energy"):
             setattr(self, member, getattr(base, member))
         for member, value in changes.items():
             if value is None:
@@ -92,7 +92,7 @@ def test_a_backend_that_breaks_the_contract_is_refused_naming_the_plugin(changes
 def test_capabilities_are_declared_types():
     from ekd.backend import capabilities
 
-    assert capabilities(plugins.get_backend("ani")) == {"export", "pretrained", "variations"}
+    assert capabilities(plugins.get_backend("ani")) == {"convert", "export", "pretrained", "variations"}
     assert capabilities(plugins.get_backend("pairmlp")) == set()
     assert capabilities(_Pair(variations=({}, {"width": 4}))) == {"variations"}
 

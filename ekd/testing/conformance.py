@@ -8,8 +8,11 @@ A plugin author subclasses :class:`BackendConformance` in their own tests::
         backend_name = "mybackend"       # as registered through the entry point
         options = {"width": 8}           # optional: a small model (default: the backend's ``tiny``)
 
-and pytest runs every check below against it. Models are float64; molecules are built in code
-(no data files needed).
+and pytest runs every check below against it: the energy contract (reference energies, forces
+= −∂E/∂x by finite differences, invariances, batching, save/load, seeds, training), the
+declared cutoff (nothing beyond it changes an energy), the statistics (the model is built from
+what the core measured) and the declared capabilities. Models are float64; molecules are built
+in code (no data files needed).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import pytest
 import torch
 from ase.build import molecule
 
+from ekd.backend import Statistics, capabilities
 from ekd.data import Dataset
 from ekd.model import Model
 from ekd.plugins import get_backend
@@ -96,10 +100,16 @@ class BackendConformance:
     def backend(self):
         return get_backend(self.backend_name)
 
+    def build(self, backend, reference: dict[int, float] = REFERENCE, seed: int = 0, **options) -> Model:
+        """A float64 model with the suite's options, its statistics measured on the test molecules."""
+        options = {**(backend.tiny if self.options is None else self.options), **options}
+        cutoff = backend.cutoff(backend.Options(**options))
+        statistics = dataclasses.replace(Statistics.of(labelled_molecules(2), SPECIES, cutoff), reference_energies=reference)
+        return Model.build(backend, SPECIES, statistics, options, seed=seed, dtype=torch.float64, device="cpu")
+
     @pytest.fixture
     def model(self, backend) -> Model:
-        options = backend.tiny if self.options is None else self.options
-        return Model.build(backend, SPECIES, REFERENCE, options, seed=0, dtype=torch.float64, device="cpu")
+        return self.build(backend)
 
     @pytest.fixture
     def frames(self) -> Dataset:
@@ -108,8 +118,7 @@ class BackendConformance:
     def test_energy_shape_and_reference_energies(self, backend, model, frames):
         prediction = model.predict(frames, forces=False)
         assert prediction.energy.shape == (len(frames),) and np.isfinite(prediction.energy).all()
-        options = backend.tiny if self.options is None else self.options
-        shifted = Model.build(backend, SPECIES, {z: e + 1.0 for z, e in REFERENCE.items()}, options, seed=0, dtype=torch.float64, device="cpu")
+        shifted = self.build(backend, {z: e + 1.0 for z, e in REFERENCE.items()})
         # the model includes its per-element reference energies: +1 eV each shifts E by n_atoms
         np.testing.assert_allclose(shifted.predict(frames, forces=False).energy - prediction.energy, frames.sizes, atol=1e-6)
 
@@ -159,12 +168,37 @@ class BackendConformance:
         assert loaded.backend.name == model.backend.name and loaded.options == model.options
 
     def test_same_seed_same_model_other_seed_other_model(self, backend, model, frames):
-        options = backend.tiny if self.options is None else self.options
-        again = Model.build(backend, SPECIES, REFERENCE, options, seed=0, dtype=torch.float64, device="cpu")
-        other = Model.build(backend, SPECIES, REFERENCE, options, seed=1, dtype=torch.float64, device="cpu")
+        again, other = self.build(backend, seed=0), self.build(backend, seed=1)
         energy = model.predict(frames, forces=False).energy
         np.testing.assert_array_equal(again.predict(frames, forces=False).energy, energy)
         assert not np.allclose(other.predict(frames, forces=False).energy, energy)
+
+    def test_nothing_beyond_the_declared_cutoff_changes_an_energy(self, model, frames):
+        """Two molecules further apart than the cutoff: the energy of the pair is the sum of
+        theirs (the backend uses only the core's edges within its declared cutoff)."""
+        first, second = frames.subset([4]), frames.subset([2])
+        apart = second.positions + np.array([model.cutoff + 3.0 + np.ptp(first.positions[:, 0]), 0.0, 0.0])
+        together = Dataset.from_arrays([np.concatenate([first.numbers, second.numbers])], [np.concatenate([first.positions, apart])], ["pair"])
+        separate = model.predict(first).energy[0] + model.predict(second).energy[0]
+        np.testing.assert_allclose(model.predict(together).energy[0], separate, atol=1e-6)
+        assert model.statistics.avg_num_neighbors is not None and model.cutoff > 0
+
+    def test_the_model_is_built_from_the_statistics(self, backend, model, tmp_path):
+        """The statistics the core measured are the ones saved with the model and rebuilt."""
+        model.save(tmp_path / "model.pt")
+        assert Model.load(tmp_path / "model.pt", device="cpu").statistics == model.statistics
+        measured = Statistics.of(labelled_molecules(2), SPECIES, model.cutoff)
+        assert model.statistics.avg_num_neighbors == measured.avg_num_neighbors > 0
+
+    def test_declared_capabilities_work(self, backend, model, frames, tmp_path):
+        declared = capabilities(backend)
+        if "variations" in declared:
+            for variation in backend.variations:
+                assert np.isfinite(self.build(backend, **variation).predict(frames.subset([0])).energy).all()
+        if "export" in declared:
+            target = tmp_path / f"model{backend.export_suffix}"
+            model.export(target)
+            assert target.is_file() and target.stat().st_size > 0
 
     def test_short_training_lowers_validation_loss(self, backend, tmp_path):
         data = labelled_molecules(count_per_molecule=12).without_forces()

@@ -30,7 +30,8 @@ from ekd.progress import progress_bar
 from ekd.provenance import config_hash, frames_fingerprint
 from ekd.train.config import TrainConfig
 from ekd.train.loss import ekd_loss
-from ekd.train.reference import fit_reference_energies
+from ekd.backend import Statistics, validate_options
+from ekd.plugins import get_backend
 
 __all__ = ["train", "TrainResult"]
 
@@ -84,10 +85,12 @@ def train(
             raise DataError(f"the {name} split is empty")
 
     species = sorted(set(train_frames.elements) | set(val_frames.elements))
+    found = get_backend(backend)
+    statistics = Statistics.of(train_frames, species, found.cutoff(validate_options(found, options)))  # before build, as upstream trainers
     model = Model.build(
-        backend,
+        found,
         species,
-        fit_reference_energies(train_frames, species),
+        statistics,
         options,
         seed=config.seed,
         dtype=getattr(torch, config.dtype),

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+
+from ekd.backend import Statistics
 from ase.build import molecule
 
 from ekd.model import Model
@@ -25,7 +27,7 @@ class TestMace(BackendConformance):
 
 @pytest.fixture
 def model():
-    return Model.build("mace", SPECIES, REFERENCE, MaceBackend.tiny, seed=0, dtype=torch.float64, device="cpu")
+    return Model.build("mace", SPECIES, Statistics(REFERENCE, avg_num_neighbors=4.0), MaceBackend.tiny, seed=0, dtype=torch.float64, device="cpu")
 
 
 @pytest.fixture

@@ -16,7 +16,10 @@ from ase.build import molecule
 from ekd.errors import ConfigError
 from ekd.model import Model
 from ekd.testing import BackendConformance, labelled_molecules, test_molecules
+from ekd.backend import Statistics
 from ekd.testing.conformance import REFERENCE, SPECIES
+
+STATISTICS = Statistics(REFERENCE, avg_num_neighbors=4.0)
 from ekd.train import TrainConfig, train
 from ekd_nequip import NequipBackend
 from ekd_nequip.backend import _nequip_global_state
@@ -30,7 +33,7 @@ class TestNequip(BackendConformance):
 
 @pytest.fixture(scope="module")
 def model() -> Model:
-    return Model.build("nequip", SPECIES, REFERENCE, TINY, seed=0, dtype=torch.float64, device="cpu")
+    return Model.build("nequip", SPECIES, STATISTICS, TINY, seed=0, dtype=torch.float64, device="cpu")
 
 
 def _rotation(seed: int) -> np.ndarray:
@@ -71,9 +74,9 @@ def test_building_leaks_no_global_state(monkeypatch):
 
     np.random.seed(0)
     random.seed(0)
-    NequipBackend().build(NequipBackend.Options(**TINY), SPECIES, REFERENCE)  # nequip's guard alone
+    NequipBackend().build(NequipBackend.Options(**TINY), SPECIES, STATISTICS)  # nequip's guard alone
     torch.manual_seed(0)
-    Model.build("nequip", SPECIES, REFERENCE, TINY, seed=0)
+    Model.build("nequip", SPECIES, STATISTICS, TINY, seed=0)
 
     assert torch.equal(torch.randn(5), draw)  # the torch stream goes on as if nothing was built
     np.testing.assert_array_equal(np.random.rand(5), numpy_draw)

@@ -1,7 +1,9 @@
 """The ``ani`` backend: torchani's AEV computer and per-element atomic networks.
 
 Defaults follow ANI-1x (Smith et al. 2018): AEV ``rHCNO-5.2R_16-3.5A_a4-8``, CELU networks.
-torchani works in Hartree; this backend converts at its boundary, so ekd sees eV.
+The model runs on the core's neighbour edges (torchani's ``compute_from_neighbors``: the whole
+batch as one flat structure, no padding). torchani works in Hartree; this backend converts at its
+boundary, so ekd sees eV.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ import torch
 from ase import units
 from ase.data import chemical_symbols
 
-from ekd.backend import BackendOptions, Batch
-from ekd.padding import pad_positions, padding_index
+from ekd.backend import BackendOptions, Batch, Statistics
 
 __all__ = ["AniBackend", "AniOptions"]
 
@@ -43,6 +44,7 @@ class AniBackend:
     name = "ani"
     Options = AniOptions
     tiny = {"radial_shifts": 8, "angular_shifts": 2, "angle_sections": 4, "hidden": (16, 16)}
+    export_suffix = ".pt"  # the native file ``ekd export`` writes
     elements = None  # any element torchani knows; reference energies come from ekd
     #: diverse ensemble members (cycled): different AEV cutoffs, CELU throughout. On the embedded
     #: set, members with GELU or SiLU had twice the force error of CELU ones (benchmarks/results).
@@ -53,7 +55,10 @@ class AniBackend:
         {"angular_cutoff": 3.1},
     )
 
-    def build(self, options: AniOptions, species: list[int], reference_energies: dict[int, float]) -> torch.nn.Module:
+    def cutoff(self, options: AniOptions) -> float:
+        return max(options.radial_cutoff, options.angular_cutoff)
+
+    def build(self, options: AniOptions, species: list[int], statistics: Statistics) -> torch.nn.Module:
         from torchani.aev import ANIAngular, ANIRadial
         from torchani.arch import ANI, Assembler
         from torchani.nn import ANINetworks
@@ -82,7 +87,7 @@ class AniBackend:
             kwargs={"dims": {s: tuple(d) for s, d in options.element_hidden.items() if s in symbols}, "default_dims": tuple(options.hidden), "activation": activation, "bias": True},
         )
         assembler.set_neighborlist("all_pairs")
-        assembler.set_self_energies({chemical_symbols[z]: e / units.Hartree for z, e in reference_energies.items()})
+        assembler.set_self_energies({chemical_symbols[z]: e / units.Hartree for z, e in statistics.reference_energies.items()})
         return assembler.assemble(1)
 
     def pretrained(self, path, dtype: torch.dtype, device) -> list:
@@ -97,11 +102,16 @@ class AniBackend:
         torch.save(module, path)
 
     def convert(self, model: torch.nn.Module, batch: Batch) -> dict:
-        index = padding_index(batch)
-        species = torch.full(index.shape, -1, dtype=torch.long, device=batch.numbers.device)
-        species[index >= 0] = batch.numbers
-        return {"species": species, "index": index}
+        """torchani's element indices of the flat batch and the core's edges as a half list."""
+        centre, neighbour = batch.edge_index
+        return {"elements": model.species_converter(batch.numbers[None]), "pairs": batch.edge_index[:, centre < neighbour]}
 
     def energy(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-        coordinates = pad_positions(batch.positions, batch.inputs["index"])
-        return model((batch.inputs["species"], coordinates)).energies * units.Hartree
+        from torchani.neighbors import Neighbors
+
+        pairs = batch.inputs["pairs"]
+        difference = batch.positions[pairs[0]] - batch.positions[pairs[1]]  # torchani's sign
+        neighbors = Neighbors(pairs, difference.norm(dim=-1), difference)
+        atomic = model.compute_from_neighbors(batch.inputs["elements"], batch.positions[None], neighbors, atomic=True).energies[0]
+        energy = atomic.new_zeros(batch.n_conformations).index_add(0, batch.conformation, atomic)
+        return energy * units.Hartree

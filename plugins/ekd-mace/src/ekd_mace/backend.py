@@ -2,9 +2,10 @@
 
 Defaults follow ``mace_run_train --model MACE`` (Batatia et al. 2022): r_max 5 Å, 8 Bessel
 functions, l ≤ 3, correlation 3, two layers (the first a RealAgnosticInteractionBlock, the next
-RealAgnosticResidualInteractionBlock), 128x0e + 128x1o. Unlike upstream, scale and shift are
-options (1 and 0 by default) rather than statistics of the training forces, so that training on
-energies alone works; the E0s are ekd's per-element reference energies. MACE works in eV and Å.
+RealAgnosticResidualInteractionBlock), 128x0e + 128x1o. As upstream, the E0s (ekd's per-element
+reference energies) and ``avg_num_neighbors`` come from the training data (ekd's statistics);
+unlike upstream, scale and shift are options (1 and 0 by default) rather than statistics of the
+training forces, so that training on energies alone works. MACE works in eV and Å.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ekd.backend import BackendOptions, Batch
-from ekd.graph import edges_within
+from ekd.backend import R_MAX_VARIATIONS, BackendOptions, Batch, Statistics, neighbour_normalisation
 
 __all__ = ["MaceBackend", "MaceOptions"]
 
@@ -21,11 +21,8 @@ __all__ = ["MaceBackend", "MaceOptions"]
 class MaceOptions(BackendOptions):
     """MACE hyperparameters (lengths in Å, energies in eV).
 
-    ``avg_num_neighbors`` normalises the sum over neighbours in each interaction. Upstream
-    computes it from the training set; ekd builds the model before it sees positions, so it is
-    an option: about the number of atoms within ``r_max`` of an atom. The default 10 suits
-    organic molecules of 10-20 atoms (QM9, ANI-1x); for smaller molecules use n_atoms − 1.
-    ``scale`` multiplies and ``shift`` (eV per atom) is added to the atomic interaction energies.
+    ``avg_num_neighbors`` normalises the sum over neighbours in each interaction; None (the
+    default) takes it from the training data within ``r_max``, as upstream does. ``scale`` multiplies and ``shift`` (eV per atom) is added to the atomic interaction energies.
     """
 
     r_max: float = 5.0
@@ -37,7 +34,7 @@ class MaceOptions(BackendOptions):
     hidden_irreps: str = "128x0e + 128x1o"
     MLP_irreps: str = "16x0e"
     radial_MLP: tuple[int, ...] = (64, 64, 64)
-    avg_num_neighbors: float = 10.0
+    avg_num_neighbors: float | None = None
     scale: float = 1.0
     shift: float = 0.0
 
@@ -54,17 +51,19 @@ class MaceBackend:
         "hidden_irreps": "8x0e + 8x1o",
         "MLP_irreps": "8x0e",
         "radial_MLP": (8,),
-        "avg_num_neighbors": 4.0,
     }
+    export_suffix = ".model"  # the native file ``ekd export`` writes
     elements = None  # one-hot node attributes: any element; reference energies come from ekd
-    #: diverse ensemble members (cycled): different cutoff radii, as in the ANI recipe, where
-    #: members that differ in their cutoffs beat members that differ by seed only
-    variations = ({}, {"r_max": 4.5}, {"r_max": 5.5}, {"r_max": 6.0})
+    variations = R_MAX_VARIATIONS  # diverse ensemble members: different cutoff radii
 
-    def build(self, options: MaceOptions, species: list[int], reference_energies: dict[int, float]) -> torch.nn.Module:
+    def cutoff(self, options: MaceOptions) -> float:
+        return options.r_max
+
+    def build(self, options: MaceOptions, species: list[int], statistics: Statistics) -> torch.nn.Module:
         from e3nn import o3
         from mace import modules
 
+        reference_energies = statistics.reference_energies
         return modules.ScaleShiftMACE(
             r_max=options.r_max,
             num_bessel=options.num_bessel,
@@ -77,7 +76,7 @@ class MaceBackend:
             hidden_irreps=o3.Irreps(options.hidden_irreps),
             MLP_irreps=o3.Irreps(options.MLP_irreps),
             atomic_energies=np.array([reference_energies[z] for z in species]),
-            avg_num_neighbors=options.avg_num_neighbors,
+            avg_num_neighbors=neighbour_normalisation(options, statistics, self.name),
             atomic_numbers=species,
             correlation=options.correlation,
             gate=torch.nn.functional.silu,
@@ -88,13 +87,12 @@ class MaceBackend:
         )
 
     def convert(self, model: torch.nn.Module, batch: Batch) -> dict:
-        """MACE's graph without positions: one-hot elements and the directed edges within r_max.
+        """MACE's graph without positions: one-hot elements and the core's edges within r_max.
 
-        Molecules are not periodic, so shifts and cells are zeros. Pairs that come closer than
-        r_max later (during training) are missed, which the smooth cutoff makes harmless.
+        Molecules are not periodic, so shifts and cells are zeros.
         """
-        node_attrs = torch.nn.functional.one_hot(torch.searchsorted(model.atomic_numbers, batch.numbers), len(model.atomic_numbers))
-        edge_index = edges_within(batch, float(model.r_max)).flip(0)  # MACE: [sender, receiver]
+        node_attrs = torch.nn.functional.one_hot(batch.element_index(model.atomic_numbers), len(model.atomic_numbers))
+        edge_index = batch.edge_index.flip(0)  # MACE: [sender, receiver]
         zeros = batch.positions.new_zeros
         return {
             "node_attrs": node_attrs.to(batch.positions.dtype),

@@ -2,7 +2,8 @@
 
 The model is nequip's own ``NequIPGNNModel`` built in Python (no hydra/YAML config), with energy
 output only: ekd takes forces as −∂E/∂x itself. Per-type energy shifts are ekd's reference
-energies and the per-type scale is 1, so nothing needs force statistics. Units: Å, eV.
+energies, ``avg_num_neighbors`` comes from the training data (ekd's statistics), and the
+per-type scale is 1, so nothing needs force statistics. Units: Å, eV.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import torch
 import yaml
 from ase.data import atomic_numbers, chemical_symbols
 
-from ekd.backend import BackendOptions, Batch
+from ekd.backend import R_MAX_VARIATIONS, BackendOptions, Batch, Statistics, neighbour_normalisation
+from ekd.data import Dataset
 from ekd.errors import ConfigError
-from ekd.graph import edges_within
 
 __all__ = ["NequipBackend", "NequipOptions"]
 
@@ -35,9 +36,8 @@ _DYNAMO_FLAGS = ("capture_dynamic_output_shape_ops", "capture_scalar_outputs")
 class NequipOptions(BackendOptions):
     """NequIP hyperparameters; names and defaults follow ``nequip.model.NequIPGNNModel``.
 
-    ``avg_num_neighbors`` normalises the sums over neighbours: about the mean number of atoms
-    within ``r_max`` of an atom. 12 suits small organic molecules (ANI-1x-like, ~15 atoms,
-    nearly all pairs within 5 Å).
+    ``avg_num_neighbors`` normalises the sums over neighbours; None (the default) takes the mean
+    number of atoms within ``r_max`` of an atom from the training data, as nequip's trainer does.
     """
 
     r_max: float = 5.0  # Å, cutoff radius
@@ -49,7 +49,7 @@ class NequipOptions(BackendOptions):
     polynomial_cutoff_p: int = 6  # exponent of the polynomial cutoff envelope
     radial_mlp_depth: int = 1  # hidden layers of the radial MLPs
     radial_mlp_width: int = 128  # width of the radial MLPs
-    avg_num_neighbors: float = 12.0
+    avg_num_neighbors: float | None = None
 
 
 class NequipBackend:
@@ -58,12 +58,14 @@ class NequipBackend:
     name = "nequip"
     Options = NequipOptions
     tiny = {"num_layers": 2, "num_features": 4, "num_bessels": 4, "radial_mlp_width": 8}
+    export_suffix = ".nequip.zip"  # the native file ``ekd export`` writes
     elements = None  # any element; reference energies come from ekd
-    #: diverse ensemble members (cycled): different cutoff radii, as in the ANI recipe, where
-    #: members that differ in their cutoffs beat members that differ by seed only
-    variations = ({}, {"r_max": 4.5}, {"r_max": 5.5}, {"r_max": 6.0})
+    variations = R_MAX_VARIATIONS  # diverse ensemble members: different cutoff radii
 
-    def build(self, options: NequipOptions, species: list[int], reference_energies: dict[int, float]) -> torch.nn.Module:
+    def cutoff(self, options: NequipOptions) -> float:
+        return options.r_max
+
+    def build(self, options: NequipOptions, species: list[int], statistics: Statistics) -> torch.nn.Module:
         from nequip.model import NequIPGNNModel
 
         # nequip's model_builder seeds and sets the dtype itself: take both from ekd's settings,
@@ -85,22 +87,21 @@ class NequipBackend:
                 polynomial_cutoff_p=options.polynomial_cutoff_p,
                 radial_mlp_depth=options.radial_mlp_depth,
                 radial_mlp_width=options.radial_mlp_width,
-                avg_num_neighbors=options.avg_num_neighbors,
-                per_type_energy_shifts={chemical_symbols[z]: e for z, e in reference_energies.items()},
+                avg_num_neighbors=neighbour_normalisation(options, statistics, self.name),
+                per_type_energy_shifts={chemical_symbols[z]: e for z, e in statistics.reference_energies.items()},
                 per_type_energy_scales=1.0,
                 do_derivatives=False,
             )
 
     def convert(self, model: torch.nn.Module, batch: Batch) -> dict:
-        """nequip's graph fields: atom types (indices into ``type_names``), the edges between all
-        atoms of a conformation closer than ``r_max`` (Å, molecules are not periodic) and batching."""
+        """nequip's graph fields: atom types (indices into ``type_names``), the core's edges
+        within ``r_max`` (Å, molecules are not periodic) and batching."""
         from nequip.data import AtomicDataDict
 
-        table = torch.full((len(chemical_symbols),), -1, dtype=torch.long, device=batch.numbers.device)
-        table[[atomic_numbers[name] for name in model.type_names]] = torch.arange(len(model.type_names), device=table.device)
+        types = torch.tensor([atomic_numbers[name] for name in model.type_names])  # sorted: ekd's species order
         return {
-            AtomicDataDict.ATOM_TYPE_KEY: table[batch.numbers],
-            AtomicDataDict.EDGE_INDEX_KEY: edges_within(batch, float(model.metadata["r_max"])),
+            AtomicDataDict.ATOM_TYPE_KEY: batch.element_index(types),
+            AtomicDataDict.EDGE_INDEX_KEY: batch.edge_index,
             AtomicDataDict.BATCH_KEY: batch.conformation,
             AtomicDataDict.NUM_NODES_KEY: batch.sizes,
         }
@@ -158,7 +159,7 @@ class NequipBackend:
         numbers = torch.tensor([atomic_numbers[name] for name in symbols])
         step = 0.3 * float(model.metadata["r_max"])  # a zigzag chain: every atom has neighbours
         positions = torch.tensor([[step * k, 0.5 * step * (k % 2), 0.0] for k in range(len(symbols))], dtype=torch.float64)
-        batch = Batch(numbers, positions, torch.zeros_like(numbers), torch.tensor([0, len(symbols)]))
+        batch = Batch.from_frames(Dataset.from_arrays([numbers.numpy()], [positions.numpy()], ["example"]), torch.float64, cutoff=float(model.metadata["r_max"]))
         data = {AtomicDataDict.POSITIONS_KEY: positions, **self.convert(model, batch)}
         data[AtomicDataDict.CELL_KEY] = 1e5 * torch.eye(3, dtype=torch.float64)[None]
         data[AtomicDataDict.EDGE_CELL_SHIFT_KEY] = torch.zeros(data[AtomicDataDict.EDGE_INDEX_KEY].shape[1], 3, dtype=torch.float64)
