@@ -200,3 +200,17 @@ def test_truncated_weight_file_is_a_data_error(tmp_path):
     wparam.write_bytes(wparam.read_bytes()[:-4])
     with pytest.raises(DataError, match=r"member 1 \(train1\).*expected"):
         load_pretrained(folder)
+
+
+def test_the_private_torchani_parser_ekd_relies_on_still_reads_network_files():
+    """ekd_ani.pretrained.nnf_layers is the one place that uses torchani's private NeuroChem
+    parser; this fails loudly when a torchani upgrade changes it."""
+    from ekd_ani.pretrained import nnf_layers
+
+    need(ANI1X)
+    nnf = ANI1X / "train0" / "networks" / "ANN-H.nnf"
+    layers = nnf_layers(nnf)
+    assert len(layers) == 4  # the published H network: 3 hidden layers and the output
+    for layer in layers:
+        assert (nnf.parent / layer.weights).is_file() and (nnf.parent / layer.weights).stat().st_size == 4 * layer.weight_numel
+        assert (nnf.parent / layer.biases).stat().st_size == 4 * layer.bias_numel

@@ -134,3 +134,19 @@ def test_export_compiles_for_nequips_ase_calculator(model, tmp_path):
 def test_export_needs_nequip_package_extension(model, tmp_path):
     with pytest.raises(ConfigError, match=".nequip.zip"):
         model.export(tmp_path / "model.zip")
+
+
+def test_the_private_nequip_names_ekd_relies_on_are_still_there():
+    """ekd_nequip.backend.package_internals is the one place that uses nequip's private names;
+    this fails loudly (naming what changed) when a nequip upgrade moves them."""
+    from nequip.utils import global_state
+
+    from ekd_nequip.backend import package_internals
+
+    internals = package_internals()
+    assert isinstance(internals.eager_model_key, str) and isinstance(internals.sole_model_key, str)
+    assert "nequip" in internals.internal_modules and "numpy" in internals.external_modules
+    before = global_state.global_state_initialized()
+    internals.set_global_state_initialized(not before)
+    assert global_state.global_state_initialized() is (not before)  # the flag nequip itself reads
+    internals.set_global_state_initialized(before)

@@ -258,9 +258,21 @@ def _atomic_numbers(symbols: list[str], const_file: Path) -> dict[str, int]:
     return {s: atomic_numbers[s] for s in symbols}
 
 
+def nnf_layers(nnf: Path) -> list:
+    """The layer records (weight and bias file names and sizes) of a NeuroChem network file.
+
+    torchani has no public function for this (``load_atomic_network`` loads the weights without
+    naming their files), so this is the one place that uses its private ``_decompress_nnf`` and
+    ``_parse_nnf``; ``tests/test_pretrained.py`` fails loudly when torchani changes them.
+    """
+    from torchani.neurochem import _decompress_nnf, _parse_nnf
+
+    return _parse_nnf(_decompress_nnf(nnf.read_bytes()))
+
+
 def _load_networks(symbols: list[str], member_dir: Path, index: int):
     """The atomic networks of one member and every file they were read from (nnf first)."""
-    from torchani.neurochem import NeurochemParseError, _decompress_nnf, _parse_nnf, load_atomic_network
+    from torchani.neurochem import NeurochemParseError, load_atomic_network
 
     folder = member_dir / "networks"
     where = f"member {index} ({member_dir.name})"
@@ -272,7 +284,7 @@ def _load_networks(symbols: list[str], member_dir: Path, index: int):
         if not nnf.is_file():
             raise DataError(f"{nnf}: {where}: network file of {symbol} is missing")
         try:
-            specs = _parse_nnf(_decompress_nnf(nnf.read_bytes()))
+            specs = nnf_layers(nnf)
         except Exception:
             raise DataError(f"{nnf}: {where}: not a NeuroChem network file") from None
         used.append(nnf)

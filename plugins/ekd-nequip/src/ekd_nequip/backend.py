@@ -14,6 +14,7 @@ import os
 import random
 import warnings
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -122,12 +123,10 @@ class NequipBackend:
         Only the eager model is packaged (no train-time ``compile`` variant).
         """
         from nequip.model import modify
-        from nequip.model.saved_models.package import _suppress_package_importer_exporter_warnings
-        from nequip.model.utils import _EAGER_MODEL_KEY
-        from nequip.scripts._package_utils import _EXTERNAL_MODULES, _INTERNAL_MODULES, _MOCK_MODULES
-        from nequip.train.lightning import _SOLE_MODEL_KEY
         from nequip.utils.versions import get_current_code_versions
         from nequip.utils.versions.version_utils import get_version_safe
+
+        private = package_internals()
 
         path = Path(path)
         if not path.name.endswith(".nequip.zip"):
@@ -135,20 +134,20 @@ class NequipBackend:
         model = modify(copy.deepcopy(module).cpu(), [{"modifier": "enable_ForceStressOutput"}])
         metadata = {
             "versions": get_current_code_versions(verbose=False),
-            "external_modules": {name: get_version_safe(name) for name in _EXTERNAL_MODULES},
+            "external_modules": {name: get_version_safe(name) for name in private.external_modules},
             "package_version_id": NEQUIP_PACKAGE_VERSION,
-            "available_models": [_EAGER_MODEL_KEY],
+            "available_models": [private.eager_model_key],
             "atom_types": dict(enumerate(model.type_names)),
         }
         note = {"source": "ekd (built in Python, no nequip training config)", "metadata": model.metadata}
-        with _suppress_package_importer_exporter_warnings(), torch.package.PackageExporter(path) as exporter:
-            exporter.mock([f"{name}.**" for name in _MOCK_MODULES])
-            exporter.extern([f"{name}.**" for name in _EXTERNAL_MODULES])
-            exporter.intern([f"{name}.**" for name in _INTERNAL_MODULES])
+        with private.quiet_packaging(), torch.package.PackageExporter(path) as exporter:
+            exporter.mock([f"{name}.**" for name in private.mock_modules])
+            exporter.extern([f"{name}.**" for name in private.external_modules])
+            exporter.intern([f"{name}.**" for name in private.internal_modules])
             exporter.save_pickle("model", "example_data.pkl", self._example_data(model), dependencies=True)
             exporter.save_text("model", "config.yaml", yaml.safe_dump(note))
             exporter.save_text("model", "package_metadata.txt", yaml.safe_dump(metadata))
-            exporter.save_pickle("model", f"{_EAGER_MODEL_KEY}_model.pkl", torch.nn.ModuleDict({_SOLE_MODEL_KEY: model}), dependencies=True)
+            exporter.save_pickle("model", f"{private.eager_model_key}_model.pkl", torch.nn.ModuleDict({private.sole_model_key: model}), dependencies=True)
 
     def _example_data(self, model: torch.nn.Module) -> dict:
         """A small non-periodic structure of the model's types, as ``nequip-compile`` traces it:
@@ -164,6 +163,40 @@ class NequipBackend:
         data[AtomicDataDict.CELL_KEY] = 1e5 * torch.eye(3, dtype=torch.float64)[None]
         data[AtomicDataDict.EDGE_CELL_SHIFT_KEY] = torch.zeros(data[AtomicDataDict.EDGE_INDEX_KEY].shape[1], 3, dtype=torch.float64)
         return data
+
+
+class _Internals(NamedTuple):
+    eager_model_key: str
+    sole_model_key: str
+    external_modules: tuple
+    internal_modules: tuple
+    mock_modules: tuple
+    quiet_packaging: Callable
+    set_global_state_initialized: Callable[[bool], None]
+
+
+def package_internals() -> _Internals:
+    """nequip's private names that writing a package and restoring its global state need.
+
+    nequip 0.19 has no public API to write a ``.nequip.zip`` from a model built in Python (its
+    ``nequip-package`` works from a training checkpoint) nor to undo ``set_global_state``; this is
+    the one place that reaches into its private modules, and ``tests/test_nequip_backend.py``
+    fails loudly when nequip changes them.
+    """
+    from nequip.model.saved_models.package import _suppress_package_importer_exporter_warnings
+    from nequip.model.utils import _EAGER_MODEL_KEY
+    from nequip.scripts._package_utils import _EXTERNAL_MODULES, _INTERNAL_MODULES, _MOCK_MODULES
+    from nequip.train.lightning import _SOLE_MODEL_KEY
+    from nequip.utils import global_state
+
+    if not hasattr(global_state, "_GLOBAL_STATE_INITIALIZED"):
+        raise ImportError("nequip.utils.global_state._GLOBAL_STATE_INITIALIZED is gone: this nequip is not the one ekd-nequip supports")
+
+    def set_global_state_initialized(value: bool) -> None:
+        global_state._GLOBAL_STATE_INITIALIZED = value
+
+    return _Internals(_EAGER_MODEL_KEY, _SOLE_MODEL_KEY, tuple(_EXTERNAL_MODULES), tuple(_INTERNAL_MODULES), tuple(_MOCK_MODULES),
+                      _suppress_package_importer_exporter_warnings, set_global_state_initialized)
 
 
 @contextlib.contextmanager
@@ -197,7 +230,7 @@ def _nequip_global_state():
                     global_state.set_global_state()
             yield
     finally:
-        global_state._GLOBAL_STATE_INITIALIZED = initialised
+        package_internals().set_global_state_initialized(initialised)
         torch.set_default_dtype(dtype)
         for key in set(os.environ) - set(environment):
             del os.environ[key]
