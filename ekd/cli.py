@@ -142,6 +142,9 @@ def backends_command(as_json) -> None:
             click.echo("  ".join(f"{str(line[h]):<{w}}" for h, w in zip(header, widths)).rstrip())
     else:
         click.echo("no backends installed (install a plugin, e.g. ./install.sh core ani)")
+    from ekd.reference import references
+
+    click.echo(f"reference calculators: {', '.join(sorted(references())) or 'none'} (ekd reference --calculator NAME)")
     for plugin, error in failures.items():
         click.echo(f"plugin {plugin} failed to load: {error}", err=True)
 
@@ -317,6 +320,39 @@ def md_command(model_path, data_path, steps, timestep, temperature, friction, ma
     if json_out:
         with atomic_path(json_out) as tmp:
             tmp.write_text(json.dumps(results, indent=2))
+
+
+@cli.command("reference")
+@click.argument("source")
+@click.argument("target")
+@click.option("--calculator", required=True, help="Reference calculator: pyscf, ase, or one a plugin adds (see 'ekd backends').")
+@click.option("--option", "option_pairs", multiple=True, help="KEY=VALUE of the calculator's options (repeat), e.g. method=ccsd(t) basis=cc-pvdz.")
+@click.option("--forces", is_flag=True, help="Also compute forces (analytic gradients where the method has them).")
+@click.option("--jobs", type=click.IntRange(min=1), help="Worker processes (default: one per CPU core).")
+@click.option("--work", "work_dir", help="Folder of finished chunks: an interrupted run resumes from it (default: TARGET.work).")
+@read_options
+def reference_command(source, target, calculator, option_pairs, forces, jobs, work_dir, **read_kwargs) -> None:
+    """Label SOURCE's configurations with reference energies (and forces); write TARGET (.h5/.xyz)."""
+    import yaml
+
+    from ekd.data import write
+    from ekd.errors import ConfigError
+    from ekd.reference import compute_reference
+
+    options = {}
+    for pair in option_pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option {pair}: expected KEY=VALUE")
+        options[key] = yaml.safe_load(value) if value else value
+    _, frames = _read(source, **read_kwargs)
+    labelled = compute_reference(frames, calculator, options, work_dir or f"{target}.work", forces=forces, jobs=jobs)
+    write(labelled, target)
+    record = labelled.metadata["reference"]
+    click.echo(f"wrote {len(labelled)} of {len(frames)} conformations to {target} ({record['level_of_theory']}, "
+               f"{'energies and forces' if forces else 'energies'}; {record['cpu_seconds']:.0f} CPU-seconds)")
+    for failure in record["failures"]:
+        click.echo(f"left out: conformation {failure['index']} ({failure['molecule']}): {failure['error']}", err=True)
 
 
 @cli.command("export")

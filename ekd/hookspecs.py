@@ -16,7 +16,7 @@ import pluggy
 hookspec = pluggy.HookspecMarker("ekd")
 hookimpl = pluggy.HookimplMarker("ekd")
 
-__all__ = ["hookspec", "hookimpl", "ekd_register_backends", "ekd_register_readers"]
+__all__ = ["hookspec", "hookimpl", "ekd_register_backends", "ekd_register_readers", "ekd_register_references"]
 
 
 @hookspec
@@ -29,3 +29,10 @@ def ekd_register_backends(register: Callable) -> None:
 def ekd_register_readers(register: Callable) -> None:
     """Called once when ekd loads its plugins. Call ``register(reader)`` for each
     :class:`ekd.data.Reader` (a data file layout) the plugin provides."""
+
+
+@hookspec
+def ekd_register_references(register: Callable) -> None:
+    """Called once when ekd loads its plugins. Call ``register(reference)`` for each reference
+    calculator the plugin provides: an object satisfying :class:`ekd.reference.Reference`
+    (a level of theory that computes energies and, when asked, forces of configurations)."""

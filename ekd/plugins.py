@@ -29,6 +29,7 @@ ENTRY_POINT_GROUP = "ekd"
 
 class _Registry:
     def __init__(self):
+        self.references: dict = {}
         self.backends: dict[str, Backend] = {}
         self.origin: dict[str, str] = {}
         self.failures: dict[str, str] = {}
@@ -49,6 +50,9 @@ def _state() -> tuple[pluggy.PluginManager, _Registry]:
             manager.register(entry_point.load(), name=entry_point.name)
         except Exception as error:  # a broken third-party plugin must not take ekd down
             _fail(registry, label, error)
+    from ekd import builtin_references
+
+    manager.register(builtin_references, name="ekd")  # built-ins register like any plugin
     manager.check_pending()
     _collect(manager, registry)
     return manager, registry
@@ -66,6 +70,21 @@ def _add_backend(registry: _Registry, plugin_name: str, backend) -> None:
     registry.origin[backend.name] = plugin_name
 
 
+def _add_reference(registry: _Registry, plugin_name: str, reference) -> None:
+    from ekd.reference import Reference, ReferenceOptions
+
+    if not isinstance(reference, Reference) or not (isinstance(reference.Options, type) and issubclass(reference.Options, ReferenceOptions)):
+        raise PluginError(f"plugin '{plugin_name}' registered {type(reference).__name__}, which is not an ekd Reference (name, Options, level, compute)")
+    if reference.name in registry.references:
+        raise PluginError(f"plugin '{plugin_name}' registers reference '{reference.name}', already registered")
+    registry.references[reference.name] = reference
+
+
+def reference_registry() -> dict:
+    """Installed reference calculators by name (see :mod:`ekd.reference`)."""
+    return dict(_state()[1].references)
+
+
 def _collect(manager: pluggy.PluginManager, registry: _Registry) -> None:
     """Call each plugin's hooks through pluggy's hook caller, one plugin at a time, so that a
     failure is attributed to (and contained in) the plugin that raised it."""
@@ -74,9 +93,9 @@ def _collect(manager: pluggy.PluginManager, registry: _Registry) -> None:
     names = [name for name, _ in manager.list_name_plugin()]
     for name in names:
         others = [manager.get_plugin(n) for n in names if n != name]
-        backends_hook = manager.subset_hook_caller("ekd_register_backends", remove_plugins=others)
         try:
-            backends_hook(register=functools.partial(_add_backend, registry, name))
+            manager.subset_hook_caller("ekd_register_backends", remove_plugins=others)(register=functools.partial(_add_backend, registry, name))
+            manager.subset_hook_caller("ekd_register_references", remove_plugins=others)(register=functools.partial(_add_reference, registry, name))
         except Exception as error:  # a broken plugin (import, contract) must not take ekd down
             _fail(registry, name, error)
     manager.hook.ekd_register_readers(register=register_reader)

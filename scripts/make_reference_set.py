@@ -10,11 +10,12 @@ How it is made
    ANI-1). Geometries where any atom pair comes closer than 0.7x its equilibrium distance are
    rejected and redrawn.
 4. Each conformation gets a wB97X/6-31G(d) energy and analytic forces (the level of theory of
-   ANI-1 and COMP6), converted to eV and eV/Å with ``ase.units``.
+   ANI-1 and COMP6) from ekd's ``pyscf`` reference calculator (``ekd.reference``, the same one
+   ``ekd reference`` runs), in eV and eV/Å.
 
 Everything is seeded (one RNG stream per molecule), so a rerun draws the same geometries.
-The computation is resumable: finished conformations live in ``WORK/<molecule>.npz`` (rewritten
-atomically every few conformations) and are skipped on restart.
+The computation is resumable: the reference calculator keeps finished chunks of conformations in
+``WORK/<molecule>.reference/`` and skips them on restart.
 
 Usage::
 
@@ -38,7 +39,6 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms, units
 from ase.build import molecule
-from ase.calculators.calculator import Calculator, all_changes
 from ase.optimize import BFGS
 
 MOLECULES = ["H2O", "NH3", "CH4", "HCN", "H2CO", "CH3OH", "C2H2", "C2H4", "HCOOH", "N2H4"]
@@ -52,38 +52,15 @@ LEVEL_OF_THEORY = "wB97X/6-31G(d)"
 CHUNK = 10
 
 
-def pyscf_energy_forces(symbols, positions, dm0=None):
-    """wB97X/6-31G(d) energy (eV) and forces (eV/Å) of one geometry (Å); returns the density too."""
-    from pyscf import dft, gto
-
-    mol = gto.M(
-        atom=list(zip(symbols, positions.tolist())), basis=BASIS, unit="Angstrom", verbose=0
-    )
-    mf = dft.RKS(mol)
-    mf.xc = XC
-    mf.conv_tol = 1e-10
-    energy_ha = mf.kernel(dm0=dm0)
-    if not mf.converged:
-        raise RuntimeError(f"SCF did not converge for {symbols}")
-    gradient_ha_bohr = mf.nuc_grad_method().kernel()
-    forces = -gradient_ha_bohr * (units.Hartree / units.Bohr)
-    return energy_ha * units.Hartree, forces, mf
-
-
-class PySCFCalculator(Calculator):
-    """Minimal ASE calculator around :func:`pyscf_energy_forces`, used for the relaxation."""
-
-    implemented_properties = ["energy", "forces"]
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        energy, forces, _ = pyscf_energy_forces(atoms.get_chemical_symbols(), atoms.positions)
-        self.results = {"energy": energy, "forces": forces}
+#: the embedded set's level of theory as options of ekd's ``pyscf`` reference calculator
+REFERENCE_OPTIONS = {"method": XC, "basis": BASIS, "conv_tol": 1e-10}
 
 
 def relax(name: str) -> Atoms:
+    from ekd.reference import reference_calculator
+
     atoms = molecule(name)
-    atoms.calc = PySCFCalculator()
+    atoms.calc = reference_calculator("pyscf", REFERENCE_OPTIONS)
     BFGS(atoms, logfile=None).run(fmax=0.01, steps=100)
     atoms.calc = None
     return atoms
@@ -169,72 +146,40 @@ def prepare(name: str, work: Path) -> dict:
     return plan
 
 
-def compute(work: Path) -> None:
-    """Compute every planned conformation, round-robin over molecules, resumably."""
-    from pyscf import lib
+def planned(name: str, work: Path):
+    """The planned conformations of one molecule as a Dataset (positions only)."""
+    from ekd.data import Dataset
 
-    lib.num_threads(os.cpu_count())
+    plan = prepare(name, work)
+    n = len(plan["positions"])
+    return Dataset.from_arrays([plan["numbers"]] * n, list(plan["positions"]), [name] * n)
+
+
+def compute(work: Path):
+    """Reference energies and forces of every planned conformation, molecule by molecule, resumably."""
+    from ekd.data import Dataset
+    from ekd.reference import compute_reference
+
     work.mkdir(parents=True, exist_ok=True)
-    plans = {}
+    parts = []
     for name in MOLECULES:
         t0 = time.time()
-        plans[name] = prepare(name, work)
+        frames = planned(name, work)
         print(f"planned {name} in {time.time() - t0:.0f} s", flush=True)
-    done = {name: _load_done(work, name) for name in MOLECULES}
-    while any(len(done[n]["energy"]) < CONFORMATIONS_PER_MOLECULE for n in MOLECULES):
-        for name in MOLECULES:
-            plan, state = plans[name], done[name]
-            start = len(state["energy"])
-            stop = min(start + CHUNK, CONFORMATIONS_PER_MOLECULE)
-            if start >= stop:
-                continue
-            t0 = time.time()
-            symbols = Atoms(numbers=plan["numbers"]).get_chemical_symbols()
-            density = None  # the previous conformation's density is a good SCF guess for the next
-            for i in range(start, stop):
-                energy, forces, mf = pyscf_energy_forces(symbols, plan["positions"][i], dm0=density)
-                density = mf.make_rdm1()
-                state["energy"].append(energy)
-                state["forces"].append(forces)
-            _save_atomic(
-                work / f"{name}.npz", energy=np.array(state["energy"]), forces=np.array(state["forces"])
-            )
-            total = sum(len(d["energy"]) for d in done.values())
-            print(
-                f"{name}: {stop}/{CONFORMATIONS_PER_MOLECULE} "
-                f"({(time.time() - t0) / (stop - start):.1f} s/conf), total {total}",
-                flush=True,
-            )
-
-
-def _load_done(work: Path, name: str) -> dict:
-    path = work / f"{name}.npz"
-    if not path.exists():
-        return {"energy": [], "forces": []}
-    data = np.load(path)
-    return {"energy": list(data["energy"]), "forces": list(data["forces"])}
+        labelled = compute_reference(frames, "pyscf", REFERENCE_OPTIONS, work / f"{name}.reference", forces=True, jobs=1, chunk=CHUNK)
+        failures = labelled.metadata["reference"]["failures"]
+        if failures:
+            sys.exit(f"{name}: {len(failures)} conformations failed, e.g. {failures[0]}")
+        parts.append(labelled)
+    return Dataset.concatenate(parts)
 
 
 def assemble(work: Path, out: Path) -> None:
-    """Write the finished conformations as an ekd HDF5 file."""
-    from ekd.data import Dataset, write_ekd_h5
+    """Write the finished conformations as an ekd HDF5 file (computes what is missing)."""
+    from ekd.data import write_ekd_h5
 
-    parts = []
-    for name in MOLECULES:
-        plan, state = prepare(name, work), _load_done(work, name)
-        n = len(state["energy"])
-        if n < CONFORMATIONS_PER_MOLECULE:
-            sys.exit(f"{name}: only {n}/{CONFORMATIONS_PER_MOLECULE} conformations computed")
-        parts.append(
-            Dataset.from_arrays(
-                numbers=[plan["numbers"]] * n,
-                positions=list(plan["positions"][:n]),
-                energy=np.array(state["energy"]),
-                forces=list(np.array(state["forces"])),
-                molecule=[name] * n,
-            )
-        )
-    frames = Dataset.concatenate(parts).with_metadata(
+    frames = compute(work)
+    frames = frames.with_metadata(
         level_of_theory=LEVEL_OF_THEORY,
         source="scripts/make_reference_set.py",
         generator=json.dumps(
@@ -257,6 +202,7 @@ def assemble(work: Path, out: Path) -> None:
 def check_ani1(n: int, path: Path) -> None:
     """PySCF relative energies on ANI-1 s01 conformations against the stored ones (kcal/mol)."""
     from ekd.data import read
+    from ekd.reference import compute_reference
 
     frames = read(path)
     rng = np.random.default_rng(SEED)
@@ -264,15 +210,7 @@ def check_ani1(n: int, path: Path) -> None:
     for name in sorted(set(frames.molecule)):
         index = np.flatnonzero(np.asarray(frames.molecule) == name)
         pick = rng.choice(index, size=n // 3, replace=False)
-        ours = np.array(
-            [
-                pyscf_energy_forces(
-                    Atoms(numbers=frames.numbers[frames.atoms_of(i)]).get_chemical_symbols(),
-                    frames.positions[frames.atoms_of(i)],
-                )[0]
-                for i in pick
-            ]
-        )
+        ours = compute_reference(frames.subset(pick), "pyscf", REFERENCE_OPTIONS, jobs=1, show_progress=False).energy
         stored = frames.energy[pick]
         kcal = units.kcal / units.mol
         rel_ours = (ours - ours.mean()) / kcal
