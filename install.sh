@@ -6,9 +6,11 @@
 #   ./install.sh core ani        core + one backend; any subset of: ani mace nequip example
 #
 # EKD_VENV=DIR puts the environment elsewhere; EKD_PYTHON picks the interpreter (default python3).
-# The three backends conflict on e3nn if listed naively: mace-torch 0.3.16 pins e3nn==0.4.4 but
-# runs on e3nn 0.6 for models built from scratch, which nequip 0.19.1 needs. So mace-torch is
-# installed with --no-deps after its runtime dependencies, and the script checks the result.
+# Each backend installs alone with its own pins (ekd-mace brings mace-torch and its e3nn 0.4.4).
+# Together, mace and nequip conflict on e3nn: mace-torch 0.3.16 pins e3nn==0.4.4 but runs on
+# e3nn 0.6 for models built from scratch, which nequip 0.19.1 needs. So with both, mace-torch
+# and ekd-mace are installed with --no-deps after their runtime dependencies, and the script
+# checks the result.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -38,20 +40,21 @@ echo "== torch"
 echo "== ekd core"
 "${pip[@]}" install -q -e ".[test,reference]" "$TORCH_PIN"
 
+mace_beside_nequip=false
+want mace && want nequip && mace_beside_nequip=true
 backend_reqs=()
-want ani && backend_reqs+=("$TORCHANI_PIN")
-want nequip && backend_reqs+=("$NEQUIP_PIN" "$E3NN_PIN")
-want mace && backend_reqs+=("$E3NN_PIN" "${MACE_RUNTIME_DEPS[@]}")
-for plugin in ani mace nequip; do
-  if want "$plugin" && [ -d "plugins/ekd-$plugin" ]; then backend_reqs+=(-e "plugins/ekd-$plugin"); fi
-done
+want ani && backend_reqs+=("$TORCHANI_PIN" -e plugins/ekd-ani)
+want nequip && backend_reqs+=("$NEQUIP_PIN" "$E3NN_PIN" -e plugins/ekd-nequip)
+if want mace; then
+  if $mace_beside_nequip; then backend_reqs+=("$E3NN_PIN" "${MACE_RUNTIME_DEPS[@]}"); else backend_reqs+=("$MACE_PIN" -e plugins/ekd-mace); fi
+fi
 want example && backend_reqs+=(-e "plugins/ekd-pairmlp")  # the example plugin of docs/plugins.md
 if [ ${#backend_reqs[@]} -gt 0 ]; then
   echo "== backends: ${parts[*]}"
   "${pip[@]}" install -q "$TORCH_PIN" "${backend_reqs[@]}"
 fi
-if want mace; then
-  "${pip[@]}" install -q --no-deps "$MACE_PIN"
+if $mace_beside_nequip; then
+  "${pip[@]}" install -q --no-deps "$MACE_PIN" -e plugins/ekd-mace
 fi
 
 echo "== checking the environment"
@@ -59,9 +62,12 @@ checks="import ekd, torch; assert torch.__version__.startswith('2.13.0'), torch.
 want ani && checks+="; import torchani"
 want nequip && checks+="; import nequip"
 want mace && checks+="; import mace.modules"
-if want mace || want nequip; then
+if want nequip; then
   checks+="; import e3nn; assert e3nn.__version__.startswith('0.6.'), 'e3nn ' + e3nn.__version__ + ' is not 0.6.x'"
 fi
+for plugin in ani mace nequip; do
+  want "$plugin" && checks+="; from ekd.plugins import get_backend; get_backend('$plugin')"
+done
 if ! out=$("$VENV/bin/python" -W ignore -c "$checks" 2>&1); then
   echo "$out" >&2
   echo "install.sh: environment check failed: $checks" >&2
