@@ -45,6 +45,8 @@ class Batch:
         edge_index: (2, E) int64 ``[centre, neighbour]`` of every ordered pair of atoms of a
             conformation within the backend's cutoff (both directions), built by the core.
         shifts: (E, 3) int64 cell shifts of the edges (zeros for molecules).
+        cell: (N, 3, 3) Å, each conformation's cell vectors as rows (zeros for molecules).
+        pbc: (N, 3) bool, periodic along each cell vector (False for molecules).
         inputs: what the backend's optional ``convert`` returned for this batch (cached).
     """
 
@@ -57,6 +59,8 @@ class Batch:
     force_weight: torch.Tensor | None = None
     edge_index: torch.Tensor | None = None
     shifts: torch.Tensor | None = None
+    cell: torch.Tensor | None = None
+    pbc: torch.Tensor | None = None
     inputs: Any = None
 
     @property
@@ -74,10 +78,11 @@ class Batch:
         return torch.searchsorted(species.to(self.numbers.device), self.numbers)
 
     def edge_vectors(self) -> torch.Tensor:
-        """(E, 3) Å: ``positions[neighbour] − positions[centre]``, differentiable in ``positions``
-        (molecules: no cell, so the shifts add nothing)."""
+        """(E, 3) Å: ``positions[neighbour] − positions[centre] + shift · cell``, differentiable in
+        ``positions`` (and in ``cell``)."""
         centre, neighbour = self.edge_index
-        return self.positions[neighbour] - self.positions[centre]
+        offset = torch.einsum("ek,ekd->ed", self.shifts.to(self.positions.dtype), self.cell[self.conformation[centre]])
+        return self.positions[neighbour] - self.positions[centre] + offset
 
     @classmethod
     def from_frames(cls, frames: Dataset, dtype: torch.dtype, device: torch.device | str = "cpu", cutoff: float | None = None) -> "Batch":
@@ -98,6 +103,8 @@ class Batch:
             force_weight=as_float(frames.atom_data.get("force_weight")),
             edge_index=None if edges is None else as_long(edges),
             shifts=None if shifts is None else as_long(shifts),
+            cell=torch.zeros((len(frames), 3, 3), dtype=dtype, device=device),  # molecules (periodic cells: issue 16)
+            pbc=torch.zeros((len(frames), 3), dtype=torch.bool, device=device),
         )
 
 

@@ -87,18 +87,17 @@ class MaceBackend:
         )
 
     def convert(self, model: torch.nn.Module, batch: Batch) -> dict:
-        """MACE's graph without positions: one-hot elements and the core's edges within r_max.
-
-        Molecules are not periodic, so shifts and cells are zeros.
-        """
+        """MACE's graph without positions: one-hot elements and the core's edges within r_max,
+        with their shifts in Å (zeros for molecules) and the cells."""
         node_attrs = torch.nn.functional.one_hot(batch.element_index(model.atomic_numbers), len(model.atomic_numbers))
-        edge_index = batch.edge_index.flip(0)  # MACE: [sender, receiver]
-        zeros = batch.positions.new_zeros
+        # MACE: edge_index = [sender, receiver] and vector = x_receiver − x_sender + shift, the
+        # reverse of ekd's [centre, neighbour] edges: so the sender is the neighbour, shift −S·cell
+        shifts = torch.einsum("ek,ekd->ed", batch.shifts.to(batch.positions.dtype), batch.cell[batch.conformation[batch.edge_index[0]]])
         return {
             "node_attrs": node_attrs.to(batch.positions.dtype),
-            "edge_index": edge_index,
-            "shifts": zeros(edge_index.shape[1], 3),
-            "cell": zeros(3 * batch.n_conformations, 3),
+            "edge_index": batch.edge_index.flip(0),
+            "shifts": -shifts,
+            "cell": batch.cell.reshape(-1, 3),
             "batch": batch.conformation,
             "ptr": batch.ptr,
         }
