@@ -4,7 +4,7 @@ The CLI catches :class:`EkdError` once, prints its message and exits with status
 else is a bug and keeps its traceback.
 """
 
-__all__ = ["EkdError", "ConfigError", "DataError", "BackendError", "PluginError", "Cancelled"]
+__all__ = ["EkdError", "ConfigError", "DataError", "BackendError", "PluginError", "Cancelled", "TrainingDiverged"]
 
 
 class EkdError(Exception):
@@ -29,3 +29,8 @@ class PluginError(EkdError):
 
 class Cancelled(EkdError):
     """A progress callback asked the run to stop; finished work is kept and the run resumes."""
+
+
+class TrainingDiverged(EkdError):
+    """A training's loss became NaN or infinite; the message names the model, the epoch and
+    the likely cause."""

@@ -13,8 +13,12 @@ import numpy as np
 import vesin
 
 from ekd.data import Dataset
+from ekd.errors import DataError
 
-__all__ = ["average_neighbours", "neighbour_edges"]
+__all__ = ["MIN_DISTANCE", "average_neighbours", "check_geometries", "neighbour_edges"]
+
+#: Å; two atoms closer than this are a broken geometry (the shortest bond, H2's, is 0.74 Å)
+MIN_DISTANCE = 0.5
 
 
 def neighbour_edges(frames: Dataset, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
@@ -39,3 +43,17 @@ def average_neighbours(frames: Dataset, cutoff: float) -> float:
     normalisation MACE and NequIP divide their neighbour sums by (``avg_num_neighbors``)."""
     edges, _ = neighbour_edges(frames, cutoff)
     return edges.shape[1] / max(frames.n_atoms, 1)
+
+
+def check_geometries(frames: Dataset, minimum: float = MIN_DISTANCE) -> None:
+    """A DataError naming the file, conformation and atoms when two atoms of a conformation are
+    closer than ``minimum`` Å (coincident atoms make every model's loss NaN)."""
+    edges, _ = neighbour_edges(frames, minimum)
+    if edges.shape[1]:
+        i, j = (int(a) for a in edges[:, 0])
+        k = int(np.searchsorted(frames.ptr, i, side="right") - 1)
+        distance = float(np.linalg.norm(frames.positions[i] - frames.positions[j]))
+        raise DataError(
+            f"{frames.metadata.get('source', 'data')}: conformation {k} ({frames.molecule[k]}) has atoms {i - frames.ptr[k]} and "
+            f"{j - frames.ptr[k]} {distance:.3f} Å apart, closer than {minimum} Å: a broken geometry (remove it or fix its units)"
+        )

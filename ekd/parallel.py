@@ -73,29 +73,31 @@ def run_jobs(jobs: list[TrainJob], workers: int | None = None, show_progress: bo
     by_name = {job.name: job for job in pending}
     epochs_seen = {job.name: 0 for job in pending}
     epochs = context.Queue()  # handed to the workers at start: no manager process to outlive the run
-    with (
-        context.Pool(workers, initializer=_init_worker, initargs=(threads, os.getpid(), epochs)) as pool,
-        progress_bar(f"{description} ({len(pending)} models, {workers} at a time)", sum(j.config.epochs for j in pending), show_progress) as bar,
-    ):
-        running = {job.name: (job, pool.apply_async(_run_in_worker, (job,))) for job in pending}
-        while running:
-            try:
-                name, epoch, row = epochs.get(timeout=0.2)
-                bar.update(advance=epoch - epochs_seen[name], info=f"{name} epoch {epoch}")
-                epochs_seen[name] = epoch
-                notify(on_progress, event(by_name[name], epoch, row))
-            except queue_module.Empty:
-                pass
-            for name, (job, result) in list(running.items()):
-                if result.ready():
-                    result.get()  # re-raises the worker's error here
-                    bar.advance(job.config.epochs - epochs_seen[name])  # early stop: the rest of the bound
-                    epochs_seen[name] = job.config.epochs
-                    del running[name]
-        pool.close()
-        pool.join()
-    epochs.close()
-    epochs.join_thread()
+    try:
+        with (
+            context.Pool(workers, initializer=_init_worker, initargs=(threads, os.getpid(), epochs)) as pool,
+            progress_bar(f"{description} ({len(pending)} models, {workers} at a time)", sum(j.config.epochs for j in pending), show_progress) as bar,
+        ):
+            running = {job.name: (job, pool.apply_async(_run_in_worker, (job,))) for job in pending}
+            while running:
+                try:
+                    name, epoch, row = epochs.get(timeout=0.2)
+                    bar.update(advance=epoch - epochs_seen[name], info=f"{name} epoch {epoch}")
+                    epochs_seen[name] = epoch
+                    notify(on_progress, event(by_name[name], epoch, row))
+                except queue_module.Empty:
+                    pass
+                for name, (job, result) in list(running.items()):
+                    if result.ready():
+                        result.get()  # re-raises the worker's error here (the pool's exit stops the others)
+                        bar.advance(job.config.epochs - epochs_seen[name])  # early stop: the rest of the bound
+                        epochs_seen[name] = job.config.epochs
+                        del running[name]
+            pool.close()
+            pool.join()
+    finally:
+        epochs.close()
+        epochs.join_thread()
 
 
 def _init_worker(threads: int, parent: int, epochs) -> None:

@@ -23,6 +23,7 @@ from ekd.data import DEFAULT_DATASET, Dataset, Split
 from ekd.data.labels import Labels, data_identity
 from ekd.ensemble import Ensemble, load_predictor, load_pretrained, pretrained_spec
 from ekd.errors import ConfigError, DataError
+from ekd.graph import check_geometries
 from ekd.model import Model
 from ekd.parallel import run_jobs
 from ekd.pipeline import failed_teachers, install_pretrained, label, student_jobs, teacher_jobs
@@ -249,6 +250,7 @@ class Run:
         """Every stage in order, each skipped when finished with the same inputs."""
         self._save_config()
         self._check_something_to_score()
+        check_geometries(self.data)  # a broken geometry fails here, not as a NaN loss later
         self.eval_data  # noqa: B018 (a missing evaluation file fails before any training)
         self.teach()
         self.label()

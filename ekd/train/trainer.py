@@ -24,7 +24,8 @@ import torch
 
 from ekd._io import atomic_path
 from ekd.data import Dataset
-from ekd.errors import ConfigError, DataError
+from ekd.graph import check_geometries
+from ekd.errors import ConfigError, DataError, TrainingDiverged
 from ekd.model import Model
 from ekd.progress import progress_bar
 from ekd.provenance import config_hash, frames_fingerprint
@@ -84,6 +85,8 @@ def train(
         if len(frames) == 0:
             raise DataError(f"the {name} split is empty")
 
+    for frames in (train_frames, val_frames):
+        check_geometries(frames)
     species = sorted(set(train_frames.elements) | set(val_frames.elements))
     found = get_backend(backend)
     statistics = Statistics.of(train_frames, species, found.cutoff(validate_options(found, options)))  # before build, as upstream trainers
@@ -150,6 +153,8 @@ def train(
                 batch = train_batches[i]
                 energy, forces = model.energy_and_forces(batch, training_on_forces, create_graph=True)
                 loss, _ = ekd_loss(energy, forces, batch, config.energy_weight, config.force_weight)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(_divergence(model, out_dir, epoch, float(loss.detach()), config))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.module.parameters(), config.clip_grad)
@@ -159,6 +164,8 @@ def train(
                 n_seen += batch.n_conformations
             with ema.applied():
                 val_loss = validation_loss()
+            if not np.isfinite(val_loss):
+                raise TrainingDiverged(_divergence(model, out_dir, epoch, val_loss, config, "validation "))
             scheduler.step(val_loss)
             improved = val_loss < state["best_val"]
             if improved:
@@ -185,6 +192,18 @@ def train(
 
     best = Model.load(out_dir / "model.pt", device=model.device)
     return TrainResult(best, state["best_epoch"], state["best_val"], state["epoch"], stopped_early, time.perf_counter() - started)
+
+
+def _divergence(model: Model, out_dir: Path, epoch: int, loss: float, config: TrainConfig, which: str = "") -> str:
+    """One line: which model, which epoch, and the likely cause of a non-finite loss."""
+    weights_finite = all(torch.isfinite(p).all() for p in model.module.parameters())
+    if not weights_finite:
+        cause = f"the weights blew up: learning rate {config.lr:g} is too high for this model and data (try train.lr {config.lr / 10:g})"
+    elif config.dtype == "float32":
+        cause = "the model's output overflowed or a geometry is degenerate (check the data; train.dtype float64 is more robust)"
+    else:
+        cause = "the model's output is not finite for some geometry (check the data for degenerate geometries)"
+    return f"training of the {model.backend.name} model in {out_dir} diverged at epoch {epoch} ({which}loss {loss}); likely cause: {cause}"
 
 
 class _Ema:

@@ -113,3 +113,41 @@ def test_resume_refuses_other_per_atom_force_weights(tmp_path):
     weighted = [p.with_forces(p.forces, force_weight=np.linspace(0.5, 1.5, p.n_atoms)) for p in parts]
     with pytest.raises(ConfigError, match="holds a training run with other"):
         train("pairmlp", *weighted, tmp_path, config, show_progress=False)
+
+
+def test_two_coincident_atoms_are_a_one_line_error_before_training(tmp_path, capsys):
+    import numpy as np
+
+    from ekd.cli import main
+    from ekd.data import Dataset, write
+    from ekd.testing import labelled_molecules
+
+    good = labelled_molecules(4)
+    positions = good.positions.copy()
+    positions[good.ptr[5] + 1] = positions[good.ptr[5]]  # conformation 5: atom 1 on top of atom 0
+    write(Dataset(**{**good.__dict__, "positions": positions}), tmp_path / "bad.h5")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--teacher", "pairmlp:2", "--student", "pairmlp", "--data", str(tmp_path / "bad.h5"), "--out", str(tmp_path / "run"), "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "bad.h5: conformation 5" in err and "atoms 0 and 1 0.000 Å apart" in err
+    assert not (tmp_path / "run/teachers").exists()  # nothing trained
+
+
+def test_a_diverging_training_names_the_model_the_epoch_and_the_cause(tmp_path):
+    from ekd.errors import TrainingDiverged
+    from ekd.plugins import backends, register_backend
+    from ekd.testing import labelled_molecules
+    from ekd_pairmlp import PairMLPBackend
+
+    class Exploding(PairMLPBackend):
+        name = "exploding"
+
+        def energy(self, model, batch):
+            return super().energy(model, batch) * float("nan")
+
+    if "exploding" not in backends():
+        register_backend(Exploding())
+    data = labelled_molecules(4)
+    with pytest.raises(TrainingDiverged, match=r"training of the exploding model in .*/boom diverged at epoch 1 \(loss nan\); likely cause: "):
+        train("exploding", data, data, tmp_path / "boom", TrainConfig(epochs=3, device="cpu"), {"width": 4, "n_rbf": 4}, show_progress=False)

@@ -18,6 +18,14 @@ from ekd.backend import R_MAX_VARIATIONS, BackendOptions, Batch, Statistics, nei
 __all__ = ["MaceBackend", "MaceOptions"]
 
 
+def _import_e3nn() -> None:
+    """Import e3nn so that it also works at mace-torch's own pin (e3nn 0.4.4, installed when
+    ekd-mace is installed alone): that version reads its constants file with ``torch.load``'s
+    default, which torch >= 2.6 restricts to tensors; the file holds one other type, ``slice``."""
+    with torch.serialization.safe_globals([slice]):
+        import e3nn.o3  # noqa: F401
+
+
 class MaceOptions(BackendOptions):
     """MACE hyperparameters (lengths in Å, energies in eV).
 
@@ -60,6 +68,7 @@ class MaceBackend:
         return options.r_max
 
     def build(self, options: MaceOptions, species: list[int], statistics: Statistics) -> torch.nn.Module:
+        _import_e3nn()
         from e3nn import o3
         from mace import modules
 
