@@ -18,7 +18,7 @@ import torch
 
 from ekd.data import Dataset
 from ekd.plugins import registered_in_process
-from ekd.progress import ProgressCallback, ProgressEvent, notify, progress_bar
+from ekd.progress import ProgressCallback, ProgressEvent, StageEstimate, notify, progress_bar
 from ekd.stages import Stage
 from ekd.train import TrainConfig, train
 
@@ -64,9 +64,14 @@ def run_jobs(jobs: list[TrainJob], workers: int | None = None, show_progress: bo
               file=sys.stderr)
         workers = 1
     event = lambda job, epoch, row: ProgressEvent(description, job.name, epoch, job.config.epochs, row)  # noqa: E731
+    estimate = StageEstimate(description, sum(job.config.epochs for job in pending), workers, write=None if show_progress else lambda line: None)
     if workers <= 1:
         for job in pending:
-            _run(job, show_progress, lambda epoch, row, job=job: notify(on_progress, event(job, epoch, row)))
+            def on_epoch(epoch, row, job=job):
+                estimate.epoch_done(row["seconds"])
+                notify(on_progress, event(job, epoch, row))
+
+            _run(job, show_progress, on_epoch)
         return
     context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -84,6 +89,7 @@ def run_jobs(jobs: list[TrainJob], workers: int | None = None, show_progress: bo
                     name, epoch, row = epochs.get(timeout=0.2)
                     bar.update(advance=epoch - epochs_seen[name], info=f"{name} epoch {epoch}")
                     epochs_seen[name] = epoch
+                    estimate.epoch_done(row["seconds"])
                     notify(on_progress, event(by_name[name], epoch, row))
                 except queue_module.Empty:
                     pass

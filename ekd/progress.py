@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ekd.errors import Cancelled
 
-__all__ = ["ProgressCallback", "ProgressEvent", "notify", "progress_bar"]
+__all__ = ["ProgressCallback", "ProgressEvent", "StageEstimate", "notify", "progress_bar"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,3 +68,43 @@ def progress_bar(description: str, total: int, enabled: bool = True, unit: str =
     """A bar showing ``description``, done/total, rate, elapsed time and ETA."""
     with tqdm(total=total, desc=description, unit=unit, disable=not enabled, dynamic_ncols=True) as bar:
         yield _Bar(bar)
+
+
+class StageEstimate:
+    """Says once, after the first epochs, how long a stage of trainings will take (an upper
+    bound: early stopping usually ends trainings sooner), and how to shorten a long one.
+
+    Args:
+        description: the stage (``teach``, ``students and baselines``, ...).
+        total_epochs: the epoch bounds of all its trainings, summed.
+        workers: trainings side by side.
+        after: epochs measured before estimating.
+        long_seconds: above this, say which option shortens the stage.
+    """
+
+    def __init__(self, description: str, total_epochs: int, workers: int, after: int = 3, long_seconds: float = 3600.0, write=None):
+        import sys
+
+        self.description, self.total, self.workers, self.after, self.long = description, total_epochs, max(1, workers), after, long_seconds
+        self.seconds: list[float] = []
+        self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.said = False
+
+    def epoch_done(self, seconds: float) -> None:
+        """Record one finished epoch of any training of the stage (its wall seconds)."""
+        self.seconds.append(float(seconds))
+        if self.said or len(self.seconds) < self.after:
+            return
+        self.said = True
+        per_epoch = sum(self.seconds) / len(self.seconds)
+        left = per_epoch * (self.total - len(self.seconds)) / self.workers
+        line = (f"ekd: {self.description}: at most {_duration(left)} left ({per_epoch:.2f} s per epoch, {self.total} epochs in all, "
+                f"{self.workers} at a time; early stopping usually ends sooner)")
+        if left > self.long:
+            line += "; --epochs N bounds every model, and a smaller model (its options) trains faster"
+        self.write(line)
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{seconds:.0f} s" if seconds < 90 else f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"

@@ -278,3 +278,21 @@ def test_atoms_in_memory_become_the_run_s_data_and_the_run_reopens(tmp_path):
     np.testing.assert_array_equal(reopened.data.energy, [a.get_potential_energy() for a in images])
     reopened.labels.check_matches(reopened.data)
     assert reopened.run().models == run.report.models  # every stage is current: nothing retrains
+
+
+def test_a_stage_says_how_long_it_will_take_and_how_to_shorten_a_long_one():
+    from ekd.progress import StageEstimate
+
+    lines = []
+    estimate = StageEstimate("students", total_epochs=600, workers=2, write=lines.append)
+    for seconds in (10.0, 12.0):
+        estimate.epoch_done(seconds)
+    assert lines == []  # not before three epochs
+    estimate.epoch_done(11.0)
+    estimate.epoch_done(11.0)
+    assert len(lines) == 1 and "students: at most 55 min left (11.00 s per epoch, 600 epochs in all, 2 at a time" in lines[0]
+    assert "--epochs" not in lines[0]
+    long = StageEstimate("teach", total_epochs=2000, workers=1, write=lines.append)
+    for _ in range(3):
+        long.epoch_done(5.0)
+    assert "at most 2.8 h left" in lines[-1] and "--epochs N bounds every model" in lines[-1]
