@@ -20,7 +20,7 @@ from ekd.config import validate
 from ekd.data import Dataset
 from ekd.errors import BackendError, ConfigError, PluginError
 
-__all__ = ["CAPABILITIES", "Backend", "BackendOptions", "Batch", "Converts", "Exportable", "Statistics", "Pretrained", "Varied", "capabilities", "R_MAX_VARIATIONS", "check_backend", "neighbour_normalisation", "validate_options"]
+__all__ = ["CAPABILITIES", "Backend", "BackendOptions", "Batch", "Converts", "Exportable", "Sized", "Statistics", "Pretrained", "Varied", "capabilities", "R_MAX_VARIATIONS", "check_backend", "neighbour_normalisation", "validate_options"]
 
 
 class BackendOptions(pydantic.BaseModel):
@@ -227,12 +227,22 @@ class Varied(Protocol):
     variations: tuple[dict, ...]
 
 
+@runtime_checkable
+class Sized(Protocol):
+    """Capability: options that size the model for the device it trains on. ``small`` is what
+    a CPU trains in minutes on small molecules; the library's own defaults are sized for GPUs.
+    A run picks ``small`` on a CPU and the defaults on CUDA (``size: auto``), below the user's
+    own options."""
+
+    small: dict
+
+
 #: a diversity recipe for models with one radial cutoff ``r_max`` (Å): members that differ in
 #: their cutoffs beat members that differ by seed only (the ANI recipe; docs/sweep.md)
 R_MAX_VARIATIONS: tuple[dict, ...] = ({}, {"r_max": 4.5}, {"r_max": 5.5}, {"r_max": 6.0})
 
 #: the optional capabilities a backend may declare, by name
-CAPABILITIES: dict[str, type] = {"convert": Converts, "export": Exportable, "pretrained": Pretrained, "variations": Varied}
+CAPABILITIES: dict[str, type] = {"convert": Converts, "export": Exportable, "pretrained": Pretrained, "sized": Sized, "variations": Varied}
 
 
 def capabilities(backend: Backend) -> set[str]:
@@ -252,6 +262,7 @@ def check_backend(backend, plugin: str) -> None:
     if not (isinstance(backend.Options, type) and issubclass(backend.Options, BackendOptions)):
         raise PluginError(f"plugin '{plugin}': backend '{backend.name}' Options must subclass ekd.backend.BackendOptions")
     declared = {"tiny": [backend.tiny]} | ({"variations": list(backend.variations)} if "variations" in capabilities(backend) else {})
+    declared |= {"small": [backend.small]} if "sized" in capabilities(backend) else {}
     for member, option_sets in declared.items():
         for k, options in enumerate(option_sets):
             try:

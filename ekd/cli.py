@@ -190,13 +190,14 @@ def run_options(command):
         click.option("--epochs", type=click.IntRange(min=1), help="Epoch bound of every model (teachers, students, baselines)."),
         click.option("--jobs", type=click.IntRange(min=1), help="Trainings side by side (default: one per CPU core)."),
         click.option("--eval", "eval_paths", multiple=True, help="Also score on this dataset file (repeat; replaces evaluate.files)."),
+        click.option("--size", type=click.Choice(["auto", "small", "upstream"]), help="Model size: small (CPU), upstream (the libraries' own, GPU); auto: by device."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _run(out, config_path, data_path, teacher_spec, student_backend, epochs, jobs, eval_paths, **extra):
+def _run(out, config_path, data_path, teacher_spec, student_backend, epochs, jobs, eval_paths, size, **extra):
     """The :class:`ekd.Run` in ``out`` with the given YAML (or the run's saved config) and flags."""
     from ekd.run import Run
     from ekd.runconfig import RunConfig
@@ -208,6 +209,7 @@ def _run(out, config_path, data_path, teacher_spec, student_backend, epochs, job
         "epochs": epochs,
         "jobs": jobs,
         "evaluate.files": list(eval_paths) or None,
+        "size": size,
         **extra,
     }
     saved = Path(out) / "config.yaml"

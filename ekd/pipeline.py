@@ -169,7 +169,7 @@ def train_ensemble(
     config = config if config is not None else RunConfig()
     if any(path is not None for _, _, path in config.teachers.parts()):
         raise ConfigError(f"teachers.spec '{config.teachers.spec}': a published ensemble is loaded, not trained (ekd.load('<backend>-pretrained:PATH'))")
-    members = parse_teacher_spec(config.teachers)
+    members = parse_teacher_spec(config.teachers, sized=config.sized_options)
     jobs = teacher_jobs(Path(out), config, members, train_part, validation)
     run_jobs(jobs, config.jobs, show_progress, "teach", on_progress)
     return Ensemble([Model.load(job.stage.directory / "model.pt") for job in jobs], [m.name for m in members])
@@ -244,10 +244,10 @@ def student_jobs(out: Path, config: RunConfig, train_part: Dataset, validation: 
     for k in range(config.student.seeds):
         seed = config.student.seed + k
         train_config = config.train_config(role, seed=seed)
-        digest = config_hash(role, config.student.backend, config.student.options, None if baseline else config.student.weighting,
+        digest = config_hash(role, config.student.backend, config.student_options, None if baseline else config.student.weighting,
                              train_config.model_dump(), *(frames_fingerprint(p) for p in parts))
         stage = Stage(out / f"{role}s" / f"seed-{seed}", digest)
-        jobs.append(TrainJob(stage, config.student.backend, *parts, train_config, config.student.options, {"role": role, "seed": seed, **info}))
+        jobs.append(TrainJob(stage, config.student.backend, *parts, train_config, config.student_options, {"role": role, "seed": seed, **info}))
     return jobs
 
 

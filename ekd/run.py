@@ -116,12 +116,21 @@ class Run:
     @functools.cached_property
     def members(self) -> list[TeacherMember]:
         """The teacher ensemble's members as the config specifies them."""
-        return parse_teacher_spec(self.config.teachers, lambda backend, path: len(self.published(backend, path)))
+        return parse_teacher_spec(self.config.teachers, lambda backend, path: len(self.published(backend, path)), self.config.sized_options)
 
     # stages ------------------------------------------------------------------------------------
     def _save_config(self) -> None:
+        """The config as run: ``size: auto`` saved as what it resolved to on this machine."""
         with atomic_path(self.directory / "config.yaml") as tmp:
-            tmp.write_text(dump_yaml(self.config.model_dump()))
+            tmp.write_text(dump_yaml({**self.config.model_dump(), "size": self.config.resolved_size()}))
+
+    def describe_sizes(self) -> str:
+        """One line: the model size chosen and each trained backend's options at that size."""
+        size = self.config.resolved_size()
+        why = {"small": "sized for a CPU", "upstream": "the libraries' own sizes"}[size]
+        backends = sorted({m.backend for m in self.members if not m.pretrained} | {self.config.student.backend})
+        sized = "; ".join(f"{b}: {self.config.sized_options(b, {}) or 'its defaults'}" for b in backends)
+        return f"ekd: model size {size} ({why}; size: small|upstream overrides, your options win): {sized}"
 
     def _notify(self, stage: str) -> None:
         notify(self.on_progress, ProgressEvent(stage, finished=True))
@@ -249,6 +258,8 @@ class Run:
     def run(self) -> Report:
         """Every stage in order, each skipped when finished with the same inputs."""
         self._save_config()
+        if self.show_progress:
+            print(self.describe_sizes(), file=sys.stderr)
         self._check_something_to_score()
         check_geometries(self.data)  # a broken geometry fails here, not as a NaN loss later
         self.eval_data  # noqa: B018 (a missing evaluation file fails before any training)

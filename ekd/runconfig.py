@@ -126,6 +126,9 @@ class RunConfig(pydantic.BaseModel):
     evaluate: EvaluateSection = EvaluateSection()
     train: dict = {}  # TrainConfig fields shared by every model (sections above override)
     jobs: int | None = pydantic.Field(None, ge=1, description="trainings run side by side; None: one per CPU core")
+    # model size: small (a backend's CPU size) or upstream (the library's defaults, sized for a
+    # GPU); auto: small on a CPU, upstream on CUDA. Your own options win over either.
+    size: Literal["auto", "small", "upstream"] = "auto"
     epochs: int | None = pydantic.Field(None, ge=1, description="every model's epoch bound, over the sections (--epochs)")
 
     @pydantic.model_validator(mode="after")
@@ -180,6 +183,30 @@ class RunConfig(pydantic.BaseModel):
             values["force_weight"] = 0.0  # teachers and baselines never see forces
         return validate(TrainConfig, values, {"teachers": "teachers.train", "student": "student.train", "baseline": "student.baseline_train"}[role])
 
+    def resolved_size(self) -> Literal["small", "upstream"]:
+        """``size`` with ``auto`` decided by the device: upstream sizes on CUDA, small on a CPU."""
+        if self.size != "auto":
+            return self.size
+        import torch
+
+        device = self.train.get("device", "auto")
+        on_gpu = torch.cuda.is_available() if device == "auto" else str(device).startswith("cuda")
+        return "upstream" if on_gpu else "small"
+
+    def sized_options(self, backend: str, options: dict) -> dict:
+        """``options`` over the backend's options for :meth:`resolved_size` (its ``small`` on a CPU)."""
+        from ekd.backend import Sized
+        from ekd.plugins import get_backend
+
+        found = get_backend(backend)
+        small = found.small if self.resolved_size() == "small" and isinstance(found, Sized) else {}
+        return {**small, **options}
+
+    @property
+    def student_options(self) -> dict:
+        """The student's (and baseline's) options as trained: sized, then ``student.options``."""
+        return self.sized_options(self.student.backend, self.student.options)
+
     def energy_source(self, has_reference_energies: bool) -> Literal["reference", "teachers"]:
         """Where the student's energies come from for data with or without reference energies."""
         if self.student.energy_labels == "auto":
@@ -222,10 +249,12 @@ class TeacherMember:
         return f"{self.index:02d}-{self.backend}" + ("-pretrained" if self.pretrained else "")
 
 
-def parse_teacher_spec(section: TeacherSection, published_size: Callable[[str, str], int] | None = None) -> list[TeacherMember]:
+def parse_teacher_spec(section: TeacherSection, published_size: Callable[[str, str], int] | None = None,
+                       sized: Callable[[str, dict], dict] = lambda backend, options: options) -> list[TeacherMember]:
     """Members of ``spec`` (``ani``, ``ani:4``, ``ani:2,mace:1``, ``ani-pretrained:PATH``) with
     their options and seeds. ``published_size(backend, path)`` counts a published ensemble's
-    members (default: load it)."""
+    members (default: load it); ``sized(backend, options)`` adds the device's model size
+    (:meth:`RunConfig.sized_options`)."""
     from ekd.backend import Varied
     from ekd.plugins import get_backend
 
@@ -246,6 +275,6 @@ def parse_teacher_spec(section: TeacherSection, published_size: Callable[[str, s
             variations = section.variations.get(backend, [])
         for k in range(count or section.count):
             index = len(members)
-            options = {**section.options.get(backend, {}), **(variations[k % len(variations)] if variations else {})}
+            options = {**sized(backend, section.options.get(backend, {})), **(variations[k % len(variations)] if variations else {})}
             members.append(TeacherMember(index, backend, options, section.seed + index))
     return members

@@ -296,3 +296,23 @@ def test_a_stage_says_how_long_it_will_take_and_how_to_shorten_a_long_one():
     for _ in range(3):
         long.epoch_done(5.0)
     assert "at most 2.8 h left" in lines[-1] and "--epochs N bounds every model" in lines[-1]
+
+
+def test_model_size_follows_the_device_is_saved_and_separates_artifacts(tmp_path, data_path):
+    from ekd.pipeline import student_jobs
+    from ekd.plugins import backends, get_backend
+
+    if "mace" not in backends():
+        pytest.skip("needs the mace backend")
+    small = config_for(data_path, **{"student.backend": "mace", "student.options": {"r_max": 4.0}, "teachers.spec": "mace:2", "teachers.options": {}})
+    assert small.resolved_size() == "small"  # this machine has no GPU: sized for a CPU
+    assert small.student_options == {**get_backend("mace").small, "r_max": 4.0}  # your options win
+    upstream = small.model_copy(update={"size": "upstream"})
+    assert upstream.student_options == {"r_max": 4.0}
+    runs = {name: ekd.Run(tmp_path / name, config, show_progress=False) for name, config in (("small", small), ("upstream", upstream))}
+    assert runs["small"].members[0].options["hidden_irreps"] == "32x0e + 32x1o" and "hidden_irreps" not in runs["upstream"].members[0].options
+    digests = {name: student_jobs(run.directory, run.config, *run.split[:2], {}, False)[0].stage.digest for name, run in runs.items()}
+    assert digests["small"] != digests["upstream"]  # a laptop's and a GPU node's students never mix
+    assert "ekd: model size small (sized for a CPU" in runs["small"].describe_sizes()
+    runs["small"]._save_config()
+    assert yaml.safe_load((tmp_path / "small/config.yaml").read_text())["size"] == "small"

@@ -63,6 +63,10 @@ class MaceBackend:
     export_suffix = ".model"  # the native file ``ekd export`` writes
     elements = None  # one-hot node attributes: any element; reference energies come from ekd
     variations = R_MAX_VARIATIONS  # diverse ensemble members: different cutoff radii
+    #: on a CPU (size: auto): a quarter of the upstream width, l <= 2, correlation 2. On the
+    #: embedded set an epoch takes ~1.5 s on one core instead of ~37 s, and the ANI -> MACE
+    #: student at this size beat the energy-only baseline (student/baseline 0.73, README)
+    small = {"hidden_irreps": "32x0e + 32x1o", "max_ell": 2, "correlation": 2, "radial_MLP": (32, 32)}
 
     def cutoff(self, options: MaceOptions) -> float:
         return options.r_max
