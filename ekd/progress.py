@@ -87,7 +87,7 @@ class StageEstimate:
 
         self.description, self.total, self.workers, self.after, self.long = description, total_epochs, max(1, workers), after, long_seconds
         self.seconds: list[float] = []
-        self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.write = write or (lambda line: tqdm.write(line, file=sys.stderr))  # above the progress bar
         self.said = False
 
     def epoch_done(self, seconds: float) -> None:
