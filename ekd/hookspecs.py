@@ -4,7 +4,7 @@ A plugin is any module with functions marked ``@ekd.hookimpl`` named like the sp
 advertised under the ``ekd`` entry-point group of its distribution::
 
     [project.entry-points.ekd]
-    mybackend = "ekd_mybackend.plugin"
+    mybackend = "ekd_mybackend.backend"   # the module holding the hookimpls
 """
 
 from __future__ import annotations

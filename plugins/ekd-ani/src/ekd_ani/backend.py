@@ -8,15 +8,19 @@ boundary, so ekd sees eV.
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 import torch
 from ase import units
 from ase.data import chemical_symbols
 
+import ekd
 from ekd.backend import BackendOptions, Batch, Statistics
 
 __all__ = ["AniBackend", "AniOptions"]
+
+os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")  # its CUDA extensions are optional
 
 
 class AniOptions(BackendOptions):
@@ -115,3 +119,9 @@ class AniBackend:
         atomic = model.compute_from_neighbors(batch.inputs["elements"], batch.positions[None], neighbors, atomic=True).energies[0]
         energy = atomic.new_zeros(batch.n_conformations).index_add(0, batch.conformation, atomic)
         return energy * units.Hartree
+
+
+@ekd.hookimpl
+def ekd_register_backends(register):
+    """Entry point of the ``ani`` backend (group ``ekd``)."""
+    register(AniBackend())

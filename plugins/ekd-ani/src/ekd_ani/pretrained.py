@@ -40,7 +40,7 @@ from ekd.provenance import sha256_file
 
 from ekd_ani.backend import AniOptions
 
-os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")  # before torchani's (lazy) import, as in plugin.py
+os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")  # before torchani's (lazy) import, as in backend.py
 
 __all__ = ["LEVELS_OF_THEORY", "PretrainedEnsemble", "load_pretrained", "pretrained_models"]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+import ekd
 from ekd.backend import R_MAX_VARIATIONS, BackendOptions, Batch, Statistics, neighbour_normalisation
 
 __all__ = ["MaceBackend", "MaceOptions"]
@@ -123,3 +124,9 @@ class MaceBackend:
     def export(self, module: torch.nn.Module, path) -> None:
         """Write ``module`` as a MACE model file (the pickled module) for ``MACECalculator``."""
         torch.save(module, path)
+
+
+@ekd.hookimpl
+def ekd_register_backends(register):
+    """Entry point of the ``mace`` backend (group ``ekd``)."""
+    register(MaceBackend())

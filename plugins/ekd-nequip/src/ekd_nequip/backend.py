@@ -21,6 +21,7 @@ import torch
 import yaml
 from ase.data import atomic_numbers, chemical_symbols
 
+import ekd
 from ekd.backend import R_MAX_VARIATIONS, BackendOptions, Batch, Statistics, neighbour_normalisation
 from ekd.data import Dataset
 from ekd.errors import ConfigError
@@ -252,3 +253,9 @@ def _set_fusion_strategy(strategy: list) -> list:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript's; nequip sets it
         return torch.jit.set_fusion_strategy(strategy)
+
+
+@ekd.hookimpl
+def ekd_register_backends(register):
+    """Entry point of the ``nequip`` backend (group ``ekd``)."""
+    register(NequipBackend())
