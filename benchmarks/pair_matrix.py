@@ -1,0 +1,108 @@
+"""Every teacher → student pair at ekd's defaults, with the baseline and the force-trained limit.
+
+For each pair of {ani, mace, nequip} (and the mixed ensemble ``ani:2,mace:1,nequip:1`` → ani) runs
+``ekd run --teacher T --student S --baseline --eval S66x8`` at the defaults in its own folder
+(resumable: finished stages are skipped), and once per student architecture trains the limit
+EKD approaches: the same architecture and budget on the reference forces (``ekd train
+--forces``, 3 seeds). Prints a table (teacher ensemble, student, baseline, student/baseline with
+the spread verdict, the share of the baseline→limit gap the student closes, COMP6 S66x8, wall
+time per stage) and writes ``benchmarks/results/pair_matrix.json`` after every pair. Hours on
+2 CPU cores: run it in the background.
+
+    .venv/bin/python benchmarks/pair_matrix.py [--work build/pair-matrix] [--pairs ani-mace ...] [--epochs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+import ekd
+
+ROOT = Path(__file__).resolve().parents[1]
+S66X8 = ROOT.parent / "shared/data/comp6/s66x8_wb97x6-31gd.h5"
+BACKENDS = ("ani", "mace", "nequip")
+PAIRS = {f"{t}-{s}": (t, s) for t in BACKENDS for s in BACKENDS} | {"mixed-ani": ("ani:2,mace:1,nequip:1", "ani")}
+
+
+def limit(student: str, work: Path, config: ekd.RunConfig) -> list[float]:
+    """Held-out force MAE (kcal/mol/Å) of the student architecture trained like a student, on
+    the same split, but on the reference forces instead of the teachers' (one per seed)."""
+    from ekd.evaluate import evaluate
+    from ekd.parallel import run_jobs
+    from ekd.pipeline import student_jobs
+
+    run = ekd.Run(work / f"limit-{student}", config, show_progress=False)
+    train, validation, test = run.split  # with the reference forces
+    jobs = student_jobs(run.directory, config, train, validation, {"energy_labels": "reference", "forces": "reference"})
+    run_jobs(jobs, config.jobs, False, f"limit {student}")
+    return [evaluate(ekd.load(job.stage.directory / "model.pt"), {"test": test})["test"]["force_mae"] for job in jobs]
+
+
+def stage_minutes(report: ekd.Report) -> dict[str, float]:
+    """Wall-clock-free cost per stage kind (summed model-seconds, minutes)."""
+    kinds: dict[str, float] = {}
+    for stage, seconds in report.stage_seconds.items():
+        kind = stage.split("/")[0]
+        kinds[kind] = kinds.get(kind, 0.0) + (seconds or 0.0) / 60
+    return {k: round(v, 1) for k, v in kinds.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", type=Path, default=ROOT / "build/pair-matrix")
+    parser.add_argument("--pairs", nargs="*", choices=list(PAIRS), default=list(PAIRS))
+    parser.add_argument("--epochs", type=int, help="bound every model (a quick check; the matrix runs at the defaults)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/pair_matrix.json")
+    args = parser.parse_args()
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    limits: dict[str, list[float]] = {}
+    for name in args.pairs:
+        teacher, student = PAIRS[name]
+        overrides = {"teachers.spec": teacher, "student.backend": student, "student.baseline": True,
+                     "evaluate.files": [str(S66X8)] if S66X8.is_file() else [], "epochs": args.epochs}
+        config = ekd.RunConfig.load(None, overrides)
+        started = time.perf_counter()
+        report = ekd.Run(args.work / name, config, show_progress=False).run()
+        wall = time.perf_counter() - started
+        if student not in limits:
+            limits[student] = limit(student, args.work, config)
+        held_out = report.held_out
+        baseline, limit_mae = held_out.baseline_force_mae.mean, float(np.mean(limits[student]))
+        s66 = report.headline.get(S66X8.stem)
+        results[name] = {
+            "teachers": teacher,
+            "student": student,
+            "size": config.resolved_size(),
+            "teacher_ensemble_force_mae": report.scores("teacher ensemble").force_mae,
+            "student_force_mae": held_out.student_force_mae.__dict__,
+            "baseline_force_mae": held_out.baseline_force_mae.__dict__,
+            "student_over_baseline": held_out.student_over_baseline,
+            "difference_exceeds_spread": held_out.difference_exceeds_spread,
+            "limit_force_mae": {"mean": limit_mae, "values": limits[student]},
+            "gap_closed": (baseline - held_out.student_force_mae.mean) / (baseline - limit_mae) if baseline > limit_mae else None,
+            "s66x8_student_over_baseline": s66.student_over_baseline if s66 else None,
+            "model_minutes_per_stage": stage_minutes(report),
+            "wall_seconds": round(wall, 1),
+            "cpu_count": os.cpu_count(),
+            "epochs_bound": args.epochs,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+    print(f"{'pair':<12}{'ensemble':>9}{'student':>16}{'baseline':>16}{'ratio':>7}{'gap closed':>11}{'S66x8':>7}{'wall min':>9}")
+    for name, r in results.items():
+        s, b = r["student_force_mae"], r["baseline_force_mae"]
+        gap = f"{100 * r['gap_closed']:.0f} %" if r["gap_closed"] is not None else "-"
+        s66 = f"{r['s66x8_student_over_baseline']:.2f}" if r["s66x8_student_over_baseline"] else "-"
+        print(f"{name:<12}{r['teacher_ensemble_force_mae']:>9.2f}{s['mean']:>9.2f} ± {s['std']:<4.2f}{b['mean']:>9.2f} ± {b['std']:<4.2f}"
+              f"{r['student_over_baseline']:>7.2f}{'*' if r['difference_exceeds_spread'] else ' '}{gap:>10}{s66:>7}{r['wall_seconds'] / 60:>9.1f}")
+    print("force MAE in kcal/mol/Å on the held-out PySCF forces; * the difference exceeds the seed spread")
+
+
+if __name__ == "__main__":
+    main()
