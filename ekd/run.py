@@ -258,11 +258,11 @@ class Run:
     def run(self) -> Report:
         """Every stage in order, each skipped when finished with the same inputs."""
         self._save_config()
-        if self.show_progress:
-            print(self.describe_sizes(), file=sys.stderr)
         self._check_something_to_score()
         check_geometries(self.data)  # a broken geometry fails here, not as a NaN loss later
         self.eval_data  # noqa: B018 (a missing evaluation file fails before any training)
+        if self.show_progress:
+            print(self.describe_sizes(), file=sys.stderr)
         self.teach()
         self.label()
         self.train_students()

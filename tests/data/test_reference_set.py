@@ -31,20 +31,24 @@ def test_forces_agree_with_energies_by_finite_differences(reference):
     assert check.n_pairs > 100 and 0.95 < check.slope < 1.05
 
 
-def test_pyscf_reproduces_a_stored_conformation(reference):
+def test_the_script_s_reference_calculator_reproduces_a_stored_conformation(reference):
+    """scripts/make_reference_set.py labels through ekd's pyscf reference with REFERENCE_OPTIONS."""
     pytest.importorskip("pyscf")
     import importlib.util
     from pathlib import Path
+
+    from ekd.reference import get_reference
 
     spec = importlib.util.spec_from_file_location("make_reference_set", Path(__file__).parents[2] / "scripts/make_reference_set.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     water = int(np.flatnonzero(reference.molecule == "H2O")[7])
     rows = reference.atoms_of(water)
-    energy, forces, _ = script.pyscf_energy_forces(["O", "H", "H"], reference.positions[rows])
+    pyscf = get_reference("pyscf")
+    result = pyscf.compute(reference.numbers[rows], reference.positions[rows], pyscf.Options(**script.REFERENCE_OPTIONS), forces=True)
     assert list(reference.numbers[rows]) == [8, 1, 1]
-    assert energy == pytest.approx(reference.energy[water], abs=1e-6)
-    np.testing.assert_allclose(forces, reference.forces[rows], atol=1e-5)
+    assert result.energy == pytest.approx(reference.energy[water], abs=1e-6)
+    np.testing.assert_allclose(result.forces, reference.forces[rows], atol=1e-5)
 
 
 def test_the_file_ships_inside_the_package():
