@@ -21,7 +21,7 @@ from ekd.ensemble import Ensemble
 from ekd.errors import ConfigError, DataError
 from ekd.evaluate import evaluate
 from ekd.backend import validate_options
-from ekd.model import Model
+from ekd.model import CHECKPOINT_FORMAT, Model
 from ekd.parallel import TrainJob, run_jobs
 from ekd.plugins import get_backend
 from ekd.progress import ProgressCallback, progress_bar
@@ -147,7 +147,7 @@ def teacher_jobs(out: Path, config: RunConfig, members: list[TeacherMember], tra
         if config.teachers.subset_fraction < 1:
             keep = np.random.default_rng(m.seed).permutation(len(train_part))[: max(1, round(config.teachers.subset_fraction * len(train_part)))]
             subset = train_part.subset(np.sort(keep))
-        stage = Stage(out / m.name, config_hash("teacher", dataclasses.asdict(m), train_config.model_dump(), frames_fingerprint(subset), frames_fingerprint(validation)))
+        stage = Stage(out / m.name, config_hash("teacher", CHECKPOINT_FORMAT, dataclasses.asdict(m), train_config.model_dump(), frames_fingerprint(subset), frames_fingerprint(validation)))
         info = {"role": "teacher", "member": dataclasses.asdict(m), "data_sha256": train_part.metadata.get("sha256"), "level_of_theory": train_part.metadata.get("level_of_theory")}
         jobs.append(TrainJob(stage, m.backend, subset, validation, train_config, m.options, info))
     return jobs
@@ -175,11 +175,16 @@ def train_ensemble(
     return Ensemble([Model.load(job.stage.directory / "model.pt") for job in jobs], [m.name for m in members])
 
 
+def pretrained_stage(out: Path, member: TeacherMember, model: Model) -> Stage:
+    """The stage a published ensemble member is installed in (its source's files hashed)."""
+    return Stage(out / member.name, config_hash("pretrained", CHECKPOINT_FORMAT, member.__dict__, model.info["pretrained"]))
+
+
 def install_pretrained(out: Path, member: TeacherMember, model: Model, data: Dataset) -> Stage:
     """Save a published ensemble member as ``out/<name>/model.pt`` (nothing is trained)."""
     source = model.info["pretrained"]
     data.check_elements(model.species, f"the pretrained teacher {source.get('name', member.pretrained)} ({member.pretrained})")
-    stage = Stage(out / member.name, config_hash("pretrained", member.__dict__, source))
+    stage = pretrained_stage(out, member, model)
     if not stage.done:
         stage.start()
         saved = dataclasses.replace(model, info={"role": "teacher", "member": dataclasses.asdict(member), "pretrained": source})
@@ -244,7 +249,7 @@ def student_jobs(out: Path, config: RunConfig, train_part: Dataset, validation: 
     for k in range(config.student.seeds):
         seed = config.student.seed + k
         train_config = config.train_config(role, seed=seed)
-        digest = config_hash(role, config.student.backend, config.student_options, None if baseline else config.student.weighting,
+        digest = config_hash(role, CHECKPOINT_FORMAT, config.student.backend, config.student_options, None if baseline else config.student.weighting,
                              train_config.model_dump(), *(frames_fingerprint(p) for p in parts))
         stage = Stage(out / f"{role}s" / f"seed-{seed}", digest)
         jobs.append(TrainJob(stage, config.student.backend, *parts, train_config, config.student_options, {"role": role, "seed": seed, **info}))

@@ -26,7 +26,7 @@ from ekd.errors import ConfigError, DataError
 from ekd.graph import check_geometries
 from ekd.model import Model
 from ekd.parallel import run_jobs
-from ekd.pipeline import failed_teachers, install_pretrained, label, student_jobs, teacher_jobs
+from ekd.pipeline import failed_teachers, install_pretrained, label, pretrained_stage, student_jobs, teacher_jobs
 from ekd.progress import ProgressCallback, ProgressEvent, notify
 from ekd.report import HELD_OUT, Report, build_report, energy_level
 from ekd.provenance import config_hash, sha256_file
@@ -142,8 +142,7 @@ class Run:
         stages = []
         for m in self.members:
             if m.pretrained:
-                model = self.published(m.backend, m.pretrained)[m.pretrained_member]
-                stages.append((m, Stage(self.directory / "teachers" / m.name, config_hash("pretrained", m.__dict__, model.info["pretrained"]))))
+                stages.append((m, pretrained_stage(self.directory / "teachers", m, self.published(m.backend, m.pretrained)[m.pretrained_member])))
             else:
                 stages.append((m, jobs[m.name].stage))
         return stages
