@@ -10,15 +10,17 @@ the teacher and student roles — lives in the core and works the same for every
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import pydantic
 import torch
 
 from ekd.config import validate
-from ekd.data import Dataset
 from ekd.errors import BackendError, ConfigError, PluginError
+
+if TYPE_CHECKING:  # for annotations only, so that no import cycle forms
+    from ekd.data import Dataset
 
 __all__ = ["CAPABILITIES", "Backend", "BackendOptions", "Batch", "Converts", "Exportable", "Sized", "Statistics", "Pretrained", "Varied", "capabilities", "R_MAX_VARIATIONS", "check_backend", "neighbour_normalisation", "validate_options"]
 

@@ -11,7 +11,7 @@ import numpy as np
 import pydantic
 from ase import Atoms, units
 
-import ekd
+from ekd.hookspecs import hookimpl
 from ekd.reference import ReferenceOptions, ReferenceResult
 
 __all__ = ["AseOptions", "AseReference", "PySCFOptions", "PySCFReference"]
@@ -137,7 +137,7 @@ class AseReference:
         return ReferenceResult(float(atoms.get_potential_energy()), atoms.get_forces() if forces else None)
 
 
-@ekd.hookimpl
+@hookimpl
 def ekd_register_references(register):
     register(PySCFReference())
     register(AseReference())

@@ -9,11 +9,15 @@ integer cell shifts (zeros for molecules), so that the vector of an edge is
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import vesin
 
-from ekd.data import Dataset
 from ekd.errors import DataError
+
+if TYPE_CHECKING:  # for annotations only, so that no import cycle forms
+    from ekd.data import Dataset
 
 __all__ = ["MIN_DISTANCE", "average_neighbours", "check_geometries", "neighbour_edges"]
 

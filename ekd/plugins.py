@@ -15,6 +15,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING
 
 import pluggy
+import pydantic
 
 from ekd import hookspecs
 from ekd.errors import BackendError, PluginError
@@ -43,16 +44,14 @@ def _state() -> tuple[pluggy.PluginManager, _Registry]:
     pinned = os.environ.get("EKD_PLUGINS")
     wanted = None if pinned is None else {p.strip() for p in pinned.split(",") if p.strip()}
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if wanted is not None and entry_point.name not in wanted:
+        built_in = entry_point.dist is not None and entry_point.dist.name == "ekd"  # registers like any plugin, never pinned out
+        if wanted is not None and entry_point.name not in wanted and not built_in:
             continue
         label = f"{entry_point.name} ({entry_point.dist.name if entry_point.dist else entry_point.value})"
         try:
             manager.register(entry_point.load(), name=entry_point.name)
         except Exception as error:  # a broken third-party plugin must not take ekd down
             _fail(registry, label, error)
-    from ekd import builtin_references
-
-    manager.register(builtin_references, name="ekd")  # built-ins register like any plugin
     manager.check_pending()
     _collect(manager, registry)
     return manager, registry
@@ -71,9 +70,8 @@ def _add_backend(registry: _Registry, plugin_name: str, backend) -> None:
 
 
 def _add_reference(registry: _Registry, plugin_name: str, reference) -> None:
-    from ekd.reference import Reference, ReferenceOptions
-
-    if not isinstance(reference, Reference) or not (isinstance(reference.Options, type) and issubclass(reference.Options, ReferenceOptions)):
+    missing = [m for m in ("name", "Options", "level", "compute") if not hasattr(reference, m)]
+    if missing or not (isinstance(reference.Options, type) and issubclass(reference.Options, pydantic.BaseModel)):
         raise PluginError(f"plugin '{plugin_name}' registered {type(reference).__name__}, which is not an ekd Reference (name, Options, level, compute)")
     if reference.name in registry.references:
         raise PluginError(f"plugin '{plugin_name}' registers reference '{reference.name}', already registered")
@@ -87,9 +85,8 @@ def reference_registry() -> dict:
 
 def _collect(manager: pluggy.PluginManager, registry: _Registry) -> None:
     """Call each plugin's hooks through pluggy's hook caller, one plugin at a time, so that a
-    failure is attributed to (and contained in) the plugin that raised it."""
-    from ekd.data import register_reader
-
+    failure is attributed to (and contained in) the plugin that raised it. (Readers are asked
+    for by the reader registry, :mod:`ekd.data.readers`.)"""
     names = [name for name, _ in manager.list_name_plugin()]
     for name in names:
         others = [manager.get_plugin(n) for n in names if n != name]
@@ -98,7 +95,6 @@ def _collect(manager: pluggy.PluginManager, registry: _Registry) -> None:
             manager.subset_hook_caller("ekd_register_references", remove_plugins=others)(register=functools.partial(_add_reference, registry, name))
         except Exception as error:  # a broken plugin (import, contract) must not take ekd down
             _fail(registry, name, error)
-    manager.hook.ekd_register_readers(register=register_reader)
 
 
 def _fail(registry: _Registry, plugin: str, error: Exception) -> None:

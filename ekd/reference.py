@@ -20,16 +20,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import pydantic
 
 from ekd.config import validate
-from ekd.data import Dataset
 from ekd.errors import ConfigError
 from ekd.progress import progress_bar
 from ekd.provenance import config_hash, frames_fingerprint
+
+if TYPE_CHECKING:
+    from ekd.data import Dataset
 
 __all__ = ["Reference", "ReferenceOptions", "ReferenceResult", "compute_reference", "get_reference", "reference_calculator", "references"]
 

@@ -19,6 +19,7 @@ from ekd.runconfig import RunConfig
 from ekd.testing import labelled_molecules
 
 readers = importlib.import_module("ekd.data.readers")  # (ekd.data.readers is also a function's name)
+frames_io = importlib.import_module("ekd.data.frames")._IO  # what Dataset.read calls
 TINY = {"width": 8, "n_rbf": 8}
 
 
@@ -86,7 +87,7 @@ def test_the_headline_is_students_over_baselines_and_judged_by_the_spread():
 def test_one_distill_reads_and_hashes_the_dataset_once(tmp_path, data_path, monkeypatch):
     reads, hashes, opens = [], [], []
     real_read, real_sha = readers.read, provenance.sha256_file
-    monkeypatch.setattr(readers, "read", lambda path, *a, **k: reads.append(str(path)) or real_read(path, *a, **k))
+    monkeypatch.setitem(frames_io, "read", lambda path, *a, **k: reads.append(str(path)) or real_read(path, *a, **k))
     monkeypatch.setattr(readers, "sha256_file", lambda path, *a: hashes.append(str(path)) or real_sha(path, *a))
     sys.addaudithook(lambda event, args: opens.append(event) if event == "open" and str(args[0]) == str(data_path) else None)
     ekd.distill(config_for(data_path), out=tmp_path / "run", show_progress=False)
@@ -114,7 +115,7 @@ def test_one_distill_reads_and_hashes_the_dataset_once(tmp_path, data_path, monk
     ],
 )
 def test_a_mistake_in_any_section_fails_before_any_data_is_read(tmp_path, data_path, monkeypatch, overrides, message):
-    monkeypatch.setattr(readers, "read", lambda *a, **k: pytest.fail("data were read before the config was checked"))
+    monkeypatch.setitem(frames_io, "read", lambda *a, **k: pytest.fail("data were read before the config was checked"))
     with pytest.raises(ekd.EkdError, match=message):
         ekd.distill(config_for(data_path, **overrides), out=tmp_path / "run", show_progress=False)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ekd.data.extxyz import write_extxyz
 from ekd.data.force_sign import SignCheck, measure_force_sign
+from ekd.data import frames as _frames_module
 from ekd.data.frames import Dataset, Split, formula
 from ekd.data.hdf5 import read_ekd_h5, write_ekd_h5
 from ekd.data.labels import Labels, TeacherRecord, read_labels
@@ -62,3 +63,6 @@ def write(frames: Dataset, path: str | os.PathLike) -> None:
         write_extxyz(frames, path)
     else:
         raise ConfigError(f"{path}: cannot tell the output format from '{suffix}'; use .h5 or .xyz")
+
+
+_frames_module._IO.update(read=read, write=write, embedded=load_default)  # Dataset.read, .write, .embedded

@@ -13,7 +13,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ekd._io import atomic_path
 from ekd.data.frames import Dataset, formula
 from ekd.data.hdf5 import is_hdf5
-from ekd.data.readers import ReadOptions, Reader
+from ekd.data.formats import ReadOptions, Reader
 from ekd.errors import DataError
 from ekd.units import energy_factor
 

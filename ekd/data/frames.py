@@ -16,12 +16,17 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
+from ekd.data.splits import molecule_split, random_split
 from ekd.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from ekd.data.readers import ReadOptions
 
 __all__ = ["Dataset", "Split", "formula"]
+
+#: reading and writing, wired in by the package :mod:`ekd.data` (which imports the formats), so
+#: that the container imports none of the modules that build it: ``read``, ``write``, ``embedded``
+_IO: dict = {}
 
 
 def formula(numbers: np.ndarray) -> str:
@@ -226,17 +231,13 @@ class Dataset:
         Reading options (``energy_key``, ``force_key``, ``force_sign``, ``energy_unit``,
         ``molecule_key``, ``format``) are given as a :class:`ekd.data.ReadOptions` or as keywords.
         """
-        from ekd.data.readers import read
-
-        return read(path, options, **kwargs)
+        return _IO["read"](path, options, **kwargs)
 
     @classmethod
     def embedded(cls, with_forces: bool = False) -> "Dataset":
         """The embedded wB97X/6-31G(d) reference set: 1,600 conformations of ten small H/C/N/O
         molecules. Its PySCF forces are held-out truth, returned only with ``with_forces``."""
-        from ekd.data import load_default
-
-        return load_default(with_forces)
+        return _IO["embedded"](with_forces)
 
     @classmethod
     def from_atoms(cls, images: Sequence[Atoms], molecule_key: str = "molecule") -> "Dataset":
@@ -284,8 +285,6 @@ class Dataset:
 
     def split(self, fractions: Sequence[float] = (0.8, 0.1, 0.1), by: Literal["random", "molecule"] = "random", seed: int = 0) -> "Split":
         """Seeded (train, validation, test) parts, by conformation or by whole molecule."""
-        from ekd.data.splits import molecule_split, random_split
-
         if len(fractions) != 3:
             raise ConfigError(f"split fractions {list(fractions)}: expected three (train, validation, test)")
         splitter = {"random": random_split, "molecule": molecule_split}.get(by)
@@ -295,9 +294,7 @@ class Dataset:
 
     def write(self, path: str | os.PathLike) -> None:
         """Write by file extension: ``.h5`` ekd HDF5, ``.xyz`` extended XYZ (eV, Å)."""
-        from ekd.data import write
-
-        write(self, path)
+        _IO["write"](self, path)
 
 
 class Split(NamedTuple):

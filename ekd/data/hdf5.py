@@ -25,13 +25,12 @@ import numpy as np
 
 from ekd._io import atomic_path
 from ekd.data.frames import Dataset
-from ekd.data.readers import Reader
+from ekd.data.formats import Reader
 from ekd.errors import DataError
 
 __all__ = ["write_ekd_h5", "read_ekd_h5", "READER", "FORMAT_VERSION", "is_hdf5"]
 
 FORMAT_VERSION = 1
-FRAME_FORMATS = ("ekd-frames", "ekd-labels")
 _UNITS = {"energy_unit": "eV", "length_unit": "Å", "force_unit": "eV/Å"}
 
 
@@ -92,20 +91,17 @@ def read_frames_from_group(handle: h5py.File, path: Path) -> Dataset:
 
 
 def read_ekd_h5(path: Path, options=None) -> Dataset:
-    """Read an ekd HDF5 frames or labels file (labels: force labels are the teacher mean)."""
+    """Read an ekd HDF5 frames file (a labels file has its own reader, :mod:`ekd.data.labels`)."""
     with h5py.File(path, "r") as handle:
-        if handle.attrs.get("format") == "ekd-labels":
-            from ekd.data.labels import read_labels
-
-            return read_labels(path)
         return read_frames_from_group(handle, path)
 
 
-def _detect(path: Path) -> bool:
+def has_format(path: Path, name: str) -> bool:
+    """Whether ``path`` is an HDF5 file whose ``format`` attribute is ``name``."""
     if not is_hdf5(path):
         return False
     with h5py.File(path, "r") as handle:
-        return handle.attrs.get("format") in FRAME_FORMATS
+        return handle.attrs.get("format") == name
 
 
-READER = Reader("ekd", "ekd HDF5 (frames or labels file)", _detect, read_ekd_h5)
+READER = Reader("ekd", "ekd HDF5 frames file", lambda path: has_format(path, "ekd-frames"), read_ekd_h5)

@@ -31,11 +31,12 @@ import numpy as np
 
 from ekd._io import atomic_path
 from ekd.data.frames import Dataset
-from ekd.data.hdf5 import read_frames_from_group, write_frames_to_group
+from ekd.data.formats import Reader
+from ekd.data.hdf5 import has_format, read_frames_from_group, write_frames_to_group
 from ekd.errors import DataError
 from ekd.provenance import frames_fingerprint, package_versions
 
-__all__ = ["LABELS_FORMAT_VERSION", "Labels", "TeacherRecord", "ensemble_statistics", "read_labels"]
+__all__ = ["LABELS_FORMAT_VERSION", "READER", "Labels", "TeacherRecord", "ensemble_statistics", "read_labels"]
 
 #: layout version of the labels file (attribute ``labels_format_version``)
 LABELS_FORMAT_VERSION = 1
@@ -202,3 +203,6 @@ def make_provenance(data: Dataset, config: dict | None = None) -> dict:
 def read_labels(path: str | os.PathLike, energies: Literal["reference", "teachers"] = "reference") -> Dataset:
     """The training view of a labels file (``Labels.read(path).dataset(energies)``)."""
     return Labels.read(path).dataset(energies)
+
+
+READER = Reader("ekd-labels", "ekd labels file (forces: the teacher mean)", lambda path: has_format(path, "ekd-labels"), lambda path, options: read_labels(path))

@@ -5,63 +5,19 @@ Readers register here with :func:`register_reader`; plugins add theirs the same 
 
 from __future__ import annotations
 
-import dataclasses
 import os
-
-import pydantic
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
-from ekd.data.frames import Dataset
+from ekd.data import ani, extxyz, hdf5, labels
+from ekd.data.formats import ReadOptions, Reader
 from ekd.errors import ConfigError, DataError
 from ekd.provenance import sha256_file
 
+if TYPE_CHECKING:  # for annotations only, so that no import cycle forms
+    from ekd.data.frames import Dataset
+
 __all__ = ["ReadOptions", "Reader", "register_reader", "readers", "read", "detect_format"]
-
-
-class ReadOptions(pydantic.BaseModel):
-    """How to read a file. ``None`` means the reader's default for that layout.
-
-    Attributes:
-        format: reader name (see :func:`readers`); None detects it from the file.
-        energy_key: which stored energy to use (e.g. ``ccsd(t)_cbs.energy``).
-        force_key: which stored forces to use; ``""`` reads no forces.
-        force_sign: +1 if the stored array is forces, −1 if it is gradients dE/dx.
-        energy_unit: unit of stored energies (forces: that unit per Å), see ``ekd.units``.
-        molecule_key: per-frame key naming the molecule (extended XYZ ``info``).
-    """
-
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
-    format: str | None = None
-    energy_key: str | None = None
-    force_key: str | None = None
-    force_sign: int | None = None
-    energy_unit: str | None = None
-    molecule_key: str | None = None
-
-    def given(self) -> set[str]:
-        """Names of the reading options set (other than ``format``)."""
-        return {name for name in ReadOptions.model_fields if name != "format" and getattr(self, name) is not None}
-
-    def reading_only(self) -> "ReadOptions":
-        """Just the reading options (drops the fields a subclass adds)."""
-        return ReadOptions(**{name: getattr(self, name) for name in ReadOptions.model_fields})
-
-
-@dataclasses.dataclass(frozen=True)
-class Reader:
-    """A file layout ekd can read.
-
-    ``detect(path)`` says whether a file has this layout (cheaply, without reading it all);
-    ``read(path, options)`` returns Dataset in eV/Å with ``metadata`` filled in;
-    ``options`` lists the :class:`ReadOptions` fields it understands.
-    """
-
-    name: str
-    description: str
-    detect: Callable[[Path], bool]
-    read: Callable[[Path, ReadOptions], Dataset]
-    options: frozenset[str] = frozenset()
 
 
 _READERS: dict[str, Reader] = {}
@@ -124,11 +80,9 @@ def _ensure_builtin() -> None:
     if _LOADED:
         return
     _LOADED = True
-    from ekd.data import ani, extxyz, hdf5
-
-    for reader in (hdf5.READER, *ani.READERS):
+    for reader in (hdf5.READER, labels.READER, *ani.READERS):
         register_reader(reader)
     from ekd.plugins import plugin_manager
 
-    plugin_manager()
+    plugin_manager().hook.ekd_register_readers(register=register_reader)
     register_reader(extxyz.READER)  # last: it claims every file that is not HDF5

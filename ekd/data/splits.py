@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from ekd.data.frames import Dataset
 from ekd.errors import ConfigError
+
+if TYPE_CHECKING:  # for annotations only, so that no import cycle forms
+    from ekd.data.frames import Dataset
 
 __all__ = ["random_split", "molecule_split"]
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from ekd.data import Dataset
 from ekd.errors import DataError
+
+if TYPE_CHECKING:  # for annotations only, so that no import cycle forms
+    from ekd.data import Dataset
 
 __all__ = ["fit_reference_energies", "composition"]
 
