@@ -117,10 +117,11 @@ def compute_reference(
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         plan = [np.arange(start, min(start + chunk, len(data))) for start in range(0, len(data), chunk)]
-        digest = lambda rows: config_hash(calculator, options.model_dump(mode="json"), forces, frames_fingerprint(data.subset(rows).without_forces()))  # noqa: E731
-        todo = [(k, rows) for k, rows in enumerate(plan) if not _finished(folder / f"chunk-{k:05d}.json", digest(rows))]
+        digests = [config_hash(calculator, options.model_dump(mode="json"), forces, frames_fingerprint(data.subset(rows).without_forces())) for rows in plan]
+        todo = [(k, rows) for k, rows in enumerate(plan) if not _finished(folder / f"chunk-{k:05d}.json", digests[k])]
         workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
-        tasks = [(calculator, options.model_dump(mode="json"), data.numbers, data.positions, data.ptr, rows, forces, folder / f"chunk-{k:05d}.json", digest(rows)) for k, rows in todo]
+        configurations = lambda rows: [(int(i), data.numbers[data.atoms_of(i)], data.positions[data.atoms_of(i)]) for i in rows]  # noqa: E731
+        tasks = [(calculator, options.model_dump(mode="json"), configurations(rows), forces, folder / f"chunk-{k:05d}.json", digests[k]) for k, rows in todo]
         with progress_bar(f"reference {calculator} ({level})", len(data), enabled=show_progress, unit="conf") as bar:
             bar.advance(len(data) - sum(len(rows) for _, rows in todo))
             if workers == 1:
@@ -154,15 +155,14 @@ def _run_chunk(task) -> int:
     """Compute one chunk and write its JSON atomically; returns the number of configurations."""
     from ekd._io import atomic_path
 
-    name, options, numbers, positions, ptr, rows, forces, path, digest = task
+    name, options, configurations, forces, path, digest = task  # only the chunk's atoms travel to a worker
     reference = get_reference(name)
     options = reference.Options(**options)
     entries = []
-    for i in rows:
-        atoms = slice(int(ptr[i]), int(ptr[i + 1]))
+    for i, numbers, positions in configurations:
         started = time.process_time()
         try:
-            result = reference.compute(numbers[atoms], positions[atoms], options, forces)
+            result = reference.compute(numbers, positions, options, forces)
             if not np.isfinite(result.energy) or (forces and (result.forces is None or not np.all(np.isfinite(result.forces)))):
                 raise ValueError("non-finite energy or forces")
             entry = {"index": int(i), "energy": float(result.energy), "diagnostics": result.diagnostics}
@@ -175,7 +175,7 @@ def _run_chunk(task) -> int:
         entries.append(entry)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps({"hash": digest, "entries": entries}))
-    return len(rows)
+    return len(configurations)
 
 
 def _assemble(data: Dataset, chunks: list[dict], calculator: str, options: ReferenceOptions, level: str, forces: bool) -> Dataset:
