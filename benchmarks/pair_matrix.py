@@ -1,13 +1,13 @@
 """Every teacher → student pair at ekd's defaults, with the baseline and the force-trained limit.
 
-For each pair of {ani, mace, nequip} (and the mixed ensemble ``ani:2,mace:1,nequip:1`` → ani) runs
-``ekd run --teacher T --student S --baseline --eval S66x8`` at the defaults in its own folder
-(resumable: finished stages are skipped), and once per student architecture trains the limit
-EKD approaches: the same architecture and budget on the reference forces (``ekd train
---forces``, 3 seeds). Prints a table (teacher ensemble, student, baseline, student/baseline with
-the spread verdict, the share of the baseline→limit gap the student closes, COMP6 S66x8, wall
-time per stage) and writes ``benchmarks/results/pair_matrix.json`` after every pair. Hours on
-2 CPU cores: run it in the background.
+For each pair of {ani, mace, nequip} (and the mixed ensemble ``ani:2,mace:1,nequip:1`` → ani)
+runs ``ekd run --teacher T --student S --baseline --eval S66x8`` at the defaults in its own
+folder, and once per student architecture trains the limit EKD approaches: the same architecture
+and budget on the reference forces (3 seeds). Resumable: finished stages are skipped, and pairs
+already in the JSON are not rerun. Prints a table (teacher ensemble, student, baseline,
+student/baseline with the spread verdict, the share of the baseline→limit gap the student closes,
+COMP6 S66x8, wall time) and writes ``benchmarks/results/pair_matrix.json`` after every pair,
+with the model-minutes per stage. Hours on 2 CPU cores: run it in the background.
 
     .venv/bin/python benchmarks/pair_matrix.py [--work build/pair-matrix] [--pairs ani-mace ...] [--epochs N]
 """
@@ -59,11 +59,15 @@ def main() -> None:
     parser.add_argument("--pairs", nargs="*", choices=list(PAIRS), default=list(PAIRS))
     parser.add_argument("--epochs", type=int, help="bound every model (a quick check; the matrix runs at the defaults)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/pair_matrix.json")
+    parser.add_argument("--redo", action="store_true", help="rerun pairs already in --out (finished stages are still reused)")
     args = parser.parse_args()
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     limits: dict[str, list[float]] = {}
     for name in args.pairs:
+        if name in results and results[name]["epochs_bound"] == args.epochs and not args.redo:
+            continue  # measured: a rerun would time only the evaluation
         teacher, student = PAIRS[name]
+        resumed = (args.work / name).is_dir()
         overrides = {"teachers.spec": teacher, "student.backend": student, "student.baseline": True,
                      "evaluate.files": [str(S66X8)] if S66X8.is_file() else [], "epochs": args.epochs}
         config = ekd.RunConfig.load(None, overrides)
@@ -89,6 +93,7 @@ def main() -> None:
             "s66x8_student_over_baseline": s66.student_over_baseline if s66 else None,
             "model_minutes_per_stage": stage_minutes(report),
             "wall_seconds": round(wall, 1),
+            "resumed": resumed,  # wall time of the rest only: the model-minutes are whole
             "cpu_count": os.cpu_count(),
             "epochs_bound": args.epochs,
         }

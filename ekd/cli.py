@@ -188,7 +188,7 @@ def run_options(command):
         click.option("--teacher", "teacher_spec", help="Teachers: backend[:count][,backend[:count]...], e.g. ani:4,mace:2."),
         click.option("--student", "student_backend", help="Student backend name."),
         click.option("--epochs", type=click.IntRange(min=1), help="Epoch bound of every model (teachers, students, baselines)."),
-        click.option("--jobs", type=click.IntRange(min=1), help="Trainings side by side (default: one per CPU core)."),
+        click.option("--jobs", type=click.IntRange(min=1), help="Trainings side by side (default: one per CPU core, up to two where that leaves none idle)."),
         click.option("--eval", "eval_paths", multiple=True, help="Also score on this dataset file (repeat; replaces evaluate.files)."),
         click.option("--size", type=click.Choice(["auto", "small", "upstream"]), help="Model size: small (CPU), upstream (the libraries' own, GPU); auto: by device."),
     ]

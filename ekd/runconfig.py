@@ -30,7 +30,7 @@ _STRICT = pydantic.ConfigDict(extra="forbid")
 
 #: students' own defaults (over the shared ``train``): they learn from the teachers' forces and
 #: converge in far fewer epochs than energy-only models (docs/sweep.md)
-STUDENT_TRAIN = {"force_weight": 0.1, "epochs": 100}
+STUDENT_TRAIN = {"force_weight": 0.1, "epochs": 50}
 
 #: TrainConfig fields that a run sets elsewhere: a value in a run's train section would be ignored
 _SET_ELSEWHERE = {
@@ -125,7 +125,7 @@ class RunConfig(pydantic.BaseModel):
     student: StudentSection = StudentSection()
     evaluate: EvaluateSection = EvaluateSection()
     train: dict = {}  # TrainConfig fields shared by every model (sections above override)
-    jobs: int | None = pydantic.Field(None, ge=1, description="trainings run side by side; None: one per CPU core")
+    jobs: int | None = pydantic.Field(None, ge=1, description="trainings run side by side; None: one per CPU core, or up to two per core where that leaves none idle")
     # model size: small (a backend's CPU size) or upstream (the library's defaults, sized for a
     # GPU); auto: small on a CPU, upstream on CUDA. Your own options win over either.
     size: Literal["auto", "small", "upstream"] = "auto"

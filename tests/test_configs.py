@@ -23,10 +23,10 @@ def test_default_yaml_states_the_real_defaults():
 
 
 def test_role_training_settings_merge_and_student_defaults_survive_partial_overrides():
-    config = RunConfig.load(None, {"train": {"epochs": 50, "lr": 0.01}, "student.train": {"lr": 0.002}, "student.baseline_train": {"epochs": 70}})
+    config = RunConfig.load(None, {"train": {"epochs": 30, "lr": 0.01}, "student.train": {"lr": 0.002}, "student.baseline_train": {"epochs": 70}})
     student, baseline, teacher = (config.train_config(role) for role in ("student", "baseline", "teachers"))
-    assert (student.force_weight, student.epochs, student.lr) == (0.1, 100, 0.002)  # w_F kept
+    assert (student.force_weight, student.epochs, student.lr) == (0.1, 50, 0.002)  # the students' own defaults kept
     assert (baseline.force_weight, baseline.epochs, baseline.lr) == (0.0, 70, 0.01)
-    assert (teacher.force_weight, teacher.epochs) == (0.0, 50)
+    assert (teacher.force_weight, teacher.epochs) == (0.0, 30)
     capped = RunConfig.load(None, {"epochs": 3, "student.baseline_train": {"epochs": 70}})
     assert {capped.train_config(role).epochs for role in ("student", "baseline", "teachers")} == {3}

@@ -10,7 +10,7 @@ import pytest
 
 from ekd.data import write
 from ekd.errors import DataError
-from ekd.parallel import TrainJob, run_jobs
+from ekd.parallel import TrainJob, default_jobs, run_jobs
 from ekd.stages import Stage
 from ekd.testing import labelled_molecules
 from ekd.train import TrainConfig
@@ -32,6 +32,16 @@ def test_a_workers_error_is_raised_in_the_parent(tmp_path):
     jobs = [TrainJob(Stage(tmp_path / f"m{k}", "x"), "pairmlp", data, empty, config, {"width": 4, "n_rbf": 4}, {}) for k in range(2)]
     with pytest.raises(DataError, match="the validation split is empty"):
         run_jobs(jobs, workers=2, show_progress=False)
+
+
+@pytest.mark.parametrize(("cores", "pending", "expected"), [(2, 1, 2), (2, 2, 2), (2, 3, 3), (2, 4, 2), (2, 6, 2), (4, 5, 5), (4, 6, 6), (4, 9, 5), (8, 40, 8)])
+def test_default_workers_leave_no_core_idle_in_a_last_wave(monkeypatch, cores, pending, expected):
+    """Three students on two cores run at once (1.5 trainings' time) instead of in two waves (2)."""
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert default_jobs(pending) == expected
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert default_jobs(pending) == 1
 
 
 @pytest.mark.slow
