@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ekd.errors import Cancelled
 
-__all__ = ["ProgressCallback", "ProgressEvent", "StageEstimate", "notify", "progress_bar"]
+__all__ = ["ProgressCallback", "ProgressEvent", "StageEstimate", "duration", "notify", "progress_bar"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,13 +98,14 @@ class StageEstimate:
         self.said = True
         per_epoch = sum(self.seconds) / len(self.seconds)
         left = per_epoch * (self.total - len(self.seconds)) / self.workers
-        line = (f"ekd: {self.description}: at most {_duration(left)} left ({per_epoch:.2f} s per epoch, {self.total} epochs in all, "
+        line = (f"ekd: {self.description}: at most {duration(left)} left ({per_epoch:.2f} s per epoch, {self.total} epochs in all, "
                 f"{self.workers} at a time; early stopping usually ends sooner)")
         if left > self.long:
             line += "; --epochs N bounds every model, and a smaller model (its options) trains faster"
         self.write(line)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """``seconds`` as a person reads it: ``45 s``, ``12 min``, ``2.5 h``."""
     minutes = seconds / 60
     return f"{seconds:.0f} s" if seconds < 90 else f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"

@@ -23,11 +23,12 @@ from ekd.data import DEFAULT_DATASET, Dataset, Split
 from ekd.data.labels import Labels, data_identity
 from ekd.ensemble import Ensemble, load_predictor, load_pretrained, pretrained_spec
 from ekd.errors import ConfigError, DataError
+from ekd.estimate import stage_seconds
 from ekd.graph import check_geometries
 from ekd.model import Model
 from ekd.parallel import run_jobs
 from ekd.pipeline import failed_teachers, install_pretrained, label, pretrained_stage, student_jobs, teacher_jobs
-from ekd.progress import ProgressCallback, ProgressEvent, notify
+from ekd.progress import ProgressCallback, ProgressEvent, duration, notify
 from ekd.report import HELD_OUT, Report, build_report, energy_level
 from ekd.provenance import config_hash, sha256_file
 from ekd.runconfig import DataSection, RunConfig, TeacherMember, parse_teacher_spec
@@ -131,6 +132,32 @@ class Run:
         backends = sorted({m.backend for m in self.members if not m.pretrained} | {self.config.student.backend})
         sized = "; ".join(f"{b}: {self.config.sized_options(b, {}) or 'its defaults'}" for b in backends)
         return f"ekd: model size {size} ({why}; size: small|upstream overrides, your options win): {sized}"
+
+    def estimate(self) -> dict[str, float]:
+        """Seconds each unfinished stage of trainings takes at most on this machine (``teach``,
+        ``students`` or ``students and baselines``), from a few timed optimizer steps of each
+        kind of training (:mod:`ekd.estimate`); early stopping usually ends them sooner."""
+        timed: dict = {}
+        trained = [m for m in self.members if not m.pretrained]
+        teach = stage_seconds(teacher_jobs(self.directory / "teachers", self.config, trained, *self.split[:2]), self.config.jobs, timed)
+        labelled = (self.directory / "labels.h5").is_file()
+        parts = self._labelled_split()[:2] if labelled else self.split[:2]  # before labelling: the same conformations
+        jobs = student_jobs(self.directory, self.config, *parts, {})
+        baseline_parts = parts if self.energy_source == "teachers" else self.split[:2]
+        jobs += student_jobs(self.directory, self.config, *baseline_parts, {}, baseline=True) if self.config.student.baseline else []
+        students = stage_seconds(jobs, self.config.jobs, timed)
+        return {"teach": teach, "students and baselines" if self.config.student.baseline else "students": students}
+
+    def describe_estimate(self) -> str:
+        """One line: the run's trainings' time at most, per stage, and how to shorten a long run."""
+        stages = self.estimate()
+        total = sum(stages.values())
+        parts = ", ".join(f"{name} {duration(seconds)}" for name, seconds in stages.items() if seconds)
+        line = (f"ekd: this run's trainings take at most {duration(total)} here ({parts or 'all finished'}; "
+                "timed from a few steps of each model; early stopping usually ends sooner)")
+        if total > 3600:
+            line += "; --epochs N bounds every model, and --size small or a smaller model (its options) trains faster"
+        return line
 
     def _notify(self, stage: str) -> None:
         notify(self.on_progress, ProgressEvent(stage, finished=True))
@@ -262,6 +289,7 @@ class Run:
         self.eval_data  # noqa: B018 (a missing evaluation file fails before any training)
         if self.show_progress:
             print(self.describe_sizes(), file=sys.stderr)
+            print(self.describe_estimate(), file=sys.stderr)
         self.teach()
         self.label()
         self.train_students()

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-import ekd
 from ekd.cli import main
 from ekd.data import load_default, read, write
 from ekd.runconfig import RunConfig

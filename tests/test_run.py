@@ -317,3 +317,36 @@ def test_model_size_follows_the_device_is_saved_and_separates_artifacts(tmp_path
     assert "ekd: model size small (sized for a CPU" in runs["small"].describe_sizes()
     runs["small"]._save_config()
     assert yaml.safe_load((tmp_path / "small/config.yaml").read_text())["size"] == "small"
+
+
+def test_the_estimate_counts_each_unfinished_training_once_per_epoch_and_worker(tmp_path, data_path, monkeypatch):
+    """Teachers: 2 members x 3 epochs; students and baselines: 2 seeds each x 3 epochs; one at a
+    time. A finished stage drops out of the estimate."""
+    import ekd.estimate as estimate
+
+    timed = []
+
+    def seconds(job, threads=1, steps=3):
+        timed.append((job.backend, job.config.force_weight > 0))
+        return 2.0 if job.config.force_weight > 0 else 1.0
+
+    monkeypatch.setattr(estimate, "epoch_seconds", seconds)
+    run = ekd.Run(tmp_path / "run", config_for(data_path), show_progress=False)
+    assert run.estimate() == {"teach": 2 * 3 * 1.0, "students and baselines": 2 * 3 * 2.0 + 2 * 3 * 1.0}
+    assert sorted(timed) == [("pairmlp", False), ("pairmlp", True)]  # seeds of one kind are timed once
+    run.teach()
+    assert run.estimate()["teach"] == 0.0
+    assert "at most 18 s here (students and baselines 18 s" in run.describe_estimate()
+
+
+def test_a_timed_epoch_restores_the_thread_count(tmp_path, data_path):
+    import torch
+
+    from ekd.estimate import epoch_seconds
+    from ekd.pipeline import student_jobs
+
+    run = ekd.Run(tmp_path / "run", config_for(data_path), show_progress=False)
+    job = student_jobs(run.directory, run.config, *run.split[:2], {})[0]
+    before = torch.get_num_threads()
+    assert epoch_seconds(job, threads=1) > 0
+    assert torch.get_num_threads() == before

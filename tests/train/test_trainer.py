@@ -116,8 +116,6 @@ def test_resume_refuses_other_per_atom_force_weights(tmp_path):
 
 
 def test_two_coincident_atoms_are_a_one_line_error_before_training(tmp_path, capsys):
-    import numpy as np
-
     from ekd.cli import main
     from ekd.data import Dataset, write
     from ekd.testing import labelled_molecules
