@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -45,12 +46,35 @@ def limit(student: str, work: Path, config: ekd.RunConfig) -> list[float]:
 
 
 def stage_minutes(report: ekd.Report) -> dict[str, float]:
-    """Wall-clock-free cost per stage kind (summed model-seconds, minutes)."""
+    """Model-minutes per stage kind (each training's own seconds, summed)."""
     kinds: dict[str, float] = {}
     for stage, seconds in report.stage_seconds.items():
         kind = stage.split("/")[0]
         kinds[kind] = kinds.get(kind, 0.0) + (seconds or 0.0) / 60
     return {k: round(v, 1) for k, v in kinds.items()}
+
+
+def share_teachers(work: Path, name: str, results: dict) -> str | None:
+    """Copy the finished teachers of an earlier pair with the same teacher spec into this pair's
+    run (the run then finds their stages done: a teacher's stage depends only on the member and
+    the data); the name of that pair, whose teach wall time this pair's stands for."""
+    teacher = PAIRS[name][0]
+    for other, row in results.items():
+        if row["teachers"] == teacher and row.get("teachers_from") is None and (work / other / "teachers").is_dir():
+            if not (work / name / "teachers").exists():
+                shutil.copytree(work / other / "teachers", work / name / "teachers")
+            return other
+    return None
+
+
+def timed_stages(run: ekd.Run) -> tuple[ekd.Report, dict[str, float]]:
+    """Run every stage; the report and each stage's wall seconds."""
+    walls, report = {}, None
+    for stage, call in (("teach", run.teach), ("label", run.label), ("students and baselines", run.train_students), ("evaluate", run.evaluate)):
+        started = time.perf_counter()
+        report = call()
+        walls[stage] = round(time.perf_counter() - started, 1)
+    return report, walls
 
 
 def main() -> None:
@@ -68,12 +92,13 @@ def main() -> None:
             continue  # measured: a rerun would time only the evaluation
         teacher, student = PAIRS[name]
         resumed = (args.work / name).is_dir()
+        teachers_from = share_teachers(args.work, name, results)
         overrides = {"teachers.spec": teacher, "student.backend": student, "student.baseline": True,
                      "evaluate.files": [str(S66X8)] if S66X8.is_file() else [], "epochs": args.epochs}
         config = ekd.RunConfig.load(None, overrides)
-        started = time.perf_counter()
-        report = ekd.Run(args.work / name, config, show_progress=False).run()
-        wall = time.perf_counter() - started
+        report, walls = timed_stages(ekd.Run(args.work / name, config, show_progress=False))
+        if teachers_from:
+            walls["teach"] = results[teachers_from]["wall_seconds_per_stage"]["teach"]
         if student not in limits:
             limits[student] = limit(student, args.work, config)
         held_out = report.held_out
@@ -92,8 +117,10 @@ def main() -> None:
             "gap_closed": (baseline - held_out.student_force_mae.mean) / (baseline - limit_mae) if baseline > limit_mae else None,
             "s66x8_student_over_baseline": s66.student_over_baseline if s66 else None,
             "model_minutes_per_stage": stage_minutes(report),
-            "wall_seconds": round(wall, 1),
-            "resumed": resumed,  # wall time of the rest only: the model-minutes are whole
+            "wall_seconds_per_stage": walls,
+            "wall_seconds": round(sum(walls.values()), 1),
+            "teachers_from": teachers_from,  # its teachers were trained by that pair (same spec): the teach wall time is that pair's
+            "resumed": resumed,  # wall times of the rest only: the model-minutes are whole
             "cpu_count": os.cpu_count(),
             "epochs_bound": args.epochs,
         }
