@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 import ekd
+from ekd.backend import Sized
 from ekd.graph import neighbour_edges
 from ekd.plugins import get_backend
 from ekd.provenance import package_versions
@@ -71,8 +72,8 @@ def main() -> None:
             data = data.subset(np.random.default_rng(0).choice(len(data), args.conformations, replace=False))
         for backend in args.backends:
             found = get_backend(backend)
-            for size in ("small", "upstream"):
-                config = ekd.RunConfig(size=size)
+            for size in ("small", "upstream") if isinstance(found, Sized) else ("its one",):
+                config = ekd.RunConfig(size="upstream" if size == "its one" else size)
                 options = config.sized_options(backend, {})
                 cutoff = found.cutoff(found.Options(**options))
                 neighbours = neighbours_per_atom(data, cutoff)
