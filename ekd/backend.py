@@ -22,7 +22,7 @@ from ekd.errors import BackendError, ConfigError, PluginError
 if TYPE_CHECKING:  # for annotations only, so that no import cycle forms
     from ekd.data import Dataset
 
-__all__ = ["CAPABILITIES", "Backend", "BackendOptions", "Batch", "Converts", "Exportable", "Sized", "Statistics", "Pretrained", "Varied", "capabilities", "R_MAX_VARIATIONS", "check_backend", "neighbour_normalisation", "validate_options"]
+__all__ = ["CAPABILITIES", "Backend", "BackendOptions", "Batch", "Converts", "Exportable", "Periodic", "Sized", "Statistics", "Pretrained", "Varied", "capabilities", "R_MAX_VARIATIONS", "check_backend", "neighbour_normalisation", "validate_options"]
 
 
 class BackendOptions(pydantic.BaseModel):
@@ -105,8 +105,8 @@ class Batch:
             force_weight=as_float(frames.atom_data.get("force_weight")),
             edge_index=None if edges is None else as_long(edges),
             shifts=None if shifts is None else as_long(shifts),
-            cell=torch.zeros((len(frames), 3, 3), dtype=dtype, device=device),  # molecules (periodic cells: issue 16)
-            pbc=torch.zeros((len(frames), 3), dtype=torch.bool, device=device),
+            cell=as_float(frames.cells),
+            pbc=torch.as_tensor(frames.periodic_axes, dtype=torch.bool, device=device),
         )
 
 
@@ -243,8 +243,20 @@ class Sized(Protocol):
 #: their cutoffs beat members that differ by seed only (the ANI recipe; docs/sweep.md)
 R_MAX_VARIATIONS: tuple[dict, ...] = ({}, {"r_max": 4.5}, {"r_max": 5.5}, {"r_max": 6.0})
 
+@runtime_checkable
+class Periodic(Protocol):
+    """Capability: the model is right for periodic cells. Declare ``periodic = True`` only when
+    ``energy`` sees positions through the core's edges with their images, i.e. through
+    :meth:`Batch.edge_vectors` (positions, integer shifts and cell, inside ``energy``). A
+    backend without it refuses periodic data with a clear error instead of modelling an isolated
+    cluster."""
+
+    periodic: bool
+
+
 #: the optional capabilities a backend may declare, by name
-CAPABILITIES: dict[str, type] = {"convert": Converts, "export": Exportable, "pretrained": Pretrained, "sized": Sized, "variations": Varied}
+CAPABILITIES: dict[str, type] = {"convert": Converts, "export": Exportable, "periodic": Periodic, "pretrained": Pretrained, "sized": Sized,
+                                 "variations": Varied}
 
 
 def capabilities(backend: Backend) -> set[str]:

@@ -1,4 +1,4 @@
-"""An ASE calculator for any ekd model or ensemble (non-periodic molecules, eV and eV/Å)."""
+"""An ASE calculator for any ekd model or ensemble (molecules, and periodic cells where the backend models them; eV and eV/Å)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ class EkdCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        frames = Dataset.from_arrays([self.atoms.numbers], [self.atoms.positions], ["ase"])
+        periodic = bool(self.atoms.pbc.any())  # a backend without periodic cells refuses them, never models a cluster
+        frames = Dataset.from_arrays([self.atoms.numbers], [self.atoms.positions], ["ase"], cell=self.atoms.cell.array[None] if periodic else None,
+                                     pbc=self.atoms.pbc[None] if periodic else None)
         prediction = self.model.predict(frames, forces=True)  # all properties at once, as MD asks for both
         self.results = {"energy": float(prediction.energy[0]), "free_energy": float(prediction.energy[0])}
         if prediction.forces is not None:

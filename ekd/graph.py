@@ -27,13 +27,15 @@ MIN_DISTANCE = 0.5
 
 def neighbour_edges(frames: Dataset, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
     """(2, E) int64 ``[centre, neighbour]`` atom indices (rows of ``frames``) of every ordered
-    pair closer than ``cutoff`` (Å) within each configuration, and (E, 3) int64 cell shifts."""
+    pair closer than ``cutoff`` (Å) within each configuration, and (E, 3) int64 cell shifts.
+    In a periodic configuration the neighbour may be an image (an atom's own, in a cell smaller
+    than the cutoff), along the periodic cell vectors only."""
     finder = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
-    no_cell = np.zeros((3, 3))
+    cells, periodic = frames.cells, frames.periodic_axes
     centres, neighbours, shifts = [], [], []
     for k in range(len(frames)):
         rows = frames.atoms_of(k)
-        i, j, s = finder.compute(frames.positions[rows], no_cell, False, "ijS")
+        i, j, s = finder.compute(frames.positions[rows], cells[k], periodic[k], "ijS")
         centres.append(i.astype(np.int64) + rows.start)
         neighbours.append(j.astype(np.int64) + rows.start)
         shifts.append(s.astype(np.int64))
@@ -52,11 +54,14 @@ def average_neighbours(frames: Dataset, cutoff: float) -> float:
 def check_geometries(frames: Dataset, minimum: float = MIN_DISTANCE) -> None:
     """A DataError naming the file, conformation and atoms when two atoms of a conformation are
     closer than ``minimum`` Å (coincident atoms make every model's loss NaN)."""
-    edges, _ = neighbour_edges(frames, minimum)
+    edges, shifts = neighbour_edges(frames, minimum)
     if edges.shape[1]:
         i, j = (int(a) for a in edges[:, 0])
         k = int(np.searchsorted(frames.ptr, i, side="right") - 1)
-        distance = float(np.linalg.norm(frames.positions[i] - frames.positions[j]))
+        distance = float(np.linalg.norm(frames.positions[j] - frames.positions[i] + shifts[0] @ frames.cells[k]))
+        if i == j:
+            raise DataError(f"{frames.metadata.get('source', 'data')}: conformation {k} ({frames.molecule[k]}): atom {i - frames.ptr[k]} is "
+                            f"{distance:.3f} Å from its own periodic image, closer than {minimum} Å: the cell is too small (check its units)")
         raise DataError(
             f"{frames.metadata.get('source', 'data')}: conformation {k} ({frames.molecule[k]}) has atoms {i - frames.ptr[k]} and "
             f"{j - frames.ptr[k]} {distance:.3f} Å apart, closer than {minimum} Å: a broken geometry (remove it or fix its units)"

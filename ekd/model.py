@@ -18,7 +18,7 @@ import torch
 from ase import Atoms
 
 from ekd._io import atomic_path
-from ekd.backend import Backend, BackendOptions, Batch, Converts, Exportable, Statistics, validate_options
+from ekd.backend import Backend, BackendOptions, Batch, Converts, Exportable, Periodic, Statistics, validate_options
 from ekd.data import Dataset
 from ekd.errors import BackendError, DataError
 from ekd.plugins import get_backend
@@ -136,6 +136,10 @@ class Model:
     def batch(self, frames: Dataset) -> Batch:
         """A batch of ``frames`` in this model's dtype and device, with the backend inputs cached."""
         frames.check_elements(self.species, f"this {self.backend.name} model")
+        if not isinstance(self.backend, Periodic) and frames.periodic.any():
+            k = int(np.flatnonzero(frames.periodic)[0])
+            raise DataError(f"{frames.metadata.get('source', 'data')}: conformation {k} ({frames.molecule[k]}) is periodic, and backend "
+                            f"'{self.backend.name}' does not model periodic cells yet (its 'periodic' capability, docs/plugins.md)")
         batch = Batch.from_frames(frames, self.dtype, self.device, cutoff=self.cutoff)
         if isinstance(self.backend, Converts):
             batch.inputs = self.backend.convert(self.module, batch)

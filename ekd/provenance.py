@@ -34,10 +34,10 @@ def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
 
 def frames_fingerprint(frames) -> str:
     """sha256 of the arrays of an :class:`ekd.data.Dataset` (what a model was trained on),
-    per-atom extras such as force weights included."""
+    per-atom extras such as force weights and, for periodic data, cells included."""
     digest = hashlib.sha256()
     extras = [frames.atom_data[key] for key in sorted(frames.atom_data)]
-    for array in (frames.numbers, frames.positions, frames.ptr, frames.energy, frames.forces, *extras):
+    for array in (frames.numbers, frames.positions, frames.ptr, frames.energy, frames.forces, *extras, frames.cell, frames.pbc):
         if array is not None:
             digest.update(array.tobytes())
     digest.update(" ".join(sorted(frames.atom_data)).encode())

@@ -93,7 +93,7 @@ def test_capabilities_are_declared_types():
     from ekd.backend import capabilities
 
     assert capabilities(plugins.get_backend("ani")) == {"convert", "export", "pretrained", "variations"}
-    assert capabilities(plugins.get_backend("pairmlp")) == set()
+    assert capabilities(plugins.get_backend("pairmlp")) == {"periodic"}
     assert capabilities(_Pair(variations=({}, {"width": 4}))) == {"variations"}
 
 

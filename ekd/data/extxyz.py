@@ -8,16 +8,15 @@ from pathlib import Path
 import ase.io
 import numpy as np
 from ase import Atoms
-from ase.calculators.singlepoint import SinglePointCalculator
 
 from ekd._io import atomic_path
+from ekd.data.formats import Reader, ReadOptions
 from ekd.data.frames import Dataset, formula
 from ekd.data.hdf5 import is_hdf5
-from ekd.data.formats import ReadOptions, Reader
 from ekd.errors import DataError
 from ekd.units import energy_factor
 
-__all__ = ["READER", "write_extxyz", "frames_to_atoms"]
+__all__ = ["READER", "write_extxyz"]
 
 
 def _lookup(atoms: Atoms, key: str, per_atom: bool):
@@ -63,6 +62,7 @@ def _read_ase(path: Path, options: ReadOptions) -> Dataset:
         if forces is not None and np.shape(forces[i]) != (len(atoms), 3):
             raise DataError(f"{path}: frame {i} '{force_key or 'forces'}' has shape {np.shape(forces[i])}, expected ({len(atoms)}, 3)")
     sign = 1 if options.force_sign is None else options.force_sign
+    periodic = any(atoms.pbc.any() for atoms in images)
     return Dataset.from_arrays(
         numbers=[atoms.numbers for atoms in images],
         positions=[atoms.positions for atoms in images],
@@ -76,31 +76,15 @@ def _read_ase(path: Path, options: ReadOptions) -> Dataset:
             "force_sign": sign if forces is not None else None,
             "energy_unit_in_file": options.energy_unit or "eV",
         },
+        cell=np.array([atoms.cell.array for atoms in images]) if periodic else None,
+        pbc=np.array([atoms.pbc for atoms in images]) if periodic else None,
     )
-
-
-def frames_to_atoms(frames: Dataset) -> list[Atoms]:
-    """ASE Atoms of every conformation, with energy/forces (eV, eV/Å) as calculator results."""
-    images = []
-    for i in range(len(frames)):
-        rows = frames.atoms_of(i)
-        atoms = Atoms(numbers=frames.numbers[rows], positions=frames.positions[rows])
-        atoms.info["molecule"] = str(frames.molecule[i])
-        results = {}
-        if frames.energy is not None:
-            results["energy"] = float(frames.energy[i])
-        if frames.forces is not None:
-            results["forces"] = frames.forces[rows]
-        if results:
-            atoms.calc = SinglePointCalculator(atoms, **results)
-        images.append(atoms)
-    return images
 
 
 def write_extxyz(frames: Dataset, path: str | os.PathLike) -> None:
     """Write Dataset as extended XYZ (energy in eV, forces in eV/Å), atomically."""
     with atomic_path(path) as tmp:
-        ase.io.write(tmp, frames_to_atoms(frames), format="extxyz")
+        ase.io.write(tmp, frames.to_atoms(), format="extxyz")
 
 
 def _detect(path: Path) -> bool:

@@ -54,6 +54,9 @@ class Dataset:
         forces: (A, 3) forces (−dE/dx), eV/Å, or None.
         atom_data: extra per-atom arrays (A, ...), e.g. the teachers' ``force_spread``.
         metadata: where the data came from: source, sha256, level_of_theory, energy_key, ...
+        cell: (N, 3, 3) each conformation's cell vectors as rows, Å, or None when every
+            conformation is an isolated molecule.
+        pbc: (N, 3) bool, periodic along each cell vector (with ``cell``; False rows: molecules).
     """
 
     numbers: np.ndarray
@@ -64,6 +67,8 @@ class Dataset:
     forces: np.ndarray | None = None
     atom_data: dict = dataclasses.field(default_factory=dict)
     metadata: dict = dataclasses.field(default_factory=dict)
+    cell: np.ndarray | None = None
+    pbc: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         where = self.metadata.get("source", "frames")
@@ -77,6 +82,11 @@ class Dataset:
             (self.forces is None or self.forces.shape == (n_atoms, 3), f"forces shape, expected ({n_atoms}, 3)"),
         ]
         checks += [(len(v) == n_atoms, f"atom_data '{k}' has {len(v)} rows for {n_atoms} atoms") for k, v in self.atom_data.items()]
+        checks += [
+            ((self.cell is None) == (self.pbc is None), "cell and pbc come together"),
+            (self.cell is None or self.cell.shape == (n_conf, 3, 3), f"cell shape, expected ({n_conf}, 3, 3)"),
+            (self.pbc is None or self.pbc.shape == (n_conf, 3), f"pbc shape, expected ({n_conf}, 3)"),
+        ]
         for ok, message in checks:
             if not ok:
                 raise DataError(f"{where}: {message}")
@@ -89,6 +99,12 @@ class Dataset:
             raise DataError(f"{where}: key '{key}' has non-finite forces")
         if np.any(self.numbers < 1) or np.any(self.numbers >= len(chemical_symbols)):
             raise DataError(f"{where}: atomic numbers outside 1..{len(chemical_symbols) - 1}")
+        if self.cell is not None:
+            flat = np.abs(np.linalg.det(self.cell)) < 1e-6
+            bad = np.flatnonzero(self.periodic & flat)
+            if bad.size:
+                raise DataError(f"{where}: conformation {bad[0]} is periodic (pbc {self.pbc[bad[0]].tolist()}) but its cell has no volume; "
+                                "give all three cell vectors (a slab: vacuum along the non-periodic one)")
 
     # construction -------------------------------------------------------------------------
     @classmethod
@@ -100,8 +116,11 @@ class Dataset:
         energy: np.ndarray | None = None,
         forces: Sequence[np.ndarray] | None = None,
         metadata: dict | None = None,
+        cell: np.ndarray | None = None,
+        pbc: np.ndarray | None = None,
     ) -> "Dataset":
-        """Build from per-conformation arrays: ``numbers[i]`` (n_i,), ``positions[i]`` (n_i, 3), ..."""
+        """Build from per-conformation arrays: ``numbers[i]`` (n_i,), ``positions[i]`` (n_i, 3), ...;
+        ``cell`` (N, 3, 3) Å and ``pbc`` (N, 3) for periodic conformations (None: molecules)."""
         sizes = [len(z) for z in numbers]
         ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         cat = lambda arrays, shape: np.concatenate(arrays) if arrays else np.zeros(shape)  # noqa: E731
@@ -113,6 +132,8 @@ class Dataset:
             energy=None if energy is None else np.asarray(energy, dtype=np.float64),
             forces=None if forces is None else cat([np.asarray(f, dtype=np.float64) for f in forces], (0, 3)),
             metadata=dict(metadata or {}),
+            cell=None if cell is None else np.asarray(cell, dtype=np.float64).reshape(-1, 3, 3),
+            pbc=None if pbc is None else np.asarray(pbc, dtype=bool).reshape(-1, 3),
         )
 
     @classmethod
@@ -134,6 +155,8 @@ class Dataset:
             forces=np.concatenate([p.forces for p in parts]) if keep("forces") else None,
             atom_data={k: np.concatenate([p.atom_data[k] for p in parts]) for k in sorted(common)},
             metadata={"parts": [p.metadata for p in parts]},
+            cell=np.concatenate([p.cells for p in parts]) if any(p.cell is not None for p in parts) else None,
+            pbc=np.concatenate([p.periodic_axes for p in parts]) if any(p.cell is not None for p in parts) else None,
         )
 
     # size and access ----------------------------------------------------------------------
@@ -165,6 +188,21 @@ class Dataset:
         _, first = np.unique(self.molecule, return_index=True)
         return [str(self.molecule[i]) for i in sorted(first)]
 
+    @property
+    def cells(self) -> np.ndarray:
+        """(N, 3, 3) cell vectors as rows, Å (zeros for molecules)."""
+        return self.cell if self.cell is not None else np.zeros((len(self), 3, 3))
+
+    @property
+    def periodic_axes(self) -> np.ndarray:
+        """(N, 3) bool: periodic along each cell vector (all False for molecules)."""
+        return self.pbc if self.pbc is not None else np.zeros((len(self), 3), dtype=bool)
+
+    @property
+    def periodic(self) -> np.ndarray:
+        """(N,) bool: which conformations are periodic (along any cell vector)."""
+        return self.periodic_axes.any(axis=1)
+
     def atoms_of(self, i: int) -> slice:
         """Atom rows of conformation ``i``."""
         return slice(int(self.ptr[i]), int(self.ptr[i + 1]))
@@ -190,6 +228,8 @@ class Dataset:
             energy=None if self.energy is None else self.energy[index],
             forces=None if self.forces is None else self.forces[atom_rows],
             atom_data={k: v[atom_rows] for k, v in self.atom_data.items()},
+            cell=None if self.cell is None else self.cell[index],
+            pbc=None if self.pbc is None else self.pbc[index],
         )
 
     def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterator["Dataset"]:
@@ -245,14 +285,13 @@ class Dataset:
 
         Energies (eV) and forces (eV/Å) are taken from each image's calculator results (as
         ``ase.io.read`` attaches them) when every image has them; the molecule id is
-        ``atoms.info[molecule_key]``, else the chemical formula. Periodic images are refused
-        (ekd models isolated molecules).
+        ``atoms.info[molecule_key]``, else the chemical formula. Cells and periodicity are kept
+        when any image is periodic.
         """
         images = list(images)
         if not images:
             raise DataError("from_atoms: no Atoms given")
-        if any(a.pbc.any() for a in images):
-            raise DataError("from_atoms: periodic Atoms (pbc=True) are not supported yet; ekd models isolated molecules")
+        periodic = any(a.pbc.any() for a in images)
         results = [a.calc.results if a.calc is not None else {} for a in images]
         has = lambda key: all(key in r for r in results)  # noqa: E731
         return cls.from_arrays(
@@ -262,17 +301,20 @@ class Dataset:
             energy=np.array([r["energy"] for r in results]) if has("energy") else None,
             forces=[r["forces"] for r in results] if has("forces") else None,
             metadata={"source": "ase.Atoms"},
+            cell=np.array([a.cell.array for a in images]) if periodic else None,
+            pbc=np.array([a.pbc for a in images]) if periodic else None,
         )
 
     def to_atoms(self) -> list[Atoms]:
-        """One ``Atoms`` per conformation; energies and forces (if any) as calculator results,
-        the molecule id in ``info["molecule"]``."""
+        """One ``Atoms`` per conformation (with its cell and pbc); energies and forces (if any)
+        as calculator results, the molecule id in ``info["molecule"]``."""
         from ase.calculators.singlepoint import SinglePointCalculator
 
         images = []
         for i in range(len(self)):
             rows = self.atoms_of(i)
-            atoms = Atoms(numbers=self.numbers[rows], positions=self.positions[rows], info={"molecule": str(self.molecule[i])})
+            atoms = Atoms(numbers=self.numbers[rows], positions=self.positions[rows], cell=self.cells[i], pbc=self.periodic_axes[i],
+                          info={"molecule": str(self.molecule[i])})
             results = {}
             if self.energy is not None:
                 results["energy"] = float(self.energy[i])

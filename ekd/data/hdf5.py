@@ -51,6 +51,9 @@ def write_frames_to_group(handle: h5py.File, frames: Dataset) -> None:
         handle.create_dataset("forces", data=frames.forces)
     for name, values in frames.atom_data.items():
         handle.create_dataset(f"atom_data/{name}", data=values)
+    if frames.cell is not None:
+        handle.create_dataset("cell", data=frames.cell)
+        handle.create_dataset("pbc", data=frames.pbc)
     handle.attrs.update(_UNITS)
     handle.attrs["format_version"] = FORMAT_VERSION
     handle.attrs["metadata"] = json.dumps(frames.metadata, default=str)
@@ -80,6 +83,8 @@ def read_frames_from_group(handle: h5py.File, path: Path) -> Dataset:
         energy=optional("energy"),
         forces=optional("forces"),
         atom_data={k: v[()] for k, v in handle.get("atom_data", {}).items()},
+        cell=optional("cell"),
+        pbc=None if "pbc" not in handle else handle["pbc"][()].astype(bool),
         metadata={
             **json.loads(handle.attrs.get("metadata", "{}")),
             "source": str(path),

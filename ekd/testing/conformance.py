@@ -26,11 +26,13 @@ from ase.build import molecule
 
 from ekd.backend import Statistics, capabilities
 from ekd.data import Dataset
+from ekd.errors import DataError
+from ekd.graph import neighbour_edges
 from ekd.model import Model
 from ekd.plugins import get_backend
 from ekd.train import TrainConfig, train
 
-__all__ = ["BackendConformance", "labelled_molecules", "pair_potential", "test_molecules"]
+__all__ = ["BackendConformance", "labelled_molecules", "pair_potential", "periodic_cells", "test_molecules"]
 
 SPECIES = [1, 6, 7, 8]
 REFERENCE = {1: -13.6, 6: -1029.0, 7: -1485.0, 8: -2042.0}  # eV, roughly free-atom scale
@@ -80,6 +82,25 @@ def labelled_molecules(count_per_molecule: int = 8, seed: int = 3, scale: float 
     frames = test_molecules(count_per_molecule, seed, scale)
     energy, forces = pair_potential(frames)
     return dataclasses.replace(frames, energy=energy, forces=forces)
+
+
+def periodic_cells(seed: int = 0, edge: float = 3.2) -> Dataset:
+    """Two periodic cells of H, C, N, O (Å), smaller than usual cutoffs, so that atoms see their
+    own images: a skewed fully periodic cell and a slab (``pbc`` True, True, False), with every
+    two atoms (images included) at least 1 Å apart."""
+    rng = np.random.default_rng(seed)
+    pbc = np.array([[True] * 3, [True, True, False]])
+    cells, positions = [], []
+    for k in range(2):
+        while True:
+            cell = edge * np.eye(3) + rng.uniform(-0.3, 0.3, size=(3, 3))
+            points = rng.uniform(size=(4, 3)) @ cell
+            candidate = Dataset.from_arrays([np.array(SPECIES)], [points], ["cell"], cell=cell[None], pbc=pbc[k : k + 1])
+            if neighbour_edges(candidate, 1.0)[0].shape[1] == 0:
+                break
+        cells.append(cell)
+        positions.append(points)
+    return Dataset.from_arrays([np.array(SPECIES)] * 2, positions, ["bulk", "slab"], cell=np.array(cells), pbc=pbc)
 
 
 def _rotation(seed: int) -> np.ndarray:
@@ -199,6 +220,60 @@ class BackendConformance:
             target = tmp_path / f"model{backend.export_suffix}"
             model.export(target)
             assert target.is_file() and target.stat().st_size > 0
+
+    # periodic cells: checked for a backend that declares them, refused by one that does not ----------
+    def periodic_model(self, backend) -> Model:
+        if "periodic" not in capabilities(backend):
+            with pytest.raises(DataError, match="does not model periodic cells"):
+                self.build(backend).predict(periodic_cells())
+            pytest.skip(f"backend '{backend.name}' does not declare periodic cells (and refuses them)")
+        return self.build(backend)
+
+    def test_periodic_forces_are_minus_energy_gradient(self, backend):
+        model = self.periodic_model(backend)
+        for k, frames in enumerate(periodic_cells().subset([i]) for i in range(2)):
+            prediction = model.predict(frames, forces=True)
+            step, numeric = 1e-4, np.zeros_like(frames.positions)
+            for atom, axis in np.ndindex(frames.n_atoms, 3):
+                energies = []
+                for sign in (1, -1):
+                    moved = frames.positions.copy()
+                    moved[atom, axis] += sign * step
+                    energies.append(model.predict(dataclasses.replace(frames, positions=moved), forces=False).energy[0])
+                numeric[atom, axis] = -(energies[0] - energies[1]) / (2 * step)
+            np.testing.assert_allclose(prediction.forces, numeric, atol=1e-5 + 1e-4 * np.abs(numeric).max(), err_msg=f"cell {k}")
+
+    def test_periodic_energy_ignores_wrapping_and_respects_the_open_axis(self, backend):
+        """Moving an atom by a periodic cell vector changes nothing; along the slab's open axis
+        it does (the images along it must not exist)."""
+        model = self.periodic_model(backend)
+        frames = periodic_cells()
+        before = model.predict(frames)
+        moved = frames.positions.copy()
+        moved[0] += frames.cell[0, 0] - 2 * frames.cell[0, 1]  # bulk: atom 0 by a - 2b
+        moved[5] += frames.cell[1, 1]  # slab: atom 1 by b (periodic)
+        after = model.predict(dataclasses.replace(frames, positions=moved))
+        np.testing.assert_allclose(after.energy, before.energy, atol=1e-6)
+        np.testing.assert_allclose(after.forces, before.forces, atol=1e-6)
+        along_open_axis = frames.positions.copy()
+        along_open_axis[5] += frames.cell[1, 2]
+        assert abs(model.predict(dataclasses.replace(frames, positions=along_open_axis), forces=False).energy[1] - before.energy[1]) > 1e-6
+
+    def test_a_supercell_has_twice_the_energy_and_the_same_forces(self, backend):
+        model = self.periodic_model(backend)
+        primitive = periodic_cells().subset([0])
+        supercell = Dataset.from_atoms([primitive.to_atoms()[0].repeat((2, 1, 1))])
+        small, large = model.predict(primitive), model.predict(supercell)
+        np.testing.assert_allclose(large.energy[0], 2 * small.energy[0], rtol=1e-9, atol=1e-6)
+        np.testing.assert_allclose(large.forces, np.tile(small.forces, (2, 1)), atol=1e-6)
+
+    def test_a_molecule_far_from_its_images_is_the_isolated_molecule(self, backend, frames):
+        model = self.periodic_model(backend)
+        methanol = frames.subset([4])
+        edge = np.ptp(methanol.positions, axis=0).max() + model.cutoff + 1.0
+        boxed = dataclasses.replace(methanol, cell=edge * np.eye(3)[None], pbc=np.ones((1, 3), dtype=bool))
+        np.testing.assert_allclose(model.predict(boxed).energy, model.predict(methanol).energy, atol=1e-8)
+        np.testing.assert_allclose(model.predict(boxed).forces, model.predict(methanol).forces, atol=1e-8)
 
     def test_short_training_lowers_validation_loss(self, backend, tmp_path):
         data = labelled_molecules(count_per_molecule=12).without_forces()

@@ -61,6 +61,7 @@ class PairMLPBackend:
     Options = PairMLPOptions
     tiny = {"n_rbf": 8, "width": 16, "embedding": 4}
     elements = None
+    periodic = True  # energy sees positions only through batch.edge_vectors(): images included
 
     def cutoff(self, options: PairMLPOptions) -> float:
         return options.cutoff

@@ -1,0 +1,107 @@
+"""Periodic data through the data layer: readers and writers keep cells and pbc, the core's
+neighbour graph sees images (an atom's own too), and broken cells are one-line errors."""
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk, fcc111
+from ase.calculators.emt import EMT
+from ase.neighborlist import neighbor_list
+
+from ekd.data import Dataset, write
+from ekd.errors import DataError
+from ekd.graph import check_geometries, neighbour_edges
+from ekd.provenance import frames_fingerprint
+from ekd.testing import labelled_molecules, periodic_cells, test_molecules
+
+
+def emt_images():
+    """Bulk Cu (rattled, strained) and an Al slab with vacuum, with EMT energies and forces (eV, eV/Å)."""
+    images = []
+    for k, strain in enumerate((0.98, 1.0, 1.03)):
+        atoms = bulk("Cu", "fcc", a=3.6 * strain, cubic=True)
+        atoms.rattle(0.05, seed=k)
+        images.append(atoms)
+    slab = fcc111("Al", size=(2, 2, 3), vacuum=6.0)
+    slab.pbc = (True, True, False)
+    images.append(slab)
+    for atoms in images:
+        atoms.calc = EMT()
+        atoms.get_potential_energy()
+    return images
+
+
+@pytest.mark.parametrize("suffix", [".xyz", ".h5"])
+def test_cells_and_pbc_survive_reading_and_writing(tmp_path, suffix):
+    images = emt_images()
+    ase.io.write(tmp_path / "emt.xyz", images, format="extxyz")
+    data = Dataset.read(tmp_path / "emt.xyz")
+    np.testing.assert_allclose(data.cell, [a.cell.array for a in images])
+    np.testing.assert_array_equal(data.pbc, [a.pbc for a in images])
+    np.testing.assert_allclose(data.energy, [a.get_potential_energy() for a in images])
+    write(data, tmp_path / f"again{suffix}")
+    again = Dataset.read(tmp_path / f"again{suffix}")
+    np.testing.assert_allclose(again.cell, data.cell)
+    np.testing.assert_array_equal(again.pbc, data.pbc)
+    back = again.to_atoms()[3]
+    assert back.pbc.tolist() == [True, True, False] and np.allclose(back.cell.array, images[3].cell.array)
+
+
+def test_molecules_and_cells_mix_and_split():
+    mixed = Dataset.concatenate([test_molecules().subset([0, 1]), periodic_cells()])
+    assert mixed.periodic.tolist() == [False, False, True, True]
+    assert not mixed.cells[:2].any() and mixed.pbc[3].tolist() == [True, True, False]
+    part = mixed.subset([3, 0])
+    assert part.periodic.tolist() == [True, False] and np.allclose(part.cell[0], mixed.cell[3])
+    assert test_molecules().cell is None  # molecules carry no cell: their fingerprints are unchanged
+
+
+def test_the_fingerprint_sees_the_cell():
+    cells = periodic_cells()
+    strained = Dataset.from_arrays([cells.numbers[cells.atoms_of(i)] for i in range(2)], [cells.positions[cells.atoms_of(i)] for i in range(2)],
+                                   list(cells.molecule), cell=cells.cell * 1.01, pbc=cells.pbc)
+    assert frames_fingerprint(strained) != frames_fingerprint(cells)
+
+
+@pytest.mark.parametrize(("cutoff", "own_images"), [(2.0, False), (5.0, True), (7.5, True)])
+def test_the_graph_finds_every_image_as_ase_does(cutoff, own_images):
+    """Skewed cells smaller than the cutoff (atoms see their own images) and a slab."""
+    cells = periodic_cells()
+    edges, shifts = neighbour_edges(cells, cutoff)
+    vectors = cells.positions[edges[1]] - cells.positions[edges[0]] + np.einsum("ek,ekd->ed", shifts, cells.cell[cells.conformation_index[edges[0]]])
+    for k, atoms in enumerate(cells.to_atoms()):
+        ours = np.sort(np.linalg.norm(vectors[cells.conformation_index[edges[0]] == k], axis=1))
+        theirs = np.sort(neighbor_list("d", atoms, cutoff))
+        np.testing.assert_allclose(ours, theirs, atol=1e-10)
+        assert len(theirs) > 0
+    assert np.any(edges[0] == edges[1]) == own_images  # an atom and its own image, in cells (3.2 Å) below the cutoff
+
+
+def test_a_cell_too_small_or_flat_is_a_one_line_error():
+    tiny = Dataset.from_arrays([np.array([29])], [np.zeros((1, 3))], ["Cu"], cell=0.4 * np.eye(3)[None], pbc=[[True] * 3])
+    with pytest.raises(DataError, match="atom 0 is 0.400 Å from its own periodic image"):
+        check_geometries(tiny)
+    with pytest.raises(DataError, match="conformation 0 is periodic .* its cell has no volume"):
+        Dataset.from_arrays([np.array([29])], [np.zeros((1, 3))], ["Cu"], cell=np.diag([3.0, 3.0, 0.0])[None], pbc=[[True, True, False]])
+
+
+def test_the_calculator_uses_the_cell_or_refuses_it(tmp_path):
+    """An ASE calculator on a periodic box gives the periodic energy (a backend that models
+    cells) or a one-line error (one that does not), never an isolated cluster's energy."""
+    from ekd.backend import Statistics
+    from ekd.model import Model
+
+    cells = periodic_cells()
+    statistics = Statistics.of(labelled_molecules(2), [1, 6, 7, 8], 4.0)
+    atoms = cells.to_atoms()[0]
+    pairmlp = Model.build("pairmlp", [1, 6, 7, 8], statistics, {"cutoff": 4.0, "width": 8, "n_rbf": 4}, dtype=torch.float64)
+    atoms.calc = pairmlp.calculator()
+    expected = pairmlp.predict(cells.subset([0]))
+    assert atoms.get_potential_energy() == pytest.approx(expected.energy[0], abs=1e-10)
+    cluster = pairmlp.predict(Dataset.from_arrays([atoms.numbers], [atoms.positions], ["cluster"]))
+    assert abs(cluster.energy[0] - expected.energy[0]) > 1e-3  # the images matter in this 3.2 Å cell
+    ani = Model.build("ani", [1, 6, 7, 8], statistics, {"radial_shifts": 8, "angular_shifts": 2, "angle_sections": 4, "hidden": (16, 16)})
+    atoms.calc = ani.calculator()
+    with pytest.raises(DataError, match="is periodic, and backend 'ani' does not model periodic cells"):
+        atoms.get_potential_energy()
