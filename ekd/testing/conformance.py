@@ -145,16 +145,7 @@ class BackendConformance:
 
     def test_forces_are_minus_energy_gradient(self, model, frames):
         frames = frames.subset([4])  # methanol
-        prediction = model.predict(frames, forces=True)
-        step, numeric = 1e-4, np.zeros_like(frames.positions)
-        for atom in range(frames.n_atoms):
-            for axis in range(3):
-                energies = []
-                for sign in (1, -1):
-                    moved = frames.positions.copy()
-                    moved[atom, axis] += sign * step
-                    energies.append(model.predict(dataclasses.replace(frames, positions=moved), forces=False).energy[0])
-                numeric[atom, axis] = -(energies[0] - energies[1]) / (2 * step)
+        prediction, numeric = model.predict(frames, forces=True), _numeric_forces(model, frames)
         np.testing.assert_allclose(prediction.forces, numeric, atol=1e-5 + 1e-4 * np.abs(numeric).max())
         assert np.abs(prediction.forces).max() > 1e-3  # not trivially zero
 
@@ -232,15 +223,7 @@ class BackendConformance:
     def test_periodic_forces_are_minus_energy_gradient(self, backend):
         model = self.periodic_model(backend)
         for k, frames in enumerate(periodic_cells().subset([i]) for i in range(2)):
-            prediction = model.predict(frames, forces=True)
-            step, numeric = 1e-4, np.zeros_like(frames.positions)
-            for atom, axis in np.ndindex(frames.n_atoms, 3):
-                energies = []
-                for sign in (1, -1):
-                    moved = frames.positions.copy()
-                    moved[atom, axis] += sign * step
-                    energies.append(model.predict(dataclasses.replace(frames, positions=moved), forces=False).energy[0])
-                numeric[atom, axis] = -(energies[0] - energies[1]) / (2 * step)
+            prediction, numeric = model.predict(frames, forces=True), _numeric_forces(model, frames)
             np.testing.assert_allclose(prediction.forces, numeric, atol=1e-5 + 1e-4 * np.abs(numeric).max(), err_msg=f"cell {k}")
 
     def test_periodic_energy_ignores_wrapping_and_respects_the_open_axis(self, backend):
@@ -283,6 +266,19 @@ class BackendConformance:
         result = train(backend.name, train_part, val_part, tmp_path, config, options, show_progress=False)
         history = [row["val_loss"] for row in _read_history(tmp_path / "history.csv")]
         assert min(history[1:]) < history[0] and result.best_val_loss < history[0]
+
+
+def _numeric_forces(model: Model, frames: Dataset, step: float = 1e-4) -> np.ndarray:
+    """(A, 3) eV/Å: −∂E/∂x of one conformation by central finite differences of the energy."""
+    numeric = np.zeros_like(frames.positions)
+    for atom, axis in np.ndindex(frames.n_atoms, 3):
+        energies = []
+        for sign in (1, -1):
+            moved = frames.positions.copy()
+            moved[atom, axis] += sign * step
+            energies.append(model.predict(dataclasses.replace(frames, positions=moved), forces=False).energy[0])
+        numeric[atom, axis] = -(energies[0] - energies[1]) / (2 * step)
+    return numeric
 
 
 def _read_history(path) -> list[dict]:

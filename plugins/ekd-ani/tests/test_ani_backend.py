@@ -25,6 +25,24 @@ def test_energies_are_torchani_hartree_times_ase_hartree():
     np.testing.assert_allclose(model.predict(frames, forces=False).energy[0], hartree * units.Hartree, rtol=1e-12)
 
 
+def test_periodic_energies_and_forces_are_torchanis_own():
+    """On cells smaller than the cutoff (atoms see their own images) and a slab, ekd's ANI on the
+    core's periodic edges gives what torchani computes itself from the cell and pbc."""
+    from ekd.testing import periodic_cells
+
+    model = Model.build("ani", [1, 6, 7, 8], {1: -10.0, 6: -1000.0, 7: -1400.0, 8: -2000.0}, {"hidden": (8,)}, dtype=torch.float64, device="cpu")
+    cells = periodic_cells()
+    ours = model.predict(cells)
+    for k in range(len(cells)):
+        rows = cells.atoms_of(k)
+        coordinates = torch.tensor(cells.positions[rows])[None].requires_grad_()
+        hartree = model.module((torch.tensor(cells.numbers[rows])[None], coordinates), cell=torch.tensor(cells.cell[k]),
+                               pbc=torch.tensor(cells.pbc[k])).energies.sum()
+        forces = -torch.autograd.grad(hartree, coordinates)[0][0].numpy() * units.Hartree
+        np.testing.assert_allclose(ours.energy[k], hartree.item() * units.Hartree, rtol=1e-10)
+        np.testing.assert_allclose(ours.forces[rows], forces, atol=1e-8)
+
+
 def test_export_runs_in_torchanis_own_calculator(tmp_path):
     from ase.build import molecule
 

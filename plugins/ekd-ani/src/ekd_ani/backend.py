@@ -50,6 +50,7 @@ class AniBackend:
     tiny = {"radial_shifts": 8, "angular_shifts": 2, "angle_sections": 4, "hidden": (16, 16)}
     export_suffix = ".pt"  # the native file ``ekd export`` writes
     elements = None  # any element torchani knows; reference energies come from ekd
+    periodic = True  # energy sees positions through batch.edge_vectors(): periodic images included
     #: diverse ensemble members (cycled): different AEV cutoffs, CELU throughout. On the embedded
     #: set, members with GELU or SiLU had twice the force error of CELU ones (benchmarks/results).
     variations = (
@@ -106,16 +107,19 @@ class AniBackend:
         torch.save(module, path)
 
     def convert(self, model: torch.nn.Module, batch: Batch) -> dict:
-        """torchani's element indices of the flat batch and the core's edges as a half list."""
+        """torchani's element indices of the flat batch and which of the core's edges form a
+        half list: one of (i, j, S) and (j, i, −S), images of an atom itself included."""
         centre, neighbour = batch.edge_index
-        return {"elements": model.species_converter(batch.numbers[None]), "pairs": batch.edge_index[:, centre < neighbour]}
+        first_nonzero = batch.shifts.gather(1, (batch.shifts != 0).to(torch.int8).argmax(dim=1, keepdim=True))[:, 0]
+        half = (centre < neighbour) | ((centre == neighbour) & (first_nonzero > 0))
+        return {"elements": model.species_converter(batch.numbers[None]), "half": half.nonzero()[:, 0]}
 
     def energy(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         from torchani.neighbors import Neighbors
 
-        pairs = batch.inputs["pairs"]
-        difference = batch.positions[pairs[0]] - batch.positions[pairs[1]]  # torchani's sign
-        neighbors = Neighbors(pairs, difference.norm(dim=-1), difference)
+        half = batch.inputs["half"]
+        difference = -batch.edge_vectors()[half]  # torchani's sign: centre − neighbour (its image)
+        neighbors = Neighbors(batch.edge_index[:, half], difference.norm(dim=-1), difference)
         atomic = model.compute_from_neighbors(batch.inputs["elements"], batch.positions[None], neighbors, atomic=True).energies[0]
         energy = atomic.new_zeros(batch.n_conformations).index_add(0, batch.conformation, atomic)
         return energy * units.Hartree
