@@ -79,12 +79,16 @@ class Batch:
         row of a per-element table (one-hot, embedding, per-type parameters)."""
         return torch.searchsorted(species.to(self.numbers.device), self.numbers)
 
+    def edge_offsets(self) -> torch.Tensor:
+        """(E, 3) Å: ``shift · cell``, where each edge's neighbour image sits relative to the
+        neighbour atom (zeros for molecules), differentiable in ``cell``."""
+        return torch.einsum("ek,ekd->ed", self.shifts.to(self.positions.dtype), self.cell[self.conformation[self.edge_index[0]]])
+
     def edge_vectors(self) -> torch.Tensor:
         """(E, 3) Å: ``positions[neighbour] − positions[centre] + shift · cell``, differentiable in
         ``positions`` (and in ``cell``)."""
         centre, neighbour = self.edge_index
-        offset = torch.einsum("ek,ekd->ed", self.shifts.to(self.positions.dtype), self.cell[self.conformation[centre]])
-        return self.positions[neighbour] - self.positions[centre] + offset
+        return self.positions[neighbour] - self.positions[centre] + self.edge_offsets()
 
     @classmethod
     def from_frames(cls, frames: Dataset, dtype: torch.dtype, device: torch.device | str = "cpu", cutoff: float | None = None) -> "Batch":

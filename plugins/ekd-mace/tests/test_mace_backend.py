@@ -13,7 +13,7 @@ from ase.build import molecule
 
 from ekd.model import Model
 from ekd.plugins import get_backend
-from ekd.testing import BackendConformance, labelled_molecules, test_molecules
+from ekd.testing import BackendConformance, labelled_molecules, periodic_cells, test_molecules
 from ekd.train import TrainConfig, train
 from ekd_mace import MaceBackend
 
@@ -57,13 +57,19 @@ def test_energy_leaves_cached_positions_alone(model):
 
 
 @pytest.mark.filterwarnings("ignore:Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
-def test_export_runs_in_mace_calculator(model, tmp_path, monkeypatch):
+@pytest.mark.parametrize("structure", ["methanol", "bulk cell", "slab"])
+def test_export_runs_in_mace_calculator(model, tmp_path, monkeypatch, structure):
+    """MACE's own calculator (its own neighbour list, periodic images included, in cells smaller
+    than r_max and a slab) gives ekd's energies and forces."""
     # mace.calculators sets this variable on import (to unpickle models); keep it to this test
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     from mace.calculators import MACECalculator
 
-    atoms = molecule("CH3OH")
-    atoms.positions += np.random.default_rng(0).normal(scale=0.1, size=atoms.positions.shape)
+    if structure == "methanol":
+        atoms = molecule("CH3OH")
+        atoms.positions += np.random.default_rng(0).normal(scale=0.1, size=atoms.positions.shape)
+    else:
+        atoms = periodic_cells().to_atoms()[structure == "slab"]
     get_backend("mace").export(model.module, tmp_path / "model.pt")
     theirs, ours = atoms.copy(), atoms.copy()
     theirs.calc = MACECalculator(model_paths=str(tmp_path / "model.pt"), device="cpu", default_dtype="float64")

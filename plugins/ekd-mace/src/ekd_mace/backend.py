@@ -64,6 +64,7 @@ class MaceBackend:
     }
     export_suffix = ".model"  # the native file ``ekd export`` writes
     elements = None  # one-hot node attributes: any element; reference energies come from ekd
+    periodic = True  # the images' offsets come from batch.edge_offsets() inside energy
     variations = R_MAX_VARIATIONS  # diverse ensemble members: different cutoff radii
     #: on a CPU (size: auto): a quarter of the upstream width, l <= 2, correlation 2. On the
     #: embedded set a student epoch (energies and forces) takes 2.8 s on one core instead of
@@ -102,25 +103,19 @@ class MaceBackend:
         )
 
     def convert(self, model: torch.nn.Module, batch: Batch) -> dict:
-        """MACE's graph without positions: one-hot elements and the core's edges within r_max,
-        with their shifts in Å (zeros for molecules) and the cells."""
+        """MACE's graph without positions: one-hot elements and the core's edges within r_max."""
         node_attrs = torch.nn.functional.one_hot(batch.element_index(model.atomic_numbers), len(model.atomic_numbers))
         # MACE: edge_index = [sender, receiver] and vector = x_receiver − x_sender + shift, the
-        # reverse of ekd's [centre, neighbour] edges: so the sender is the neighbour, shift −S·cell
-        shifts = torch.einsum("ek,ekd->ed", batch.shifts.to(batch.positions.dtype), batch.cell[batch.conformation[batch.edge_index[0]]])
-        return {
-            "node_attrs": node_attrs.to(batch.positions.dtype),
-            "edge_index": batch.edge_index.flip(0),
-            "shifts": -shifts,
-            "cell": batch.cell.reshape(-1, 3),
-            "batch": batch.conformation,
-            "ptr": batch.ptr,
-        }
+        # reverse of ekd's [centre, neighbour] edges: the sender is the neighbour
+        return {"node_attrs": node_attrs.to(batch.positions.dtype), "edge_index": batch.edge_index.flip(0), "batch": batch.conformation, "ptr": batch.ptr}
 
     def energy(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         # MACE calls positions.requires_grad_(): hand it an alias, not ekd's cached tensor
         positions = batch.positions if batch.positions.requires_grad else batch.positions.detach()
-        return model({**batch.inputs, "positions": positions}, compute_force=False)["energy"]
+        # the images' offsets S·cell in Å, here (not cached), so that a strained cell reaches them;
+        # MACE's vector x_receiver − x_sender + shift with the sender the neighbour: shift = −S·cell
+        inputs = {**batch.inputs, "positions": positions, "shifts": -batch.edge_offsets(), "cell": batch.cell.reshape(-1, 3)}
+        return model(inputs, compute_force=False)["energy"]
 
     def export(self, module: torch.nn.Module, path) -> None:
         """Write ``module`` as a MACE model file (the pickled module) for ``MACECalculator``."""
