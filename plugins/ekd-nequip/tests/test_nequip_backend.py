@@ -15,7 +15,7 @@ from ase.build import molecule
 
 from ekd.errors import ConfigError
 from ekd.model import Model
-from ekd.testing import BackendConformance, labelled_molecules, test_molecules
+from ekd.testing import BackendConformance, labelled_molecules, periodic_cells, test_molecules
 from ekd.backend import Statistics
 from ekd.testing.conformance import REFERENCE, SPECIES
 
@@ -97,13 +97,17 @@ def test_energy_only_training_runs(tmp_path):
     assert result.model.backend.name == "nequip"
 
 
-def test_export_runs_in_nequips_own_calculator(model, tmp_path):
+@pytest.mark.parametrize("structure", ["methanol", "bulk cell", "slab"])
+def test_export_runs_in_nequips_own_calculator(model, tmp_path, structure):
+    """nequip's own calculator (its own neighbour list and cell shifts, in cells smaller than
+    r_max and a slab) gives ekd's energies and forces."""
     from nequip.integrations.ase import NequIPCalculator
     from nequip.model import ModelFromPackage
 
     path = tmp_path / "model.nequip.zip"
     model.export(path)
-    atoms, reference = molecule("CH3OH"), molecule("CH3OH")
+    atoms = molecule("CH3OH") if structure == "methanol" else periodic_cells().to_atoms()[structure == "slab"]
+    reference = atoms.copy()
     reference.calc = model.calculator()
     with _nequip_global_state():  # nequip's tools set up global state; keep it from other tests
         assert list(ModelFromPackage(str(path))["sole_model"].type_names) == ["H", "C", "N", "O"]
