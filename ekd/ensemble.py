@@ -29,6 +29,7 @@ class EnsemblePrediction(Prediction):
 
     member_energy: np.ndarray | None = None
     member_forces: np.ndarray | None = None
+    member_stress: np.ndarray | None = None  # (M, N, 6) eV/Å³, when asked
 
     @property
     def energy_spread(self) -> np.ndarray:
@@ -63,17 +64,21 @@ class Ensemble:
     def __repr__(self) -> str:
         return f"Ensemble({len(self.models)} members: {', '.join(f'{n} ({m.backend.name})' for n, m in zip(self.names, self.models))})"
 
-    def predict(self, frames: Dataset | Sequence[Atoms], forces: bool = True, batch_size: int = 256) -> EnsemblePrediction:
-        """Mean, spread and per-member predictions on a Dataset or a list of ASE ``Atoms``."""
+    def predict(self, frames: Dataset | Sequence[Atoms], forces: bool = True, batch_size: int = 256, stress: bool = False) -> EnsemblePrediction:
+        """Mean, spread and per-member predictions on a Dataset or a list of ASE ``Atoms``
+        (stress: the members' mean, eV/Å³, as :meth:`Model.predict`)."""
         frames = as_dataset(frames)
-        members = [model.predict(frames, forces=forces, batch_size=batch_size) for model in self.models]
+        members = [model.predict(frames, forces=forces, batch_size=batch_size, stress=stress) for model in self.models]
         energy = np.stack([m.energy for m in members])
         member_forces = np.stack([m.forces for m in members]) if forces else None
+        member_stress = np.stack([m.stress for m in members]) if stress else None
         return EnsemblePrediction(
             energy=energy.mean(0),
             forces=None if member_forces is None else member_forces.mean(0),
+            stress=None if member_stress is None else member_stress.mean(0),
             member_energy=energy,
             member_forces=member_forces,
+            member_stress=member_stress,
         )
 
     @property

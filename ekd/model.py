@@ -65,10 +65,12 @@ def as_dataset(structures: Dataset | Sequence[Atoms]) -> Dataset:
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
-    """Energies (N,) in eV and, when asked, forces (A, 3) in eV/Å."""
+    """Energies (N,) in eV and, when asked, forces (A, 3) in eV/Å and stress (N, 6) in eV/Å³
+    (ASE's sign and Voigt order xx, yy, zz, yz, xz, xy; NaN for a molecule)."""
 
     energy: np.ndarray
     forces: np.ndarray | None = None
+    stress: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -160,31 +162,55 @@ class Model:
 
         ``create_graph`` keeps the graph of the forces (needed only to train on forces).
         """
-        if not forces:
-            return self.backend.energy(self.module, batch), None
-        positions = batch.positions.detach().requires_grad_(True)
-        batch = dataclasses.replace(batch, positions=positions)
-        energy = self.backend.energy(self.module, batch)
-        (gradient,) = torch.autograd.grad(energy.sum(), positions, create_graph=create_graph)
-        return energy, -gradient
+        energy, force, _ = self.energy_forces_stress(batch, forces, False, create_graph)
+        return energy, force
 
-    def predict(self, frames: Dataset | Sequence[Atoms], forces: bool = True, batch_size: int = 256) -> Prediction:
-        """Energies (N,) eV and optionally forces (A, 3) eV/Å of every conformation (a Dataset or
-        a list of ASE ``Atoms``; atoms concatenated in order), in batches, in eval mode."""
+    def energy_forces_stress(self, batch: Batch, forces: bool, stress: bool, create_graph: bool = False):
+        """Energies (N,) eV, forces (A, 3) eV/Å = −∂E/∂x if ``forces``, and stress (N, 3, 3)
+        eV/Å³ = (1/V) ∂E/∂ε if ``stress``: the derivative with respect to a symmetric strain ε
+        applied to positions and cell together (x → x(1 + ε), cell → cell(1 + ε)), which reaches
+        the backend through :meth:`Batch.edge_vectors`; zeros for a molecule (no volume)."""
+        if not (forces or stress):
+            return self.backend.energy(self.module, batch), None, None
+        positions = batch.positions.detach().requires_grad_(True)
+        wrt = [positions]
+        if stress:
+            strain = torch.zeros((batch.n_conformations, 3, 3), dtype=positions.dtype, device=positions.device, requires_grad=True)
+            deformation = torch.eye(3, dtype=positions.dtype, device=positions.device) + 0.5 * (strain + strain.transpose(1, 2))
+            strained = torch.einsum("ai,aij->aj", positions, deformation[batch.conformation])
+            batch = dataclasses.replace(batch, positions=strained, cell=torch.bmm(batch.cell, deformation))
+            wrt.append(strain)
+        else:
+            batch = dataclasses.replace(batch, positions=positions)
+        energy = self.backend.energy(self.module, batch)
+        gradients = torch.autograd.grad(energy.sum(), wrt, create_graph=create_graph)
+        virial = None
+        if stress:
+            volume = torch.linalg.det(batch.cell.detach()).abs()
+            virial = gradients[1] / torch.where(volume > 0, volume, torch.inf)[:, None, None]
+        return energy, -gradients[0] if forces else None, virial
+
+    def predict(self, frames: Dataset | Sequence[Atoms], forces: bool = True, batch_size: int = 256, stress: bool = False) -> Prediction:
+        """Energies (N,) eV and optionally forces (A, 3) eV/Å and stress (N, 6) eV/Å³ (Voigt,
+        ASE's order; NaN for molecules) of every conformation (a Dataset or a list of ASE
+        ``Atoms``; atoms concatenated in order), in batches, in eval mode."""
         frames = as_dataset(frames)
-        energies, all_forces = [], []
+        energies, all_forces, stresses = [], [], []
         was_training = self.module.training
         self.module.eval()
         try:
             for part in frames.batches(batch_size):
-                with torch.set_grad_enabled(forces):
-                    energy, force = self.energy_and_forces(self.batch(part), forces)
+                with torch.set_grad_enabled(forces or stress):
+                    energy, force, virial = self.energy_forces_stress(self.batch(part), forces, stress)
                 energies.append(energy.detach().cpu().double().numpy())
                 if forces:
                     all_forces.append(force.detach().cpu().double().numpy())
+                if stress:
+                    voigt = virial.detach().cpu().double().numpy()[:, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+                    stresses.append(np.where(part.periodic[:, None], voigt, np.nan))
         finally:
             self.module.train(was_training)
-        return Prediction(np.concatenate(energies), np.concatenate(all_forces) if forces else None)
+        return Prediction(np.concatenate(energies), np.concatenate(all_forces) if forces else None, np.concatenate(stresses) if stress else None)
 
     # persistence ----------------------------------------------------------------------------
     def state(self) -> dict:

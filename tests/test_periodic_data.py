@@ -101,7 +101,31 @@ def test_the_calculator_uses_the_cell_or_refuses_it(tmp_path):
     assert atoms.get_potential_energy() == pytest.approx(expected.energy[0], abs=1e-10)
     cluster = pairmlp.predict(Dataset.from_arrays([atoms.numbers], [atoms.positions], ["cluster"]))
     assert abs(cluster.energy[0] - expected.energy[0]) > 1e-3  # the images matter in this 3.2 Å cell
-    ani = Model.build("ani", [1, 6, 7, 8], statistics, {"radial_shifts": 8, "angular_shifts": 2, "angle_sections": 4, "hidden": (16, 16)})
-    atoms.calc = ani.calculator()
-    with pytest.raises(DataError, match="is periodic, and backend 'ani' does not model periodic cells"):
+    from ekd_pairmlp import PairMLPBackend, PairMLPOptions
+
+    class MoleculesOnly:  # the example backend without the periodic capability
+        name, Options, tiny, elements = "molecules_only", PairMLPOptions, {}, None
+        cutoff, build, energy = PairMLPBackend.cutoff, PairMLPBackend.build, PairMLPBackend.energy
+
+    atoms.calc = Model.build(MoleculesOnly(), [1, 6, 7, 8], statistics, {"cutoff": 4.0}).calculator()
+    with pytest.raises(DataError, match="is periodic, and backend 'molecules_only' does not model periodic cells"):
         atoms.get_potential_energy()
+
+
+def test_the_calculators_stress_is_ases_own_numerical_stress():
+    """Sign and Voigt order as ASE defines them: ASE's finite-difference stress of the same
+    calculator agrees, for one model and for an ensemble (the members' mean)."""
+    from ekd.backend import Statistics
+    from ekd.ensemble import Ensemble
+    from ekd.model import Model
+
+    statistics = Statistics.of(labelled_molecules(2), [1, 6, 7, 8], 4.0)
+    models = [Model.build("pairmlp", [1, 6, 7, 8], statistics, {"cutoff": 4.0, "width": 8, "n_rbf": 4}, seed=seed, dtype=torch.float64) for seed in (0, 1)]
+    atoms = periodic_cells().to_atoms()[0]
+    for calculator in (models[0].calculator(), Ensemble(models, ["a", "b"]).calculator()):
+        atoms.calc = calculator
+        ours = atoms.get_stress()
+        np.testing.assert_allclose(ours, calculator.calculate_numerical_stress(atoms, d=1e-5), atol=1e-7)
+        assert np.abs(ours).max() > 1e-4
+    members = [m.predict(periodic_cells().subset([0]), stress=True).stress[0] for m in models]
+    np.testing.assert_allclose(ours, np.mean(members, axis=0), atol=1e-12)

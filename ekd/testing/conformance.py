@@ -226,6 +226,29 @@ class BackendConformance:
             prediction, numeric = model.predict(frames, forces=True), _numeric_forces(model, frames)
             np.testing.assert_allclose(prediction.forces, numeric, atol=1e-5 + 1e-4 * np.abs(numeric).max(), err_msg=f"cell {k}")
 
+    def test_stress_is_the_strain_derivative_of_the_energy(self, backend):
+        """σ = (1/V) ∂E/∂ε by central differences of a symmetric strain applied to positions and
+        cell together, in ASE's Voigt order; NaN for a molecule."""
+        model = self.periodic_model(backend)
+        cells = periodic_cells()
+        prediction = model.predict(cells, stress=True)
+        step = 1e-5
+        for k in range(len(cells)):
+            frames, volume = cells.subset([k]), abs(np.linalg.det(cells.cell[k]))
+            numeric = []
+            for i, j in ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)):
+                energies = []
+                for sign in (1, -1):
+                    strain = np.zeros((3, 3))
+                    strain[i, j] += sign * step / (1 if i == j else 2)
+                    strain[j, i] = strain[i, j]
+                    deformed = dataclasses.replace(frames, positions=frames.positions @ (np.eye(3) + strain), cell=frames.cell @ (np.eye(3) + strain))
+                    energies.append(model.predict(deformed, forces=False).energy[0])
+                numeric.append((energies[0] - energies[1]) / (2 * step * volume))
+            np.testing.assert_allclose(prediction.stress[k], numeric, atol=1e-7 + 1e-4 * np.abs(numeric).max(), err_msg=f"cell {k}")
+            assert np.abs(numeric).max() > 1e-5  # not trivially zero
+        assert np.isnan(model.predict(test_molecules().subset([0]), stress=True).stress).all()
+
     def test_periodic_energy_ignores_wrapping_and_respects_the_open_axis(self, backend):
         """Moving an atom by a periodic cell vector changes nothing; along the slab's open axis
         it does (the images along it must not exist)."""
