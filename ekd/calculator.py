@@ -31,7 +31,8 @@ class EkdCalculator(Calculator):
         periodic = bool(self.atoms.pbc.any())  # a backend without periodic cells refuses them, never models a cluster
         frames = Dataset.from_arrays([self.atoms.numbers], [self.atoms.positions], ["ase"], cell=self.atoms.cell.array[None] if periodic else None,
                                      pbc=self.atoms.pbc[None] if periodic else None)
-        prediction = self.model.predict(frames, forces=True, stress=periodic)  # all properties at once, as MD asks for both
+        # all properties at once, as MD asks for both; stress asked only of periodic cells
+        prediction = self.model.predict(frames, forces=True, **({"stress": True} if periodic else {}))
         self.results = {"energy": float(prediction.energy[0]), "free_energy": float(prediction.energy[0])}
         if periodic:
             self.results["stress"] = prediction.stress[0]
