@@ -129,3 +129,30 @@ def test_the_calculators_stress_is_ases_own_numerical_stress():
         assert np.abs(ours).max() > 1e-4
     members = [m.predict(periodic_cells().subset([0]), stress=True).stress[0] for m in models]
     np.testing.assert_allclose(ours, np.mean(members, axis=0), atol=1e-12)
+
+
+def test_a_run_on_periodic_data_labels_and_scores_with_the_cells(tmp_path):
+    """teach -> label -> student on periodic Cu cells (EMT): the labels keep the cells, and their
+    forces are the teachers' periodic forces, not an isolated cluster's."""
+    import ekd
+    from ekd.runconfig import RunConfig
+
+    images = []
+    for k in range(24):
+        atoms = bulk("Cu", "fcc", a=3.5 + 0.01 * k, cubic=True)
+        atoms.rattle(0.05, seed=k)
+        atoms.calc = EMT()
+        atoms.get_forces()
+        images.append(atoms)
+    tiny = {"cutoff": 4.0, "width": 8, "n_rbf": 4}
+    config = RunConfig.load(None, {"teachers.spec": "pairmlp:2", "teachers.options": {"pairmlp": tiny}, "student.backend": "pairmlp",
+                                   "student.options": tiny, "student.seeds": 1, "epochs": 2, "jobs": 1,
+                                   "train": {"batch_size": 8, "dtype": "float64", "device": "cpu"}})
+    run = ekd.distill(config, data=images, out=tmp_path / "run", show_progress=False)
+    labels = run.labels
+    np.testing.assert_allclose(labels.data.cell, [a.cell.array for a in images])
+    periodic = run.teachers.predict(labels.data).forces
+    np.testing.assert_allclose(labels.mean_forces, periodic, atol=1e-10)
+    cluster = run.teachers.predict(Dataset(**{**labels.data.__dict__, "cell": None, "pbc": None})).forces
+    assert np.abs(cluster - periodic).max() > 1e-3  # the images matter: a cluster would label otherwise
+    assert run.report.held_out.student_force_mae.n == 1
