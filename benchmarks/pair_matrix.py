@@ -77,6 +77,23 @@ def timed_stages(run: ekd.Run) -> tuple[ekd.Report, dict[str, float]]:
     return report, walls
 
 
+def markdown_table(results: dict) -> str:
+    """The measured pairs as the docs show them (force MAE kcal/mol/Å, minutes)."""
+    lines = ["| teachers → student | teacher ensemble | student | baseline | student/baseline | force-trained limit | gap closed | S66x8 student/baseline | wall min (teach, label, students+baselines, report) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results.values():
+        s, b, w = r["student_force_mae"], r["baseline_force_mae"], r["wall_seconds_per_stage"]
+        verdict = " (> spread)" if r["difference_exceeds_spread"] else " (within spread)"
+        gap = f"{100 * r['gap_closed']:.0f} %" if r["gap_closed"] is not None else "-"
+        s66 = f"{r['s66x8_student_over_baseline']:.2f}" if r["s66x8_student_over_baseline"] else "-"
+        shared = f"; teachers of {r['teachers_from']}" if r["teachers_from"] else ""
+        stages = ", ".join(f"{w[k] / 60:.1f}" for k in ("teach", "label", "students and baselines", "evaluate"))
+        lines.append(f"| {r['teachers']} → {r['student']} | {r['teacher_ensemble_force_mae']:.2f} | {s['mean']:.2f} ± {s['std']:.2f} | "
+                     f"{b['mean']:.2f} ± {b['std']:.2f} | **{r['student_over_baseline']:.2f}**{verdict} | {r['limit_force_mae']['mean']:.2f} | {gap} | "
+                     f"{s66} | {sum(w.values()) / 60:.1f} ({stages}{shared}) |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=ROOT / "build/pair-matrix")
@@ -84,8 +101,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="bound every model (a quick check; the matrix runs at the defaults)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/pair_matrix.json")
     parser.add_argument("--redo", action="store_true", help="rerun pairs already in --out (finished stages are still reused)")
+    parser.add_argument("--markdown", action="store_true", help="only print the measured pairs as a Markdown table (for the docs)")
     args = parser.parse_args()
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if args.markdown:
+        print(markdown_table(results))
+        return
     limits: dict[str, list[float]] = {}
     for name in args.pairs:
         if name in results and results[name]["epochs_bound"] == args.epochs and not args.redo:
