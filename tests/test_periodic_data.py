@@ -156,3 +156,22 @@ def test_a_run_on_periodic_data_labels_and_scores_with_the_cells(tmp_path):
     cluster = run.teachers.predict(Dataset(**{**labels.data.__dict__, "cell": None, "pbc": None})).forces
     assert np.abs(cluster - periodic).max() > 1e-3  # the images matter: a cluster would label otherwise
     assert run.report.held_out.student_force_mae.n == 1
+
+
+def test_a_cell_relaxes_through_ases_filter_with_an_ekd_calculator():
+    """ASE's FrechetCellFilter (which needs the calculator's stress) + BFGS with an ekd model:
+    the cell and positions move together and the energy goes down."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS
+
+    from ekd.backend import Statistics
+    from ekd.model import Model
+
+    statistics = Statistics.of(labelled_molecules(2), [1, 6, 7, 8], 4.0)
+    model = Model.build("pairmlp", [1, 6, 7, 8], statistics, {"cutoff": 4.0, "width": 8, "n_rbf": 4}, seed=3, dtype=torch.float64)
+    atoms = periodic_cells(edge=4.0).to_atoms()[0]
+    atoms.calc = model.calculator()
+    start_energy, start_cell = atoms.get_potential_energy(), atoms.cell.array.copy()
+    BFGS(FrechetCellFilter(atoms), logfile=None, maxstep=0.05).run(fmax=1e-3, steps=5)
+    assert atoms.get_potential_energy() < start_energy
+    assert np.abs(atoms.cell.array - start_cell).max() > 1e-4  # the stress moved the cell
