@@ -87,6 +87,7 @@ def markdown_table(results: dict) -> str:
         gap = f"{100 * r['gap_closed']:.0f} %" if r["gap_closed"] is not None else "-"
         s66 = f"{r['s66x8_student_over_baseline']:.2f}" if r["s66x8_student_over_baseline"] else "-"
         shared = f"; teachers of {r['teachers_from']}" if r["teachers_from"] else ""
+        shared += "; resumed: the rest of an interrupted run only" if r["resumed"] else ""
         stages = ", ".join(f"{w[k] / 60:.1f}" for k in ("teach", "label", "students and baselines", "evaluate"))
         lines.append(f"| {r['teachers']} → {r['student']} | {r['teacher_ensemble_force_mae']:.2f} | {s['mean']:.2f} ± {s['std']:.2f} | "
                      f"{b['mean']:.2f} ± {b['std']:.2f} | **{r['student_over_baseline']:.2f}**{verdict} | {r['limit_force_mae']['mean']:.2f} | {gap} | "
