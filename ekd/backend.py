@@ -20,7 +20,7 @@ from ekd.config import validate
 from ekd.errors import BackendError, ConfigError, PluginError
 
 if TYPE_CHECKING:  # for annotations only, so that no import cycle forms
-    from ekd.data import Dataset
+    from ekd.data.frames import Dataset
 
 __all__ = ["CAPABILITIES", "Backend", "BackendOptions", "Batch", "Converts", "Exportable", "Periodic", "Sized", "Statistics", "Pretrained", "Varied", "capabilities", "R_MAX_VARIATIONS", "check_backend", "neighbour_normalisation", "validate_options"]
 

@@ -17,7 +17,7 @@ import vesin
 from ekd.errors import DataError
 
 if TYPE_CHECKING:  # for annotations only, so that no import cycle forms
-    from ekd.data import Dataset
+    from ekd.data.frames import Dataset
 
 __all__ = ["MIN_DISTANCE", "average_neighbours", "check_geometries", "neighbour_edges"]
 

@@ -31,7 +31,7 @@ from ekd.progress import progress_bar
 from ekd.provenance import config_hash, frames_fingerprint
 
 if TYPE_CHECKING:
-    from ekd.data import Dataset
+    from ekd.data.frames import Dataset
 
 __all__ = ["Reference", "ReferenceOptions", "ReferenceResult", "compute_reference", "get_reference", "reference_calculator", "references"]
 

@@ -18,13 +18,12 @@ MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
 def imports(path: Path, top_level_only: bool) -> set[str]:
-    """ekd modules ``path`` imports (at module level only, or anywhere); TYPE_CHECKING blocks skipped."""
+    """ekd modules ``path`` imports (at module level only, or anywhere, annotation-only
+    TYPE_CHECKING imports included: a type checker follows them too)."""
     tree = ast.parse(path.read_text())
-    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
     found = set()
-    for node in tree.body if top_level_only else ast.walk(tree):
-        if id(node) in skipped:
-            continue
+    top = [n for node in tree.body for n in ([node, *node.body] if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test) else [node])]
+    for node in top if top_level_only else ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "ekd":
             found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module for a in node.names}
         elif isinstance(node, ast.Import):

@@ -12,11 +12,10 @@ from pathlib import Path
 from ekd.data.extxyz import write_extxyz
 from ekd.data.force_sign import SignCheck, measure_force_sign
 from ekd.data import frames as _frames_module
-from ekd.data.frames import Dataset, Split, formula
+from ekd.data.frames import Dataset, Split, formula, molecule_split, random_split
 from ekd.data.hdf5 import read_ekd_h5, write_ekd_h5
 from ekd.data.labels import Labels, TeacherRecord, read_labels
 from ekd.data.readers import ReadOptions, Reader, detect_format, read, readers, register_reader
-from ekd.data.splits import molecule_split, random_split
 from ekd.errors import ConfigError
 
 __all__ = [

@@ -19,7 +19,8 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from ekd.data.frames import Dataset, formula
-from ekd.data.formats import ReadOptions, Reader
+from ekd.data.formats import Reader
+from ekd.data.options import ReadOptions
 from ekd.errors import DataError
 from ekd.units import energy_factor
 

@@ -10,7 +10,8 @@ import numpy as np
 from ase import Atoms
 
 from ekd._io import atomic_path
-from ekd.data.formats import Reader, ReadOptions
+from ekd.data.formats import Reader
+from ekd.data.options import ReadOptions
 from ekd.data.frames import Dataset, formula
 from ekd.data.hdf5 import is_hdf5
 from ekd.errors import DataError

@@ -1,48 +1,17 @@
-"""What a data format is: :class:`ReadOptions` (how to read a file) and :class:`Reader` (a file
-layout ekd can read). The format modules and the registry (:mod:`ekd.data.readers`) share them.
+"""What a data format is: :class:`Reader` (a file layout ekd can read, and how). The format modules
+and the registry (:mod:`ekd.data.readers`) share it; how to read is :class:`ekd.data.options.ReadOptions`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
-import pydantic
+from ekd.data.frames import Dataset
+from ekd.data.options import ReadOptions
 
-if TYPE_CHECKING:  # for annotations only, so that no import cycle forms
-    from ekd.data.frames import Dataset
-
-__all__ = ["ReadOptions", "Reader"]
-
-
-class ReadOptions(pydantic.BaseModel):
-    """How to read a file. ``None`` means the reader's default for that layout.
-
-    Attributes:
-        format: reader name (see :func:`readers`); None detects it from the file.
-        energy_key: which stored energy to use (e.g. ``ccsd(t)_cbs.energy``).
-        force_key: which stored forces to use; ``""`` reads no forces.
-        force_sign: +1 if the stored array is forces, −1 if it is gradients dE/dx.
-        energy_unit: unit of stored energies (forces: that unit per Å), see ``ekd.units``.
-        molecule_key: per-frame key naming the molecule (extended XYZ ``info``).
-    """
-
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
-    format: str | None = None
-    energy_key: str | None = None
-    force_key: str | None = None
-    force_sign: int | None = None
-    energy_unit: str | None = None
-    molecule_key: str | None = None
-
-    def given(self) -> set[str]:
-        """Names of the reading options set (other than ``format``)."""
-        return {name for name in ReadOptions.model_fields if name != "format" and getattr(self, name) is not None}
-
-    def reading_only(self) -> "ReadOptions":
-        """Just the reading options (drops the fields a subclass adds)."""
-        return ReadOptions(**{name: getattr(self, name) for name in ReadOptions.model_fields})
+__all__ = ["Reader"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,19 +10,16 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import Counter
-from typing import TYPE_CHECKING, Iterator, Literal, NamedTuple, Sequence
+from typing import Iterator, Literal, NamedTuple, Sequence
 
 import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from ekd.data.splits import molecule_split, random_split
+from ekd.data.options import ReadOptions
 from ekd.errors import ConfigError, DataError
 
-if TYPE_CHECKING:
-    from ekd.data.readers import ReadOptions
-
-__all__ = ["Dataset", "Split", "formula"]
+__all__ = ["Dataset", "Split", "formula", "molecule_split", "random_split"]
 
 #: reading and writing, wired in by the package :mod:`ekd.data` (which imports the formats), so
 #: that the container imports none of the modules that build it: ``read``, ``write``, ``embedded``
@@ -265,7 +262,7 @@ class Dataset:
 
     # the user's entry points -------------------------------------------------------------------
     @classmethod
-    def read(cls, path: str | os.PathLike, options: "ReadOptions | None" = None, **kwargs) -> "Dataset":
+    def read(cls, path: str | os.PathLike, options: ReadOptions | None = None, **kwargs) -> "Dataset":
         """Read any supported file (ekd HDF5, ANI/COMP6 HDF5, anything ``ase.io`` reads) into eV/Å.
 
         Reading options (``energy_key``, ``force_key``, ``force_sign``, ``energy_unit``,
@@ -346,3 +343,30 @@ class Split(NamedTuple):
     train: Dataset
     validation: Dataset
     test: Dataset
+
+
+# seeded train/validation/test splits, by conformation or by whole molecule ----------------------------
+def _cut_points(n: int, fractions: Sequence[float]) -> np.ndarray:
+    fractions = np.asarray(fractions, dtype=float)
+    if fractions.ndim != 1 or np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0):
+        raise ConfigError(f"split fractions {list(fractions)} must be non-negative and sum to 1")
+    return np.round(np.cumsum(fractions)[:-1] * n).astype(int)
+
+
+def random_split(frames: Dataset, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> list[Dataset]:
+    """Split conformations at random (seeded) into parts of the given fractions."""
+    order = np.random.default_rng(seed).permutation(len(frames))
+    return [frames.subset(np.sort(part)) for part in np.split(order, _cut_points(len(frames), fractions))]
+
+
+def molecule_split(frames: Dataset, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> list[Dataset]:
+    """Split whole molecules (seeded): no molecule has conformations in two parts.
+
+    Fractions apply to the number of molecules, not conformations.
+    """
+    names = np.asarray(frames.molecules)
+    if len(names) < len(fractions):
+        raise ConfigError(f"cannot split {len(names)} molecules into {len(fractions)} parts by molecule")
+    shuffled = names[np.random.default_rng(seed).permutation(len(names))]
+    groups = np.split(shuffled, _cut_points(len(names), fractions))
+    return [frames.subset(np.flatnonzero(np.isin(frames.molecule, group))) for group in groups]

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 from ekd.data import ani, extxyz, hdf5, labels
-from ekd.data.formats import ReadOptions, Reader
+from ekd.data.formats import Reader
+from ekd.data.frames import Dataset
+from ekd.data.options import ReadOptions
 from ekd.errors import ConfigError, DataError
 from ekd.provenance import sha256_file
-
-if TYPE_CHECKING:  # for annotations only, so that no import cycle forms
-    from ekd.data.frames import Dataset
 
 __all__ = ["ReadOptions", "Reader", "register_reader", "readers", "read", "detect_format"]
 

@@ -9,7 +9,7 @@ import numpy as np
 from ekd.errors import DataError
 
 if TYPE_CHECKING:  # for annotations only, so that no import cycle forms
-    from ekd.data import Dataset
+    from ekd.data.frames import Dataset
 
 __all__ = ["fit_reference_energies", "composition"]
 
