@@ -6,6 +6,7 @@ refine it from the real epochs). Upper bounds: early stopping usually ends train
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import time
@@ -13,40 +14,29 @@ import time
 import numpy as np
 import torch
 
-from ekd.backend import Statistics, validate_options
-from ekd.model import Model
 from ekd.parallel import TrainJob, default_jobs
-from ekd.plugins import get_backend
-from ekd.train import ekd_loss
+from ekd.train.trainer import build_from_data, optimizer_step
 
 __all__ = ["epoch_seconds", "stage_seconds"]
 
 
 def epoch_seconds(job: TrainJob, threads: int = 1, steps: int = 3) -> float:
     """Wall seconds one epoch of ``job`` takes on ``threads`` threads (training and validation):
-    ``steps`` optimizer steps timed after one warm-up step, scaled to the epoch's batches."""
+    ``steps`` of the trainer's own optimizer steps timed after one warm-up step, scaled to the
+    epoch's batches."""
     config, frames = job.config, job.train_frames
-    on_forces = config.force_weight > 0
-    if on_forces and frames.forces is None:
+    if config.force_weight > 0 and frames.forces is None:
         frames = frames.with_forces(np.zeros_like(frames.positions))  # the cost does not depend on the values
-    species = sorted(set(frames.elements) | set(job.val_frames.elements))
-    backend = get_backend(job.backend)
-    statistics_ = Statistics.of(frames, species, backend.cutoff(validate_options(backend, job.options)))
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        model = Model.build(backend, species, statistics_, job.options, seed=config.seed, dtype=getattr(torch, config.dtype), device=config.device)
+        model = build_from_data(job.backend, frames, job.val_frames, job.options, config)
         optimizer = torch.optim.AdamW(model.module.parameters(), lr=config.lr)
-        parts = list(frames.batches(config.batch_size, shuffle=True, seed=config.seed))
         seconds = []
-        for part in parts[: steps + 1]:
+        for part in itertools.islice(frames.batches(config.batch_size, shuffle=True, seed=config.seed), steps + 1):
             batch = model.batch(part)
             started = time.perf_counter()
-            energy, forces = model.energy_and_forces(batch, on_forces, create_graph=True)
-            loss, _ = ekd_loss(energy, forces, batch, config.energy_weight, config.force_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            optimizer_step(model, batch, optimizer, config)
             seconds.append(time.perf_counter() - started)
         per_conformation = statistics.median(seconds[1:] or seconds) / config.batch_size
     finally:

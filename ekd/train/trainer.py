@@ -31,10 +31,10 @@ from ekd.progress import progress_bar
 from ekd.provenance import config_hash, frames_fingerprint
 from ekd.train.config import TrainConfig
 from ekd.train.loss import ekd_loss
-from ekd.backend import Statistics, validate_options
+from ekd.backend import Backend, Batch, Statistics, validate_options
 from ekd.plugins import get_backend
 
-__all__ = ["train", "TrainResult"]
+__all__ = ["TrainResult", "build_from_data", "optimizer_step", "train"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,18 +87,7 @@ def train(
 
     for frames in (train_frames, val_frames):
         check_geometries(frames)
-    species = sorted(set(train_frames.elements) | set(val_frames.elements))
-    found = get_backend(backend)
-    statistics = Statistics.of(train_frames, species, found.cutoff(validate_options(found, options)))  # before build, as upstream trainers
-    model = Model.build(
-        found,
-        species,
-        statistics,
-        options,
-        seed=config.seed,
-        dtype=getattr(torch, config.dtype),
-        device=config.device,
-    )
+    model = build_from_data(backend, train_frames, val_frames, options, config)
     model.info = {**(info or {}), "train_config": config.model_dump()}
     fingerprint = _run_fingerprint(model.backend.name, model.options.model_dump(mode="json"), config, train_frames, val_frames)
 
@@ -151,14 +140,9 @@ def train(
             train_loss, n_seen = 0.0, 0
             for i in order:
                 batch = train_batches[i]
-                energy, forces = model.energy_and_forces(batch, training_on_forces, create_graph=True)
-                loss, _ = ekd_loss(energy, forces, batch, config.energy_weight, config.force_weight)
+                loss = optimizer_step(model, batch, optimizer, config)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(_divergence(model, out_dir, epoch, float(loss.detach()), config))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.module.parameters(), config.clip_grad)
-                optimizer.step()
                 ema.update()
                 train_loss += float(loss.detach()) * batch.n_conformations
                 n_seen += batch.n_conformations
@@ -192,6 +176,28 @@ def train(
 
     best = Model.load(out_dir / "model.pt", device=model.device)
     return TrainResult(best, state["best_epoch"], state["best_val"], state["epoch"], stopped_early, time.perf_counter() - started)
+
+
+def build_from_data(backend: str | Backend, train_frames: Dataset, val_frames: Dataset, options: dict | None, config: TrainConfig) -> Model:
+    """A new model for this training: its statistics measured on ``train_frames`` before it is
+    built (as upstream trainers do), species from both parts, seed, dtype and device from ``config``."""
+    species = sorted(set(train_frames.elements) | set(val_frames.elements))
+    found = get_backend(backend) if isinstance(backend, str) else backend
+    statistics = Statistics.of(train_frames, species, found.cutoff(validate_options(found, options)))
+    return Model.build(found, species, statistics, options, seed=config.seed, dtype=getattr(torch, config.dtype), device=config.device)
+
+
+def optimizer_step(model: Model, batch: Batch, optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.Tensor:
+    """One step on ``batch``: the EKD loss (forces only when ``config.force_weight`` > 0), then
+    backward, gradient clipping and the optimizer's step; a non-finite loss is returned untaken."""
+    energy, forces = model.energy_and_forces(batch, config.force_weight > 0, create_graph=True)
+    loss, _ = ekd_loss(energy, forces, batch, config.energy_weight, config.force_weight)
+    if torch.isfinite(loss):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.module.parameters(), config.clip_grad)
+        optimizer.step()
+    return loss
 
 
 def _divergence(model: Model, out_dir: Path, epoch: int, loss: float, config: TrainConfig, which: str = "") -> str:
