@@ -31,7 +31,7 @@ from ekd.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDENT_BOUNDS = (50, 100)
-NEQUIP_SIZES = {"3 layers x 16": {"num_layers": 3, "num_features": 16}, "2 layers x 32": {"num_layers": 2}}
+NEQUIP_SIZES = {"3x16": {"num_layers": 3, "num_features": 16}, "2x32": {"num_layers": 2}}  # layers x features
 
 
 def held_out_mae(model_path: Path, test: ekd.Dataset) -> float:
@@ -51,7 +51,7 @@ def student_bounds(labels_run: Path, work: Path, test: ekd.Dataset) -> dict:
 
 
 def nequip_sizes(work: Path, split: ekd.Split) -> dict:
-    jobs = {name: TrainJob(Stage(work / f"nequip-{_slug(name)}", _slug(name)), "nequip", split.train.without_forces(),
+    jobs = {name: TrainJob(Stage(work / f"nequip-{name}", name), "nequip", split.train.without_forces(),
                            split.validation.without_forces(), TrainConfig(epochs=400, seed=100), options, {})
             for name, options in NEQUIP_SIZES.items()}
     run_jobs(list(jobs.values()), 2, False)
@@ -62,10 +62,6 @@ def nequip_sizes(work: Path, split: ekd.Split) -> dict:
         rows[name] = {"options": NEQUIP_SIZES[name], "force_mae": held_out_mae(job.stage.directory / "model.pt", split.test),
                       "s_per_epoch_two_side_by_side": statistics.median(seconds)}
     return rows
-
-
-def _slug(name: str) -> str:
-    return {"3 layers x 16": "3x16", "2 layers x 32": "2x32"}[name]
 
 
 def main() -> None:
@@ -80,7 +76,7 @@ def main() -> None:
     print(f"{'MACE students (3 seeds), epoch bound':<40}{'held-out force MAE':>20}")
     for epochs, row in students.items():
         print(f"{epochs:<40}{row['mean']:>13.2f} ± {row['std']:.2f}")
-    print(f"\n{'NequIP energy-only, size':<40}{'force MAE':>10}{'s/epoch (2 side by side)':>26}")
+    print(f"\n{'NequIP energy-only, layers x features':<40}{'force MAE':>10}{'s/epoch (2 side by side)':>26}")
     for name, row in sizes.items():
         print(f"{name:<40}{row['force_mae']:>10.2f}{row['s_per_epoch_two_side_by_side']:>26.2f}")
     print("force MAE in kcal/mol/Å on the 160 held-out conformations (PySCF wB97X/6-31G(d) forces)")
