@@ -140,11 +140,7 @@ class Run:
         timed: dict = {}
         trained = [m for m in self.members if not m.pretrained]
         teach = stage_seconds(teacher_jobs(self.directory / "teachers", self.config, trained, *self.split[:2]), self.config.jobs, timed)
-        labelled = (self.directory / "labels.h5").is_file()
-        parts = self._labelled_split()[:2] if labelled else self.split[:2]  # before labelling: the same conformations
-        jobs = student_jobs(self.directory, self.config, *parts, {})
-        baseline_parts = parts if self.energy_source == "teachers" else self.split[:2]
-        jobs += student_jobs(self.directory, self.config, *baseline_parts, {}, baseline=True) if self.config.student.baseline else []
+        jobs = self._student_jobs(False, label_now=False) + (self._student_jobs(True, label_now=False) if self.config.student.baseline else [])
         students = stage_seconds(jobs, self.config.jobs, timed)
         return {"teach": teach, "students and baselines" if self.config.student.baseline else "students": students}
 
@@ -233,13 +229,21 @@ class Run:
         labels.check_matches(self.data)
         return labels.dataset(self.energy_source).split(self.config.data.fractions, by=self.config.data.split, seed=self.config.data.seed)
 
-    def _student_jobs(self, baseline: bool):
+    def _student_parts(self, baseline: bool, label_now: bool = True) -> list[Dataset]:
+        """(train, validation) of the students (or baselines); with ``label_now`` False and no
+        labels yet, the unlabelled split stands in (the same conformations: for timing only)."""
+        if baseline and self.energy_source == "reference":  # the control needs no teacher
+            return list(self.split[:2])
+        if label_now:
+            return list(self._labelled_split(self.label())[:2])  # label(): a no-op when current; refuses stale teachers
+        return list((self._labelled_split() if (self.directory / "labels.h5").is_file() else self.split)[:2])
+
+    def _student_jobs(self, baseline: bool, label_now: bool = True):
         source = self.energy_source
-        if baseline and source == "reference":  # the control needs no teacher
-            parts = self.split[:2]
-        else:
-            parts = self._labelled_split(self.label())[:2]  # label(): a no-op when current; refuses stale teachers
-        level = self.teacher_level() if source == "teachers" else self.data.metadata.get("level_of_theory")
+        parts = self._student_parts(baseline, label_now)
+        level = self.data.metadata.get("level_of_theory")
+        if source == "teachers" and label_now:  # the teachers exist once labelled (info only: not in the stage hash)
+            level = self.teacher_level()
         info = {"data_sha256": data_identity(self.data), "energy_labels": source, "level_of_theory": level}
         return student_jobs(self.directory, self.config, *parts, info, baseline)
 
