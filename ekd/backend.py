@@ -44,6 +44,7 @@ class Batch:
         energy: (N,) eV reference energies, or None.
         forces: (A, 3) eV/Å force labels, or None.
         force_weight: (A,) per-atom weight of the force loss, or None (all ones).
+        stress: (N, 6) eV/Å³ stress labels (Voigt, NaN rows where unknown: molecules), or None.
         edge_index: (2, E) int64 ``[centre, neighbour]`` of every ordered pair of atoms of a
             conformation within the backend's cutoff (both directions), built by the core.
         shifts: (E, 3) int64 cell shifts of the edges (zeros for molecules).
@@ -59,6 +60,7 @@ class Batch:
     energy: torch.Tensor | None = None
     forces: torch.Tensor | None = None
     force_weight: torch.Tensor | None = None
+    stress: torch.Tensor | None = None
     edge_index: torch.Tensor | None = None
     shifts: torch.Tensor | None = None
     cell: torch.Tensor | None = None
@@ -107,6 +109,7 @@ class Batch:
             energy=as_float(frames.energy),
             forces=as_float(frames.forces),
             force_weight=as_float(frames.atom_data.get("force_weight")),
+            stress=as_float(frames.stress),
             edge_index=None if edges is None else as_long(edges),
             shifts=None if shifts is None else as_long(shifts),
             cell=as_float(frames.cells),

@@ -1,6 +1,7 @@
 """ekd's built-in reference calculators, registered through the same hook as any plugin:
 ``pyscf`` (HF, any DFT functional, MP2, CCSD, CCSD(T) at any basis PySCF offers) and ``ase``
-(any ASE calculator: EMT, xtb, ORCA, a foundation model, ...). Units: Å in, eV and eV/Å out.
+(any ASE calculator: EMT, xtb, ORCA, a foundation model, ...; periodic cells too). Units: Å in,
+eV, eV/Å and eV/Å³ out.
 """
 
 from __future__ import annotations
@@ -123,18 +124,22 @@ def _calculator_class(path: str):
 
 
 class AseReference:
-    """Energies and forces from any ASE calculator (molecules: no cell)."""
+    """Energies and forces from any ASE calculator, of molecules and of periodic cells (with
+    their stress: the calculator must implement it, as EMT does)."""
 
     name = "ase"
     Options = AseOptions
+    periodic = True
 
     def level(self, options: AseOptions) -> str:
         return options.level_of_theory or options.calculator.partition(":")[2]
 
-    def compute(self, numbers: np.ndarray, positions: np.ndarray, options: AseOptions, forces: bool) -> ReferenceResult:
-        atoms = Atoms(numbers=numbers, positions=positions)
+    def compute(self, numbers: np.ndarray, positions: np.ndarray, options: AseOptions, forces: bool,
+                cell: np.ndarray | None = None, pbc: np.ndarray | None = None) -> ReferenceResult:
+        atoms = Atoms(numbers=numbers, positions=positions, cell=cell, pbc=pbc if pbc is not None else False)
         atoms.calc = _calculator_class(options.calculator)(**options.kwargs)
-        return ReferenceResult(float(atoms.get_potential_energy()), atoms.get_forces() if forces else None)
+        stress = atoms.get_stress() if forces and atoms.pbc.any() else None
+        return ReferenceResult(float(atoms.get_potential_energy()), atoms.get_forces() if forces else None, stress=stress)
 
 
 @hookimpl

@@ -39,13 +39,14 @@ def read_options(command):
         click.option("--force-sign", type=click.Choice(["+1", "-1"]), help="+1: stored array is forces; -1: gradients."),
         click.option("--energy-unit", help="Unit of stored energies: eV, meV, Ha, kcal/mol, kJ/mol."),
         click.option("--molecule-key", help="Per-frame key holding the molecule id (ASE formats)."),
+        click.option("--stress-key", help="Stored stress to use (ASE formats; ASE's sign, energy unit/Å³); 'none' reads none."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _read_options(format_, energy_key, force_key, force_sign, energy_unit, molecule_key):
+def _read_options(format_, energy_key, force_key, force_sign, energy_unit, molecule_key, stress_key):
     from ekd.data import ReadOptions
 
     return ReadOptions(
@@ -55,6 +56,7 @@ def _read_options(format_, energy_key, force_key, force_sign, energy_unit, molec
         force_sign=None if force_sign is None else int(force_sign),
         energy_unit=energy_unit,
         molecule_key=molecule_key,
+        stress_key="" if stress_key == "none" else stress_key,
     )
 
 
@@ -191,13 +193,14 @@ def run_options(command):
         click.option("--jobs", type=click.IntRange(min=1), help="Trainings side by side (default: one per CPU core, up to two where that leaves none idle)."),
         click.option("--eval", "eval_paths", multiple=True, help="Also score on this dataset file (repeat; replaces evaluate.files)."),
         click.option("--size", type=click.Choice(["auto", "small", "upstream"]), help="Model size: small (CPU), upstream (the libraries' own, GPU); auto: by device."),
+        click.option("--stress-weight", type=click.FloatRange(min=0), help="Weight of the student's stress term (periodic data; eV/Å³; default 0: off)."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _run(out, config_path, data_path, teacher_spec, student_backend, epochs, jobs, eval_paths, size, **extra):
+def _run(out, config_path, data_path, teacher_spec, student_backend, epochs, jobs, eval_paths, size, stress_weight, **extra):
     """The :class:`ekd.Run` in ``out`` with the given YAML (or the run's saved config) and flags."""
     from ekd.run import Run
     from ekd.runconfig import RunConfig
@@ -210,6 +213,7 @@ def _run(out, config_path, data_path, teacher_spec, student_backend, epochs, job
         "jobs": jobs,
         "evaluate.files": list(eval_paths) or None,
         "size": size,
+        "student.train.stress_weight": stress_weight,
         **extra,
     }
     saved = Path(out) / "config.yaml"

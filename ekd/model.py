@@ -24,7 +24,7 @@ from ekd.errors import BackendError, DataError
 from ekd.plugins import get_backend
 from ekd.provenance import package_versions
 
-__all__ = ["Model", "Prediction", "as_dataset", "resolve_device", "seeded"]
+__all__ = ["Model", "Prediction", "as_dataset", "resolve_device", "seeded", "to_voigt"]
 
 CHECKPOINT_FORMAT = "ekd-model-2"  # 2: statistics (reference energies, average neighbours, scales)
 
@@ -52,6 +52,11 @@ def seeded(seed: int, dtype: torch.dtype | None = None):
     finally:
         torch.random.set_rng_state(state)
         torch.set_default_dtype(default_dtype)
+
+
+def to_voigt(stress: torch.Tensor) -> torch.Tensor:
+    """(N, 6) Voigt components (xx, yy, zz, yz, xz, xy; ASE's order) of (N, 3, 3) stresses."""
+    return stress[:, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
 
 
 def as_dataset(structures: Dataset | Sequence[Atoms]) -> Dataset:
@@ -157,14 +162,6 @@ class Model:
         """Per-element energies (eV) included in the model's output."""
         return self.statistics.reference_energies
 
-    def energy_and_forces(self, batch: Batch, forces: bool, create_graph: bool = False):
-        """Energies (N,) eV and, if ``forces``, forces (A, 3) eV/Å = −∂E/∂x as tensors.
-
-        ``create_graph`` keeps the graph of the forces (needed only to train on forces).
-        """
-        energy, force, _ = self.energy_forces_stress(batch, forces, False, create_graph)
-        return energy, force
-
     def energy_forces_stress(self, batch: Batch, forces: bool, stress: bool, create_graph: bool = False):
         """Energies (N,) eV, forces (A, 3) eV/Å = −∂E/∂x if ``forces``, and stress (N, 3, 3)
         eV/Å³ = (1/V) ∂E/∂ε if ``stress``: the derivative with respect to a symmetric strain ε
@@ -206,7 +203,7 @@ class Model:
                 if forces:
                     all_forces.append(force.detach().cpu().double().numpy())
                 if stress:
-                    voigt = virial.detach().cpu().double().numpy()[:, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+                    voigt = to_voigt(virial).detach().cpu().double().numpy()
                     stresses.append(np.where(part.periodic[:, None], voigt, np.nan))
         finally:
             self.module.train(was_training)

@@ -96,8 +96,9 @@ def train_model(
         train_values["force_weight"] = DEFAULT_FORCE_WEIGHT
     train_config = validate(TrainConfig, train_values, "train")
     validate_options(get_backend(backend), sections.get("options"), "options")
-    if train_config.force_weight > 0 and not forces:
-        raise ConfigError("train.force_weight > 0 trains on reference forces: pass --forces to confirm")
+    for key in ("force_weight", "stress_weight"):
+        if getattr(train_config, key) > 0 and not forces:
+            raise ConfigError(f"train.{key} > 0 trains on reference forces and stresses: pass --forces to confirm")
 
     path = Path(data) if data is not None else DEFAULT_DATASET
     frames = Dataset.read(path, read_options or ReadOptions())
@@ -107,7 +108,7 @@ def train_model(
         raise DataError(f"{path}: --forces needs forces in the data, and it has none")
     fractions = (1 - train_config.val_fraction - train_config.test_fraction, train_config.val_fraction, train_config.test_fraction)
     train_part, val_part, test_part = frames.split(fractions, seed=train_config.seed)
-    if not forces:  # the reference forces are held-out truth
+    if not forces:  # the reference forces and stresses are held-out truth
         train_part, val_part = train_part.without_forces(), val_part.without_forces()
 
     out = Path(out)
@@ -215,22 +216,26 @@ def failed_teachers(teachers: list[tuple[TeacherMember, Stage]], factor: float |
 # label
 # ------------------------------------------------------------------------------------------
 def label(data: Dataset, ensemble: Ensemble, left_out: list[dict] | None = None, config: dict | None = None, show_progress: bool = True) -> Labels:
-    """Every member's forces (eV/Å) and energies (eV) on every conformation of ``data``.
+    """Every member's forces (eV/Å) and energies (eV) on every conformation of ``data``, and
+    stresses (eV/Å³) when some conformations are periodic.
 
-    The data's own forces, if any, are never part of the labels (held-out truth).
+    The data's own forces and stresses, if any, are never part of the labels (held-out truth).
     ``left_out`` and ``config`` are recorded as provenance.
     """
     unlabelled = data.without_forces()
-    forces, energies, records = [], [], []
+    forces, energies, stresses, records = [], [], [], []
+    periodic = bool(data.periodic.any())
     with progress_bar("label", len(ensemble.models), enabled=show_progress, unit="teacher") as bar:
         for name, model in zip(ensemble.names, ensemble.models):
-            prediction = model.predict(unlabelled, forces=True)
+            prediction = model.predict(unlabelled, forces=True, stress=periodic)
             forces.append(prediction.forces)
             energies.append(prediction.energy)
+            stresses.append(prediction.stress)
             member = model.info.get("member") or {}
             records.append(TeacherRecord(model.backend.name, name, sha256_file(model.path) if model.path else None, member.get("seed"), model.info.get("pretrained")))
             bar.update(advance=1, info=name)
-    return Labels(unlabelled, np.stack(forces), records, np.stack(energies), left_out or [], make_provenance(data, config))
+    return Labels(unlabelled, np.stack(forces), records, np.stack(energies), left_out or [], make_provenance(data, config),
+                  np.stack(stresses) if periodic else None)
 
 
 # ------------------------------------------------------------------------------------------

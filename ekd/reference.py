@@ -33,7 +33,7 @@ from ekd.provenance import config_hash, frames_fingerprint
 if TYPE_CHECKING:
     from ekd.data.frames import Dataset
 
-__all__ = ["Reference", "ReferenceOptions", "ReferenceResult", "compute_reference", "get_reference", "reference_calculator", "references"]
+__all__ = ["Reference", "ReferenceOptions", "ReferenceResult", "compute_reference", "get_reference", "is_periodic", "reference_calculator", "references"]
 
 
 class ReferenceOptions(pydantic.BaseModel):
@@ -44,12 +44,14 @@ class ReferenceOptions(pydantic.BaseModel):
 
 @dataclasses.dataclass(frozen=True)
 class ReferenceResult:
-    """One configuration's reference: energy (eV), forces (n, 3) eV/Å or None, and diagnostics
-    (e.g. a coupled-cluster T1 norm) as plain numbers."""
+    """One configuration's reference: energy (eV), forces (n, 3) eV/Å or None, stress (6,)
+    eV/Å³ (periodic cells; ASE's sign and Voigt order) or None, and diagnostics (e.g. a
+    coupled-cluster T1 norm) as plain numbers."""
 
     energy: float
     forces: np.ndarray | None = None
     diagnostics: dict = dataclasses.field(default_factory=dict)
+    stress: np.ndarray | None = None
 
 
 @runtime_checkable
@@ -59,6 +61,10 @@ class Reference(Protocol):
     Attributes:
         name: what users type (``ekd reference --calculator pyscf``).
         Options: a :class:`ReferenceOptions` subclass (method, basis, ...).
+
+    A reference that computes periodic cells also sets ``periodic = True``: :meth:`compute` is then
+    given ``cell`` (3, 3) Å and ``pbc`` (3,) for periodic configurations, and returns their stress
+    with the forces. Periodic data given to one without it is refused before anything runs.
     """
 
     name: ClassVar[str]
@@ -72,6 +78,11 @@ class Reference(Protocol):
 
         Raise any exception when the calculation fails; the caller records it and moves on.
         """
+
+
+def is_periodic(reference: Reference) -> bool:
+    """Whether ``reference`` computes periodic cells (its optional ``periodic`` attribute)."""
+    return bool(getattr(reference, "periodic", False))
 
 
 def references() -> dict[str, Reference]:
@@ -99,7 +110,8 @@ def compute_reference(
     chunk: int = 8,
     show_progress: bool = True,
 ) -> Dataset:
-    """Reference energies (eV) and, with ``forces``, forces (eV/Å) of every configuration.
+    """Reference energies (eV) and, with ``forces``, forces (eV/Å) of every configuration, and
+    stresses (eV/Å³) of the periodic ones (a reference that declares ``periodic``).
 
     Args:
         calculator: an installed reference's name (``pyscf``, ``ase``, ...).
@@ -113,6 +125,10 @@ def compute_reference(
     reference = get_reference(calculator)
     options = options if isinstance(options, ReferenceOptions) else validate(reference.Options, options or {}, f"{calculator} options")
     level = reference.level(options)
+    if data.periodic.any() and not is_periodic(reference):
+        k = int(np.flatnonzero(data.periodic)[0])
+        raise ConfigError(f"{data.metadata.get('source', 'data')}: configuration {k} is periodic, and reference calculator '{calculator}' "
+                          "computes isolated molecules only (a reference declares periodic = True to be given cells)")
     with tempfile.TemporaryDirectory() if work is None else contextlib.nullcontext(Path(work)) as folder:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -120,7 +136,7 @@ def compute_reference(
         digests = [config_hash(calculator, options.model_dump(mode="json"), forces, frames_fingerprint(data.subset(rows).without_forces())) for rows in plan]
         todo = [(k, rows) for k, rows in enumerate(plan) if not _finished(folder / f"chunk-{k:05d}.json", digests[k])]
         workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
-        configurations = lambda rows: [(int(i), data.numbers[data.atoms_of(i)], data.positions[data.atoms_of(i)]) for i in rows]  # noqa: E731
+        configurations = lambda rows: [(int(i), data.numbers[data.atoms_of(i)], data.positions[data.atoms_of(i)], _cell(data, i)) for i in rows]  # noqa: E731
         tasks = [(calculator, options.model_dump(mode="json"), configurations(rows), forces, folder / f"chunk-{k:05d}.json", digests[k]) for k, rows in todo]
         with progress_bar(f"reference {calculator} ({level})", len(data), enabled=show_progress, unit="conf") as bar:
             bar.advance(len(data) - sum(len(rows) for _, rows in todo))
@@ -137,6 +153,11 @@ def compute_reference(
                     pool.join()
         results = [json.loads((folder / f"chunk-{k:05d}.json").read_text()) for k in range(len(plan))]
     return _assemble(data, results, calculator, options, level, forces)
+
+
+def _cell(data: Dataset, i: int) -> dict:
+    """The keywords giving configuration ``i``'s cell and pbc to a reference (none for a molecule)."""
+    return {"cell": data.cells[i], "pbc": data.periodic_axes[i]} if data.periodic[i] else {}
 
 
 def _finished(path: Path, digest: str) -> bool:
@@ -159,15 +180,19 @@ def _run_chunk(task) -> int:
     reference = get_reference(name)
     options = reference.Options(**options)
     entries = []
-    for i, numbers, positions in configurations:
+    for i, numbers, positions, cell in configurations:
         started = time.process_time()
         try:
-            result = reference.compute(numbers, positions, options, forces)
+            result = reference.compute(numbers, positions, options, forces, **cell)
             if not np.isfinite(result.energy) or (forces and (result.forces is None or not np.all(np.isfinite(result.forces)))):
                 raise ValueError("non-finite energy or forces")
+            if forces and cell and (result.stress is None or np.shape(result.stress) != (6,) or not np.all(np.isfinite(result.stress))):
+                raise ValueError(f"no finite Voigt stress (6,) for a periodic cell (got {None if result.stress is None else np.shape(result.stress)})")
             entry = {"index": int(i), "energy": float(result.energy), "diagnostics": result.diagnostics}
             if forces:
                 entry["forces"] = np.asarray(result.forces, dtype=float).tolist()
+            if forces and cell:
+                entry["stress"] = np.asarray(result.stress, dtype=float).tolist()
         except Exception as error:  # a failed calculation is recorded and skipped, not fatal
             entry = {"index": int(i), "error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
             print(f"ekd reference: configuration {int(i)} failed ({entry['error']}); it is left out", file=sys.stderr)
@@ -192,26 +217,35 @@ def _assemble(data: Dataset, chunks: list[dict], calculator: str, options: Refer
         "cpu_seconds": round(sum(e["cpu_seconds"] for e in entries), 2),
         "diagnostics": [e["diagnostics"] for e in good] if any(e["diagnostics"] for e in good) else [],
     }
+    periodic = forces and any("stress" in e for e in good)
     return dataclasses.replace(
         labelled,
         energy=np.array([e["energy"] for e in good], dtype=np.float64),
         forces=np.concatenate([np.asarray(e["forces"], dtype=np.float64).reshape(-1, 3) for e in good]) if forces and good else None,
+        stress=np.array([e.get("stress", [np.nan] * 6) for e in good], dtype=np.float64) if periodic else None,
     ).with_metadata(level_of_theory=level, reference=record)
 
 
 def reference_calculator(calculator: str, options: dict | ReferenceOptions | None = None):
-    """An ASE calculator (energy eV, forces eV/Å) running a reference, e.g. to relax a geometry."""
+    """An ASE calculator (energy eV, forces eV/Å; stress eV/Å³ for periodic cells, with a
+    reference that declares ``periodic``) running a reference, e.g. to relax a geometry."""
     from ase.calculators.calculator import Calculator, all_changes
 
     reference = get_reference(calculator)
     options = options if isinstance(options, ReferenceOptions) else validate(reference.Options, options or {}, f"{calculator} options")
 
     class ReferenceCalculator(Calculator):
-        implemented_properties = ["energy", "forces"]
+        implemented_properties = ["energy", "forces", "stress"] if is_periodic(reference) else ["energy", "forces"]
 
         def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
             super().calculate(atoms, properties, system_changes)
-            result = reference.compute(self.atoms.numbers, self.atoms.positions, options, forces=True)
+            periodic = bool(self.atoms.pbc.any())
+            if periodic and not is_periodic(reference):
+                raise ConfigError(f"reference calculator '{calculator}' computes isolated molecules only, and these Atoms are periodic")
+            cell = {"cell": self.atoms.cell.array, "pbc": self.atoms.pbc} if periodic else {}
+            result = reference.compute(self.atoms.numbers, self.atoms.positions, options, True, **cell)
             self.results = {"energy": result.energy, "forces": result.forces}
+            if periodic:
+                self.results.update(stress=result.stress, free_energy=result.energy)
 
     return ReferenceCalculator()

@@ -140,8 +140,9 @@ class RunConfig(pydantic.BaseModel):
         for where, values in sections.items():
             for key in sorted(set(values) & set(_SET_ELSEWHERE)):
                 raise ConfigError(f"{where}.{key}: a run sets this with {_SET_ELSEWHERE[key]}")
-            if where != "student.train" and "force_weight" in values:
-                raise ConfigError(f"{where}.force_weight: teachers and baselines never see forces; the student's is student.train.force_weight")
+            for key in ("force_weight", "stress_weight"):
+                if where != "student.train" and key in values:
+                    raise ConfigError(f"{where}.{key}: teachers and baselines never see forces or stresses; the student's is student.train.{key}")
         for role in ("teachers", "student", "baseline"):
             self.train_config(role)
         trained = {backend for backend, _, path in self.teachers.parts() if path is None}
@@ -180,7 +181,7 @@ class RunConfig(pydantic.BaseModel):
         if self.epochs is not None:
             values["epochs"] = self.epochs
         if role != "student":
-            values["force_weight"] = 0.0  # teachers and baselines never see forces
+            values.update(force_weight=0.0, stress_weight=0.0)  # teachers and baselines never see forces or stresses
         return validate(TrainConfig, values, {"teachers": "teachers.train", "student": "student.train", "baseline": "student.baseline_train"}[role])
 
     def resolved_size(self) -> Literal["small", "upstream"]:

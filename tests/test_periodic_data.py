@@ -48,6 +48,44 @@ def test_cells_and_pbc_survive_reading_and_writing(tmp_path, suffix):
     assert back.pbc.tolist() == [True, True, False] and np.allclose(back.cell.array, images[3].cell.array)
 
 
+@pytest.mark.parametrize("suffix", [".xyz", ".h5"])
+def test_stresses_are_read_kept_and_written_in_ases_convention(tmp_path, suffix):
+    """The periodic frames' stresses (eV/Å³, ASE's sign and Voigt order) survive reading and
+    writing; a molecule mixed in has none (NaN); the training view of energies drops them."""
+    from ase.build import molecule
+
+    images = emt_images()
+    water = molecule("H2O")
+    water.calc = EMT()
+    water.get_potential_energy()
+    images.insert(1, water)
+    expected = [a.get_stress() for a in images if a.pbc.any()]
+    ase.io.write(tmp_path / "emt.xyz", images, format="extxyz")
+    data = Dataset.read(tmp_path / "emt.xyz")
+    assert np.isnan(data.stress[1]).all()
+    np.testing.assert_allclose(data.stress[data.periodic], expected, atol=1e-12)
+    assert np.abs(data.stress[0]).max() > 1e-3  # the strained cell is stressed
+    write(data, tmp_path / f"again{suffix}")
+    again = Dataset.read(tmp_path / f"again{suffix}")
+    np.testing.assert_allclose(again.stress, data.stress, atol=1e-12)
+    np.testing.assert_allclose(again.to_atoms()[0].get_stress(), expected[0], atol=1e-12)
+    assert again.without_forces().stress is None and again.subset([2, 0]).stress[1] == pytest.approx(data.stress[0])
+
+
+def test_a_stress_key_and_unit_are_read_as_declared(tmp_path):
+    """``stress_key`` names another stored stress (3×3 here, as MACE's data often stores it);
+    it scales with ``energy_unit``; ``""`` reads none; a missing asked-for key is an error."""
+    images = emt_images()[:2]
+    for atoms in images:
+        atoms.info["REF_stress"] = 1000 * atoms.get_stress(voigt=False)  # meV/Å³
+    ase.io.write(tmp_path / "ref.xyz", images, format="extxyz")
+    data = Dataset.read(tmp_path / "ref.xyz", stress_key="REF_stress", energy_unit="meV", energy_key="energy")
+    np.testing.assert_allclose(data.stress, [a.get_stress() for a in images], atol=1e-10)
+    assert Dataset.read(tmp_path / "ref.xyz", stress_key="").stress is None
+    with pytest.raises(DataError, match="frame 0 has no 'virial'"):
+        Dataset.read(tmp_path / "ref.xyz", stress_key="virial")
+
+
 def test_molecules_and_cells_mix_and_split():
     mixed = Dataset.concatenate([test_molecules().subset([0, 1]), periodic_cells()])
     assert mixed.periodic.tolist() == [False, False, True, True]
@@ -133,7 +171,8 @@ def test_the_calculators_stress_is_ases_own_numerical_stress():
 
 def test_a_run_on_periodic_data_labels_and_scores_with_the_cells(tmp_path):
     """teach -> label -> student on periodic Cu cells (EMT): the labels keep the cells, and their
-    forces are the teachers' periodic forces, not an isolated cluster's."""
+    forces and stresses are the teachers' periodic ones, not an isolated cluster's; the students
+    see the mean stress, the teachers and baselines no stress at all."""
     import ekd
     from ekd.runconfig import RunConfig
 
@@ -142,7 +181,7 @@ def test_a_run_on_periodic_data_labels_and_scores_with_the_cells(tmp_path):
         atoms = bulk("Cu", "fcc", a=3.5 + 0.01 * k, cubic=True)
         atoms.rattle(0.05, seed=k)
         atoms.calc = EMT()
-        atoms.get_forces()
+        atoms.get_stress()
         images.append(atoms)
     tiny = {"cutoff": 4.0, "width": 8, "n_rbf": 4}
     config = RunConfig.load(None, {"teachers.spec": "pairmlp:2", "teachers.options": {"pairmlp": tiny}, "student.backend": "pairmlp",
@@ -155,6 +194,17 @@ def test_a_run_on_periodic_data_labels_and_scores_with_the_cells(tmp_path):
     np.testing.assert_allclose(labels.mean_forces, periodic, atol=1e-10)
     cluster = run.teachers.predict(Dataset(**{**labels.data.__dict__, "cell": None, "pbc": None})).forces
     assert np.abs(cluster - periodic).max() > 1e-3  # the images matter: a cluster would label otherwise
+    stress = run.teachers.predict(labels.data, stress=True)
+    np.testing.assert_allclose(labels.member_stress, stress.member_stress, atol=1e-12)
+    assert np.abs(labels.member_stress[0] - labels.member_stress[1]).max() > 1e-6  # two teachers, two stresses
+    np.testing.assert_allclose(labels.dataset().stress, stress.stress, atol=1e-12)
+    from ekd.pipeline import student_jobs, teacher_jobs
+
+    assert run.data.stress is not None  # EMT's stresses: held-out truth
+    members = ekd.runconfig.parse_teacher_spec(config.teachers, sized=config.sized_options)
+    seen = [job.train_frames for job in teacher_jobs(tmp_path, config, members, *run.split[:2])]
+    seen += [job.train_frames for job in student_jobs(tmp_path, config, *run.split[:2], {}, baseline=True)]
+    assert all(frames.stress is None and frames.forces is None for frames in seen)
     assert run.report.held_out.student_force_mae.n == 1
 
 

@@ -76,6 +76,30 @@ def test_parallel_workers_give_the_serial_numbers(tmp_path):
     np.testing.assert_array_equal(parallel.forces, serial.forces)
 
 
+def test_periodic_cells_get_the_calculators_energy_forces_and_stress(tmp_path):
+    """The ``ase`` reference is given each cell (EMT bulk Cu, strained; an Al slab) and returns
+    what ASE's own EMT gives on the same Atoms; a molecule beside them has no stress; a
+    molecules-only reference refuses the cells before running anything."""
+    from ase.build import bulk, fcc111
+    from ase.calculators.emt import EMT
+
+    cells = [bulk("Cu", "fcc", a=3.5, cubic=True), bulk("Cu", "fcc", a=3.7) * (2, 1, 1), fcc111("Al", size=(2, 2, 3), vacuum=5.0)]
+    cells[2].pbc = (True, True, False)
+    data = ekd.Dataset.concatenate([ekd.Dataset.from_atoms(cells), ekd.Dataset.embedded().subset([0])])
+    labelled = compute_reference(data, "ase", {"calculator": "ase.calculators.emt:EMT"}, work=tmp_path, forces=True, jobs=1, chunk=2, show_progress=False)
+    for k, atoms in enumerate(cells):
+        atoms.calc = EMT()
+        assert labelled.energy[k] == pytest.approx(atoms.get_potential_energy(), abs=1e-10)
+        np.testing.assert_allclose(labelled.forces[labelled.atoms_of(k)], atoms.get_forces(), atol=1e-10)
+        np.testing.assert_allclose(labelled.stress[k], atoms.get_stress(), atol=1e-12)
+    assert np.abs(labelled.stress[0]).max() > 1e-3 and np.isnan(labelled.stress[3]).all()
+    with pytest.raises(ConfigError, match="configuration 0 is periodic, and reference calculator 'pyscf' computes isolated molecules only"):
+        compute_reference(data, "pyscf", {}, show_progress=False)
+    atoms = cells[0].copy()
+    atoms.calc = ekd.reference.reference_calculator("ase", {"calculator": "ase.calculators.emt:EMT"})
+    np.testing.assert_allclose(atoms.get_stress(), labelled.stress[0], atol=1e-12)
+
+
 def test_bad_options_fail_before_anything_runs():
     with pytest.raises(ConfigError, match=r"pyscf options.basiss: unknown option; allowed: method, basis"):
         compute_reference(ekd.Dataset.embedded().subset([0]), "pyscf", {"basiss": "sto-3g"})

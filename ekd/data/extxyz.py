@@ -12,7 +12,7 @@ from ase import Atoms
 from ekd._io import atomic_path
 from ekd.data.formats import Reader
 from ekd.data.options import ReadOptions
-from ekd.data.frames import Dataset, formula
+from ekd.data.frames import Dataset, formula, voigt_stress
 from ekd.data.hdf5 import is_hdf5
 from ekd.errors import DataError
 from ekd.units import energy_factor
@@ -59,11 +59,12 @@ def _read_ase(path: Path, options: ReadOptions) -> Dataset:
         molecule = [atoms.info["molecule"] for atoms in images]
     else:
         molecule = [formula(atoms.numbers) for atoms in images]
+    periodic = any(atoms.pbc.any() for atoms in images)
+    stress = _read_stress(images, path, options) if periodic else None
     for i, atoms in enumerate(images):
         if forces is not None and np.shape(forces[i]) != (len(atoms), 3):
             raise DataError(f"{path}: frame {i} '{force_key or 'forces'}' has shape {np.shape(forces[i])}, expected ({len(atoms)}, 3)")
     sign = 1 if options.force_sign is None else options.force_sign
-    periodic = any(atoms.pbc.any() for atoms in images)
     return Dataset.from_arrays(
         numbers=[atoms.numbers for atoms in images],
         positions=[atoms.positions for atoms in images],
@@ -79,11 +80,31 @@ def _read_ase(path: Path, options: ReadOptions) -> Dataset:
         },
         cell=np.array([atoms.cell.array for atoms in images]) if periodic else None,
         pbc=np.array([atoms.pbc for atoms in images]) if periodic else None,
+        stress=None if stress is None else stress * factor,
     )
 
 
+def _read_stress(images: list[Atoms], path: Path, options: ReadOptions) -> np.ndarray | None:
+    """(N, 6) Voigt stresses of the periodic frames (NaN rows for molecules), in the file's energy
+    unit per Å³, or None when no periodic frame has one (and no key was asked for)."""
+    if options.stress_key == "":
+        return None
+    key = options.stress_key or "stress"
+    cells = [atoms for atoms in images if atoms.pbc.any()]
+    values = _read_column(cells, path, key, options.stress_key is not None, per_atom=False)
+    if values is None:
+        return None
+    stress, k = np.full((len(images), 6), np.nan), 0
+    for i, atoms in enumerate(images):
+        if atoms.pbc.any():
+            if np.size(values[k]) not in (6, 9):
+                raise DataError(f"{path}: frame {i} '{key}' has {np.size(values[k])} values, expected 6 (Voigt) or 9 (3×3)")
+            stress[i], k = voigt_stress(values[k]), k + 1
+    return stress
+
+
 def write_extxyz(frames: Dataset, path: str | os.PathLike) -> None:
-    """Write Dataset as extended XYZ (energy in eV, forces in eV/Å), atomically."""
+    """Write Dataset as extended XYZ (energy in eV, forces in eV/Å, stress in eV/Å³), atomically."""
     with atomic_path(path) as tmp:
         ase.io.write(tmp, frames.to_atoms(), format="extxyz")
 
@@ -97,5 +118,5 @@ READER = Reader(
     "extended XYZ or any format ase.io reads (declare --energy-unit; default eV)",
     _detect,
     _read_ase,
-    frozenset({"energy_key", "force_key", "force_sign", "energy_unit", "molecule_key"}),
+    frozenset({"energy_key", "force_key", "force_sign", "energy_unit", "molecule_key", "stress_key"}),
 )

@@ -1,6 +1,8 @@
-"""The neutral dataset container: conformations of molecules with energies and forces.
+"""The neutral dataset container: conformations of molecules or periodic cells with energies,
+forces and stresses.
 
-Units inside ekd: positions in Å, energies in eV, forces in eV/Å. Readers convert at the boundary.
+Units inside ekd: positions in Å, energies in eV, forces in eV/Å, stresses in eV/Å³. Readers
+convert at the boundary.
 Atoms of all conformations are stored concatenated (ragged layout): conformation ``i`` owns the
 atom rows ``ptr[i]:ptr[i + 1]``.
 """
@@ -19,7 +21,7 @@ from ase.data import chemical_symbols
 from ekd.data.options import ReadOptions
 from ekd.errors import ConfigError, DataError
 
-__all__ = ["Dataset", "Split", "formula", "molecule_split", "random_split"]
+__all__ = ["Dataset", "Split", "formula", "molecule_split", "random_split", "voigt_stress"]
 
 #: reading and writing, wired in by the package :mod:`ekd.data` (which imports the formats), so
 #: that the container imports none of the modules that build it: ``read``, ``write``, ``embedded``
@@ -54,6 +56,8 @@ class Dataset:
         cell: (N, 3, 3) each conformation's cell vectors as rows, Å, or None when every
             conformation is an isolated molecule.
         pbc: (N, 3) bool, periodic along each cell vector (with ``cell``; False rows: molecules).
+        stress: (N, 6) eV/Å³, (1/V) ∂E/∂ε in ASE's sign and Voigt order (xx, yy, zz, yz, xz, xy),
+            NaN rows for molecules; or None.
     """
 
     numbers: np.ndarray
@@ -66,6 +70,7 @@ class Dataset:
     metadata: dict = dataclasses.field(default_factory=dict)
     cell: np.ndarray | None = None
     pbc: np.ndarray | None = None
+    stress: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         where = self.metadata.get("source", "frames")
@@ -83,6 +88,7 @@ class Dataset:
             ((self.cell is None) == (self.pbc is None), "cell and pbc come together"),
             (self.cell is None or self.cell.shape == (n_conf, 3, 3), f"cell shape, expected ({n_conf}, 3, 3)"),
             (self.pbc is None or self.pbc.shape == (n_conf, 3), f"pbc shape, expected ({n_conf}, 3)"),
+            (self.stress is None or self.stress.shape == (n_conf, 6), f"stress shape, expected ({n_conf}, 6): Voigt xx yy zz yz xz xy"),
         ]
         for ok, message in checks:
             if not ok:
@@ -94,6 +100,9 @@ class Dataset:
         if self.forces is not None and not np.all(np.isfinite(self.forces)):
             key = self.metadata.get("force_key", "forces")
             raise DataError(f"{where}: key '{key}' has non-finite forces")
+        if self.stress is not None and not np.all(np.isfinite(self.stress[self.periodic])):
+            bad = int(np.flatnonzero(self.periodic & ~np.isfinite(self.stress).all(axis=1))[0])
+            raise DataError(f"{where}: periodic conformation {bad} has a non-finite stress")
         if np.any(self.numbers < 1) or np.any(self.numbers >= len(chemical_symbols)):
             raise DataError(f"{where}: atomic numbers outside 1..{len(chemical_symbols) - 1}")
         if self.cell is not None:
@@ -115,9 +124,11 @@ class Dataset:
         metadata: dict | None = None,
         cell: np.ndarray | None = None,
         pbc: np.ndarray | None = None,
+        stress: np.ndarray | None = None,
     ) -> "Dataset":
         """Build from per-conformation arrays: ``numbers[i]`` (n_i,), ``positions[i]`` (n_i, 3), ...;
-        ``cell`` (N, 3, 3) Å and ``pbc`` (N, 3) for periodic conformations (None: molecules)."""
+        ``cell`` (N, 3, 3) Å and ``pbc`` (N, 3) for periodic conformations (None: molecules);
+        ``stress`` (N, 6) eV/Å³, Voigt (NaN rows for molecules)."""
         sizes = [len(z) for z in numbers]
         ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         cat = lambda arrays, shape: np.concatenate(arrays) if arrays else np.zeros(shape)  # noqa: E731
@@ -131,11 +142,13 @@ class Dataset:
             metadata=dict(metadata or {}),
             cell=None if cell is None else np.asarray(cell, dtype=np.float64).reshape(-1, 3, 3),
             pbc=None if pbc is None else np.asarray(pbc, dtype=bool).reshape(-1, 3),
+            stress=None if stress is None else np.asarray(stress, dtype=np.float64).reshape(-1, 6),
         )
 
     @classmethod
     def concatenate(cls, parts: Sequence["Dataset"]) -> "Dataset":
-        """Join several Dataset; energies/forces/atom_data are kept only where every part has them."""
+        """Join several Dataset; energies/forces/atom_data are kept only where every part has them,
+        stresses where any part has them (NaN rows for the others)."""
         if not parts:
             raise DataError("nothing to concatenate")
         if len(parts) == 1:
@@ -154,6 +167,7 @@ class Dataset:
             metadata={"parts": [p.metadata for p in parts]},
             cell=np.concatenate([p.cells for p in parts]) if any(p.cell is not None for p in parts) else None,
             pbc=np.concatenate([p.periodic_axes for p in parts]) if any(p.cell is not None for p in parts) else None,
+            stress=np.concatenate([p.stresses for p in parts]) if any(p.stress is not None for p in parts) else None,
         )
 
     # size and access ----------------------------------------------------------------------
@@ -189,6 +203,11 @@ class Dataset:
     def cells(self) -> np.ndarray:
         """(N, 3, 3) cell vectors as rows, Å (zeros for molecules)."""
         return self.cell if self.cell is not None else np.zeros((len(self), 3, 3))
+
+    @property
+    def stresses(self) -> np.ndarray:
+        """(N, 6) stresses, eV/Å³ (NaN where unknown, and for molecules)."""
+        return self.stress if self.stress is not None else np.full((len(self), 6), np.nan)
 
     @property
     def periodic_axes(self) -> np.ndarray:
@@ -227,6 +246,7 @@ class Dataset:
             atom_data={k: v[atom_rows] for k, v in self.atom_data.items()},
             cell=None if self.cell is None else self.cell[index],
             pbc=None if self.pbc is None else self.pbc[index],
+            stress=None if self.stress is None else self.stress[index],
         )
 
     def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterator["Dataset"]:
@@ -256,9 +276,14 @@ class Dataset:
         """A copy whose force labels are ``forces`` (A, 3) eV/Å (None drops them)."""
         return dataclasses.replace(self, forces=forces, atom_data={**self.atom_data, **atom_data})
 
+    def with_stress(self, stress: np.ndarray | None) -> "Dataset":
+        """A copy whose stress labels are ``stress`` (N, 6) eV/Å³, Voigt (None drops them)."""
+        return dataclasses.replace(self, stress=stress)
+
     def without_forces(self) -> "Dataset":
-        """A copy with no force labels: what energy-only training may see."""
-        return dataclasses.replace(self, forces=None)
+        """A copy with no force or stress labels (the energy's derivatives): what energy-only
+        training may see."""
+        return dataclasses.replace(self, forces=None, stress=None)
 
     # the user's entry points -------------------------------------------------------------------
     @classmethod
@@ -280,8 +305,9 @@ class Dataset:
     def from_atoms(cls, images: Sequence[Atoms], molecule_key: str = "molecule") -> "Dataset":
         """Conformations from ASE ``Atoms`` (positions Å).
 
-        Energies (eV) and forces (eV/Å) are taken from each image's calculator results (as
-        ``ase.io.read`` attaches them) when every image has them; the molecule id is
+        Energies (eV), forces (eV/Å) and stresses (eV/Å³; of periodic images) are taken from
+        each image's calculator results (as ``ase.io.read`` attaches them) when every image (every
+        periodic one, for stresses) has them; the molecule id is
         ``atoms.info[molecule_key]``, else the chemical formula. Cells and periodicity are kept
         when any image is periodic.
         """
@@ -291,6 +317,9 @@ class Dataset:
         periodic = any(a.pbc.any() for a in images)
         results = [a.calc.results if a.calc is not None else {} for a in images]
         has = lambda key: all(key in r for r in results)  # noqa: E731
+        stress = None
+        if periodic and all("stress" in r for a, r in zip(images, results) if a.pbc.any()):
+            stress = np.array([voigt_stress(r["stress"]) if a.pbc.any() else np.full(6, np.nan) for a, r in zip(images, results)])
         return cls.from_arrays(
             numbers=[a.numbers for a in images],
             positions=[a.positions for a in images],
@@ -300,11 +329,12 @@ class Dataset:
             metadata={"source": "ase.Atoms"},
             cell=np.array([a.cell.array for a in images]) if periodic else None,
             pbc=np.array([a.pbc for a in images]) if periodic else None,
+            stress=stress,
         )
 
     def to_atoms(self) -> list[Atoms]:
-        """One ``Atoms`` per conformation (with its cell and pbc); energies and forces (if any)
-        as calculator results, the molecule id in ``info["molecule"]``."""
+        """One ``Atoms`` per conformation (with its cell and pbc); energies, forces and stresses
+        (if any) as calculator results, the molecule id in ``info["molecule"]``."""
         from ase.calculators.singlepoint import SinglePointCalculator
 
         images = []
@@ -317,6 +347,8 @@ class Dataset:
                 results["energy"] = float(self.energy[i])
             if self.forces is not None:
                 results["forces"] = self.forces[rows].copy()
+            if self.stress is not None and np.isfinite(self.stress[i]).all():
+                results["stress"] = self.stress[i].copy()
             if results:
                 atoms.calc = SinglePointCalculator(atoms, **results)
             images.append(atoms)
@@ -334,6 +366,14 @@ class Dataset:
     def write(self, path: str | os.PathLike) -> None:
         """Write by file extension: ``.h5`` ekd HDF5, ``.xyz`` extended XYZ (eV, Å)."""
         _IO["write"](self, path)
+
+
+def voigt_stress(stress: np.ndarray) -> np.ndarray:
+    """(6,) Voigt stress (xx, yy, zz, yz, xz, xy) from ASE's (6,), (3, 3) or flattened (9,) form."""
+    stress = np.asarray(stress, dtype=np.float64)
+    if stress.size == 9:
+        return stress.reshape(3, 3)[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+    return stress.reshape(6)
 
 
 class Split(NamedTuple):

@@ -8,6 +8,7 @@ Layout (``format = "ekd-frames"``, ``format_version = 1``)::
     molecule  (N,)    str      molecule / group id
     energy    (N,)    float64  eV          (optional)
     forces    (A, 3)  float64  eV/Å        (optional; true forces, −dE/dx)
+    stress    (N, 6)  float64  eV/Å³       (optional; Voigt xx yy zz yz xz xy, NaN for molecules)
     atom_data/<name>  (A, ...)             (optional per-atom extras)
     attrs: format, format_version, energy_unit, length_unit, force_unit, metadata (JSON)
 
@@ -31,7 +32,7 @@ from ekd.errors import DataError
 __all__ = ["write_ekd_h5", "read_ekd_h5", "READER", "FORMAT_VERSION", "is_hdf5"]
 
 FORMAT_VERSION = 1
-_UNITS = {"energy_unit": "eV", "length_unit": "Å", "force_unit": "eV/Å"}
+_UNITS = {"energy_unit": "eV", "length_unit": "Å", "force_unit": "eV/Å", "stress_unit": "eV/Å³"}
 
 
 def is_hdf5(path: Path) -> bool:
@@ -54,6 +55,8 @@ def write_frames_to_group(handle: h5py.File, frames: Dataset) -> None:
     if frames.cell is not None:
         handle.create_dataset("cell", data=frames.cell)
         handle.create_dataset("pbc", data=frames.pbc)
+    if frames.stress is not None:
+        handle.create_dataset("stress", data=frames.stress)
     handle.attrs.update(_UNITS)
     handle.attrs["format_version"] = FORMAT_VERSION
     handle.attrs["metadata"] = json.dumps(frames.metadata, default=str)
@@ -85,6 +88,7 @@ def read_frames_from_group(handle: h5py.File, path: Path) -> Dataset:
         atom_data={k: v[()] for k, v in handle.get("atom_data", {}).items()},
         cell=optional("cell"),
         pbc=None if "pbc" not in handle else handle["pbc"][()].astype(bool),
+        stress=optional("stress"),
         metadata={
             **json.loads(handle.attrs.get("metadata", "{}")),
             "source": str(path),

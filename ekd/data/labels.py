@@ -8,13 +8,15 @@ truth and never written here), plus::
     teacher_force_mean    (A, 3)    float64  eV/Å   ensemble mean: the student's force labels
     teacher_force_spread  (A,)      float64  eV/Å   per-atom spread: sqrt(mean_t |F_t − F_mean|²)
     teacher_energy        (T, N)    float64  eV     each teacher's energy (optional)
+    teacher_stress        (T, N, 6) float64  eV/Å³  each teacher's stress, Voigt (optional; periodic
+                                                    data; NaN rows for molecules)
     attrs["provenance"]   JSON: teachers (backend, spec, checkpoint sha256, seed, published source),
                           teachers left out (name, reason),
                           package versions, source data path and sha256, config, created (UTC)
 
 :class:`Labels` is the object; ``Labels.read(path).dataset()`` (or ``ekd.data.read``) gives the
-training view: a :class:`Dataset` whose ``forces`` are the teacher mean and whose
-``atom_data["force_spread"]`` is the spread.
+training view: a :class:`Dataset` whose ``forces`` (and ``stress``, for periodic data) are the
+teacher mean and whose ``atom_data["force_spread"]`` is the spread.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ class Labels:
         member_forces: (T, A, 3) eV/Å, each teacher's forces, atoms in ``data`` order.
         teachers: one record per teacher (same order).
         member_energy: (T, N) eV, each teacher's energies, or None.
+        member_stress: (T, N, 6) eV/Å³, each teacher's stress (Voigt, NaN rows for molecules),
+            or None.
         left_out: teachers not used, each ``{"name", "reason"}``.
         provenance: how the labels were made (source data and sha256, versions, config, created).
     """
@@ -89,6 +93,7 @@ class Labels:
     member_energy: np.ndarray | None = None
     left_out: list[dict] = dataclasses.field(default_factory=list)
     provenance: dict = dataclasses.field(default_factory=dict)
+    member_stress: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         where = self.data.metadata.get("source", "labels")
@@ -96,6 +101,8 @@ class Labels:
             raise DataError(f"{where}: teacher forces shape {np.shape(self.member_forces)}, expected ({len(self.teachers)}, {self.data.n_atoms}, 3)")
         if self.member_energy is not None and np.shape(self.member_energy) != (len(self.teachers), len(self.data)):
             raise DataError(f"{where}: teacher energy shape {np.shape(self.member_energy)}, expected ({len(self.teachers)}, {len(self.data)})")
+        if self.member_stress is not None and np.shape(self.member_stress) != (len(self.teachers), len(self.data), 6):
+            raise DataError(f"{where}: teacher stress shape {np.shape(self.member_stress)}, expected ({len(self.teachers)}, {len(self.data)}, 6)")
 
     @property
     def mean_forces(self) -> np.ndarray:
@@ -113,13 +120,19 @@ class Labels:
         return None if self.member_energy is None else self.member_energy.mean(axis=0)
 
     @property
+    def mean_stress(self) -> np.ndarray | None:
+        """(N, 6) eV/Å³: the teachers' mean stress (NaN rows for molecules), or None."""
+        return None if self.member_stress is None else self.member_stress.mean(axis=0)
+
+    @property
     def source_sha256(self) -> str | None:
         """sha256 naming the data the labels were made from (see :func:`data_identity`)."""
         return self.provenance.get("source_sha256")
 
     def dataset(self, energies: Literal["reference", "teachers"] = "reference") -> Dataset:
-        """The training view: teacher-mean forces (eV/Å), ``atom_data['force_spread']`` (A,) and
-        ``atom_data['teacher_forces']`` (A, T, 3); energies from the data or the teachers' mean."""
+        """The training view: teacher-mean forces (eV/Å) and stress (eV/Å³, when recorded),
+        ``atom_data['force_spread']`` (A,) and ``atom_data['teacher_forces']`` (A, T, 3); energies
+        from the data or the teachers' mean."""
         if energies == "teachers":
             if self.member_energy is None:
                 raise DataError(f"{self.data.metadata.get('source', 'labels')}: no teacher energies recorded (labels made without them)")
@@ -127,6 +140,7 @@ class Labels:
         else:
             data = self.data  # its reference energies, or None where the data had none
         mean, spread = ensemble_statistics(self.member_forces)
+        data = data.with_stress(self.mean_stress)
         return data.with_forces(mean, force_spread=spread, teacher_forces=self.member_forces.transpose(1, 0, 2)).with_metadata(
             labels=True, provenance=self.provenance
         )
@@ -148,7 +162,7 @@ class Labels:
     def write(self, path: str | os.PathLike) -> None:
         """Write the labels file atomically (layout in the module docstring)."""
         mean, spread = ensemble_statistics(self.member_forces)
-        body = dataclasses.replace(self.data.without_forces(), atom_data={})
+        body = dataclasses.replace(self.data.without_forces(), atom_data={})  # no reference forces or stresses
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
             handle.attrs["format"] = "ekd-labels"
             write_frames_to_group(handle, body)
@@ -158,6 +172,8 @@ class Labels:
             handle.create_dataset("teacher_force_spread", data=spread)
             if self.member_energy is not None:
                 handle.create_dataset("teacher_energy", data=np.asarray(self.member_energy, dtype=np.float64))
+            if self.member_stress is not None:
+                handle.create_dataset("teacher_stress", data=np.asarray(self.member_stress, dtype=np.float64))
             handle.attrs["provenance"] = json.dumps({**self.provenance, "teachers": [dataclasses.asdict(t) for t in self.teachers], "left_out": self.left_out}, default=str)
 
     @classmethod
@@ -186,6 +202,7 @@ class Labels:
                 member_energy=handle["teacher_energy"][()] if "teacher_energy" in handle else None,
                 left_out=left_out,
                 provenance=provenance,
+                member_stress=handle["teacher_stress"][()] if "teacher_stress" in handle else None,
             )
 
 

@@ -18,6 +18,8 @@ class ReadOptions(pydantic.BaseModel):
         force_sign: +1 if the stored array is forces, −1 if it is gradients dE/dx.
         energy_unit: unit of stored energies (forces: that unit per Å), see ``ekd.units``.
         molecule_key: per-frame key naming the molecule (extended XYZ ``info``).
+        stress_key: which stored stress to use (ASE formats; e.g. ``REF_stress``; Voigt or 3×3,
+            energy unit per Å³, ASE's sign); ``""`` reads no stresses.
     """
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
@@ -27,6 +29,7 @@ class ReadOptions(pydantic.BaseModel):
     force_sign: int | None = None
     energy_unit: str | None = None
     molecule_key: str | None = None
+    stress_key: str | None = None
 
     def given(self) -> set[str]:
         """Names of the reading options set (other than ``format``)."""

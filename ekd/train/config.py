@@ -10,10 +10,12 @@ __all__ = ["TrainConfig"]
 
 
 class TrainConfig(pydantic.BaseModel):
-    """How one model is trained. Loss = w_E·mean((ΔE/n_atoms)²) + w_F·mean(w_atom·|ΔF|²/3).
+    """How one model is trained. Loss = w_E·mean((ΔE/n_atoms)²) + w_F·mean(w_atom·|ΔF|²/3)
+    + w_S·mean(Δσ²) over periodic conformations and Voigt components.
 
-    Energies in eV, forces in eV/Å; ``force_weight`` 0 trains on energies only and then no force
-    is ever computed during training.
+    Energies in eV, forces in eV/Å, stresses in eV/Å³ (1 GPa = 0.00624 eV/Å³); ``force_weight``
+    0 trains on energies only and then no force is ever computed during training; ``stress_weight``
+    0 (the default) computes no stress.
     """
 
     model_config = pydantic.ConfigDict(extra="forbid")
@@ -24,6 +26,7 @@ class TrainConfig(pydantic.BaseModel):
     weight_decay: float = pydantic.Field(1e-6, ge=0)
     energy_weight: float = pydantic.Field(1.0, ge=0)
     force_weight: float = pydantic.Field(0.0, ge=0)
+    stress_weight: float = pydantic.Field(0.0, ge=0, description="needs stress labels on the periodic conformations")
     lr_factor: float = pydantic.Field(0.5, gt=0, lt=1, description="plateau schedule: LR multiplier")
     lr_patience: int = pydantic.Field(10, ge=0, description="plateau schedule: epochs without improvement")
     min_lr: float = pydantic.Field(1e-5, ge=0)

@@ -26,7 +26,7 @@ from ekd._io import atomic_path
 from ekd.data import Dataset
 from ekd.graph import check_geometries
 from ekd.errors import ConfigError, DataError, TrainingDiverged
-from ekd.model import Model
+from ekd.model import Model, to_voigt
 from ekd.progress import progress_bar
 from ekd.provenance import config_hash, frames_fingerprint
 from ekd.train.config import TrainConfig
@@ -34,7 +34,7 @@ from ekd.train.loss import ekd_loss
 from ekd.backend import Backend, Batch, Statistics, validate_options
 from ekd.plugins import get_backend
 
-__all__ = ["TrainResult", "build_from_data", "optimizer_step", "train"]
+__all__ = ["TrainResult", "batch_loss", "build_from_data", "optimizer_step", "train"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +68,8 @@ def train(
     """Train a ``backend`` model on ``train_frames``, selecting on ``val_frames``; resumable.
 
     Args:
-        config: training options; ``config.force_weight > 0`` needs force labels.
+        config: training options; ``config.force_weight > 0`` needs force labels,
+            ``config.stress_weight > 0`` stress labels on the periodic conformations.
         options: the backend's hyperparameters (validated by its ``Options``).
         info: provenance stored in the saved model (config, seeds, input hashes, ...).
         on_epoch_end: called with (epoch, history row) after each epoch is saved.
@@ -76,12 +77,16 @@ def train(
     config = config or TrainConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    training_on_forces = config.force_weight > 0
+    derivatives = config.force_weight > 0 or config.stress_weight > 0
     for name, frames in (("training", train_frames), ("validation", val_frames)):
+        where = frames.metadata.get("source", name)
         if frames.energy is None:
-            raise DataError(f"{frames.metadata.get('source', name)}: the {name} data have no energies")
-        if training_on_forces and frames.forces is None:
-            raise DataError(f"{frames.metadata.get('source', name)}: force_weight > 0 but the {name} data have no forces")
+            raise DataError(f"{where}: the {name} data have no energies")
+        if config.force_weight > 0 and frames.forces is None:
+            raise DataError(f"{where}: force_weight > 0 but the {name} data have no forces")
+        if config.stress_weight > 0 and (frames.stress is None or not np.isfinite(frames.stress[frames.periodic]).all() or not frames.periodic.any()):
+            raise DataError(f"{where}: stress_weight > 0 but the {name} data have no stress on every periodic conformation "
+                            f"({int(frames.periodic.sum())} periodic of {len(frames)})")
         if len(frames) == 0:
             raise DataError(f"the {name} split is empty")
 
@@ -122,9 +127,8 @@ def train(
         model.module.eval()
         total, count = 0.0, 0
         for batch in val_batches:
-            with torch.set_grad_enabled(training_on_forces):
-                energy, forces = model.energy_and_forces(batch, training_on_forces, create_graph=False)
-            loss, _ = ekd_loss(energy, forces, batch, config.energy_weight, config.force_weight)
+            with torch.set_grad_enabled(derivatives):
+                loss = batch_loss(model, batch, config, create_graph=False)
             total += float(loss.detach()) * batch.n_conformations
             count += batch.n_conformations
         return total / count
@@ -187,11 +191,20 @@ def build_from_data(backend: str | Backend, train_frames: Dataset, val_frames: D
     return Model.build(found, species, statistics, options, seed=config.seed, dtype=getattr(torch, config.dtype), device=config.device)
 
 
+def batch_loss(model: Model, batch: Batch, config: TrainConfig, create_graph: bool) -> torch.Tensor:
+    """The EKD loss of ``model`` on ``batch``: forces and stresses computed only when their
+    weights in ``config`` are above 0 (``create_graph`` to train on them)."""
+    with_stress = config.stress_weight > 0
+    energy, forces, stress = model.energy_forces_stress(batch, config.force_weight > 0, with_stress, create_graph)
+    loss, _ = ekd_loss(energy, forces, batch, config.energy_weight, config.force_weight,
+                       to_voigt(stress) if with_stress else None, config.stress_weight)
+    return loss
+
+
 def optimizer_step(model: Model, batch: Batch, optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.Tensor:
-    """One step on ``batch``: the EKD loss (forces only when ``config.force_weight`` > 0), then
-    backward, gradient clipping and the optimizer's step; a non-finite loss is returned untaken."""
-    energy, forces = model.energy_and_forces(batch, config.force_weight > 0, create_graph=True)
-    loss, _ = ekd_loss(energy, forces, batch, config.energy_weight, config.force_weight)
+    """One step on ``batch``: the EKD loss (:func:`batch_loss`), then backward, gradient clipping
+    and the optimizer's step; a non-finite loss is returned untaken."""
+    loss = batch_loss(model, batch, config, create_graph=True)
     if torch.isfinite(loss):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

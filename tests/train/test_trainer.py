@@ -149,3 +149,49 @@ def test_a_diverging_training_names_the_model_the_epoch_and_the_cause(tmp_path):
     data = labelled_molecules(4)
     with pytest.raises(TrainingDiverged, match=r"training of the exploding model in .*/boom diverged at epoch 1 \(loss nan\); likely cause: "):
         train("exploding", data, data, tmp_path / "boom", TrainConfig(epochs=3, device="cpu"), {"width": 4, "n_rbf": 4}, show_progress=False)
+
+
+def emt_copper(count=16):
+    """Rattled, strained fcc Cu cells (4 atoms) with EMT energies, forces and stresses, and
+    one H/C/N/O molecule (no stress: its row is NaN)."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from ekd.data import Dataset
+
+    images = []
+    for k in range(count):
+        atoms = bulk("Cu", "fcc", a=3.45 + 0.02 * k, cubic=True)
+        atoms.rattle(0.05, seed=k)
+        atoms.calc = EMT()
+        atoms.get_stress()
+        images.append(atoms)
+    cells = Dataset.from_atoms(images)
+    molecule = labelled_molecules(1).subset([0])
+    return Dataset.concatenate([cells, molecule.with_stress(None)])
+
+
+def test_the_stress_term_trains_the_stress_and_ignores_molecules(tmp_path):
+    """With a stress weight the model's stresses come far closer to the labels than without
+    (same data, seed and epochs); the molecule's NaN row does not make the loss NaN."""
+    data = emt_copper()
+    assert np.isnan(data.stress[-1]).all() and data.periodic[:-1].all()
+    config = CONFIG.model_copy(update={"epochs": 80, "lr": 1e-2})
+    options = {"cutoff": 4.0, "width": 8, "n_rbf": 6}
+    error = {}
+    for weight in (0.0, 100.0):
+        result = train("pairmlp", data, data, tmp_path / f"w{weight}", config.model_copy(update={"stress_weight": weight}), options, show_progress=False)
+        predicted = result.model.predict(data, forces=False, stress=True).stress
+        error[weight] = float(np.abs(predicted - data.stress)[:-1].mean())
+    assert error[100.0] < 0.5 * error[0.0], error
+
+
+def test_stress_training_needs_stress_labels_on_every_cell(tmp_path):
+    data = emt_copper(4)
+    config = CONFIG.model_copy(update={"stress_weight": 1.0})
+    with pytest.raises(DataError, match="stress_weight > 0 but the training data have no stress on every periodic conformation"):
+        train("pairmlp", data.with_stress(None), data, tmp_path, config, show_progress=False)
+    with pytest.raises(ConfigError, match="teachers.train.stress_weight: teachers and baselines never see forces or stresses"):
+        from ekd.runconfig import RunConfig
+
+        RunConfig.load(None, {"teachers.train": {"stress_weight": 1.0}})
