@@ -13,12 +13,15 @@ import os
 from pathlib import Path
 
 import numpy as np
+from ase.data import atomic_numbers
+from ase.symbols import string2symbols
 
 from ekd._io import atomic_path
 from ekd.data import Dataset
 from ekd.ensemble import Ensemble
 from ekd.errors import DataError
 from ekd.evaluate import evaluate
+from ekd.evaluate.materials import PROPERTIES, material_properties
 from ekd.evaluate.md import MDSettings, md_stability
 from ekd.model import Model
 
@@ -29,11 +32,14 @@ REPORT_FORMAT_VERSION = 1
 #: the dataset name of the run's held-out test split in reports
 HELD_OUT = "held-out test"
 METRICS = ("energy_mae", "energy_rmse", "relative_energy_mae", "relative_energy_rmse", "force_mae", "force_rmse")
+#: the columns added for datasets with periodic conformations
+PERIODIC_METRICS = ("energy_per_atom_mae_meV", "force_mae_meV", "stress_mae_GPa")
 
 
 @dataclasses.dataclass(frozen=True)
 class Scores:
-    """COMP6 errors of one model on one dataset (kcal/mol, kcal/mol/Å); None where not scored."""
+    """COMP6 errors of one model on one dataset (kcal/mol, kcal/mol/Å) and, for periodic data,
+    errors in meV/atom, meV/Å and GPa; None where not scored."""
 
     n_conformations: int
     n_molecules: int
@@ -44,6 +50,9 @@ class Scores:
     force_mae: float | None = None
     force_rmse: float | None = None
     refit_offsets_eV: dict[str, float] | None = None
+    energy_per_atom_mae_meV: float | None = None  # periodic conformations only, as the next two
+    force_mae_meV: float | None = None
+    stress_mae_GPa: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +113,9 @@ class Report:
         energy_references: dataset → level of theory of its reference energies.
         offsets_refit: model → datasets on which its energy offsets were refit before scoring.
         md_stability: MD stability results (``evaluate.md``), or None.
+        materials: for data that names crystals (``metadata["materials"]``, e.g. ekd's periodic
+            set): ``ground_truth`` and each model's (ensemble, students, baselines) properties
+            per system (:data:`ekd.evaluate.materials.PROPERTIES`, with units), or None.
     """
 
     models: dict[str, ModelScores]
@@ -113,6 +125,7 @@ class Report:
     energy_references: dict[str, str | None]
     offsets_refit: dict[str, list[str]]
     md_stability: dict | None = None
+    materials: dict | None = None
     format_version: int = REPORT_FORMAT_VERSION
     units: dict = dataclasses.field(default_factory=lambda: {"energy": "kcal/mol", "forces": "kcal/mol/Å"})
 
@@ -138,6 +151,7 @@ class Report:
             "models": {name: {"level_of_theory": m.level_of_theory, **{d: strip(s) for d, s in m.datasets.items()}} for name, m in self.models.items()},
             "headline": {d: strip(h) for d, h in self.headline.items()},
             **({"md_stability": self.md_stability} if self.md_stability else {}),
+            **({"materials": self.materials} if self.materials else {}),
             "stage_seconds": self.stage_seconds,
             "config": self.config,
             "energy_references": self.energy_references,
@@ -166,6 +180,7 @@ class Report:
             energy_references=values["energy_references"],
             offsets_refit=values["offsets_refit"],
             md_stability=values.get("md_stability"),
+            materials=values.get("materials"),
             units=values["units"],
         )
 
@@ -209,11 +224,13 @@ class Report:
                 lines[-1] += f"; student/teacher ensemble = {h.student_over_teacher_ensemble:.2f}"
         datasets = list(dict.fromkeys(d for m in self.models.values() for d in m.datasets))
         for dataset in datasets:
-            lines += ["", f"## {dataset}", "", "| model | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+            scored = [m.datasets[dataset] for m in self.models.values() if dataset in m.datasets]
+            columns = METRICS + tuple(c for c in PERIODIC_METRICS if any(getattr(s, c) is not None for s in scored))
+            lines += ["", f"## {dataset}", "", "| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
             for name, model in self.models.items():
                 scores = model.datasets.get(dataset)
                 if scores is not None:
-                    values = [getattr(scores, m) for m in METRICS]
+                    values = [getattr(scores, m) for m in columns]
                     lines.append(f"| {name} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in values) + " |")
         if self.md_stability:
             settings = self.md_stability["settings"]
@@ -224,9 +241,50 @@ class Report:
             for name, result in self.md_stability["models"].items():
                 failed = ", ".join(f"{m} ({r['time_ps']:.2f} ps)" for m, r in result["molecules"].items() if not r["stable"])
                 lines.append(f"| {name} | {result['n_stable']}/{result['n_molecules']} | {result['mean_time_ps']:.3f} | {failed or '–'} |")
+        if self.materials:
+            lines += ["", *materials_table(self.materials)]
         lines += ["", "## Cost", "", "| stage | seconds |", "|---|---|"]
         lines += [f"| {stage} | {seconds} |" for stage, seconds in self.stage_seconds.items()]
         return "\n".join(lines) + "\n"
+
+
+def materials_table(materials: dict) -> list[str]:
+    """Markdown lines: each system's properties for the ground truth, the teacher ensemble and
+    the students and baselines (mean ± std over seeds), and whether the students are closer."""
+    units = materials["units"]
+    lines = [f"## Materials properties (ground truth: {materials['level_of_theory']})", "",
+             "Each model's own equilibrium lattice constant is used for its vacancy and surface energies.", "",
+             "| system | property | ground truth | teacher ensemble | students | baselines | students closer |", "|---" * 7 + "|"]
+    for system, truth in materials["ground_truth"].items():
+        for prop, value in truth.items():
+            of = lambda prefix: [m[system][prop] for n, m in materials["models"].items() if n.startswith(prefix) and prop in m.get(system, {})]  # noqa: E731
+            cells = []
+            for values in (of("teacher ensemble"), of("student"), of("baseline")):
+                cells.append("–" if not values else f"{np.mean(values):.3f}" + (f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else ""))
+            student, baseline = of("student"), of("baseline")
+            closer = "–" if not (student and baseline) else ("yes" if abs(np.mean(student) - value) < abs(np.mean(baseline) - value) else "no")
+            lines.append(f"| {system} | {prop} ({units[prop]}) | {value:.3f} | " + " | ".join(cells) + f" | {closer} |")
+    failures = [f"{name} on {system}: {m[system]['failed']}" for name, m in materials["models"].items() for system in m if "failed" in m[system]]
+    if failures:
+        lines += ["", "Left out (no equilibrium found): " + "; ".join(failures) + "."]
+    return lines
+
+
+def material_properties_of(models: dict[str, Model | Ensemble], spec: dict) -> dict:
+    """The ``materials`` block of a report: the ground truth of ``spec`` (a dataset's
+    ``metadata["materials"]``) and the properties of the ensemble, students and baselines."""
+    scored = {name: p for name, p in models.items() if name.startswith(("teacher ensemble", "student", "baseline"))}
+    systems = [s for s in spec["systems"] if all(set(_elements(s)) <= set(p.species) for p in scored.values())]
+    return {
+        "level_of_theory": spec.get("level_of_theory"),
+        "units": PROPERTIES,
+        "ground_truth": {s["name"]: spec["ground_truth"][s["name"]] for s in systems},
+        "models": {name: {s["name"]: material_properties(p.calculator(), s) for s in systems} for name, p in scored.items()},
+    }
+
+
+def _elements(system: dict) -> list[int]:
+    return sorted({atomic_numbers[s] for s in string2symbols(system["symbols"])})
 
 
 def energy_level(models: list[Model]) -> str | None:
@@ -254,6 +312,7 @@ def build_report(
     plot_dir: Path | None = None,
     stage_seconds: dict[str, float] | None = None,
     md: tuple[MDSettings, Dataset] | None = None,
+    materials: dict | None = None,
 ) -> Report:
     """Score every model on every dataset whose elements it covers and summarise the seeds.
 
@@ -265,6 +324,7 @@ def build_report(
             model on another known level).
         plot_dir: parity plots of the ensemble, students and baselines go to ``plot_dir/<model>``.
         md: MD settings and the data whose molecules start the runs, or None for no MD.
+        materials: the crystals to check (a dataset's ``metadata["materials"]``), or None.
     """
     results, refits = {}, {}
     for name, predictor in models.items():
@@ -295,4 +355,5 @@ def build_report(
         settings, starts = md
         runs = {name: md_stability(p, starts, settings) for name, p in models.items() if name.startswith(("teacher ensemble", "student", "baseline"))}
         md_results = {"settings": settings.model_dump(), "models": {n: {k: v for k, v in r.items() if k != "settings"} for n, r in runs.items()}}
-    return Report(results, headline, dict(stage_seconds or {}), config, dict(references), refits, md_results)
+    properties = material_properties_of(models, materials) if materials else None
+    return Report(results, headline, dict(stage_seconds or {}), config, dict(references), refits, md_results, properties)

@@ -280,7 +280,7 @@ class Run:
         stages = {str(p.parent.relative_to(self.directory)): json.loads(p.read_text()).get("seconds") for p in sorted(self.directory.glob("**/stage.json"))}
         md = (self.config.evaluate.md, self.data) if self.config.evaluate.md else None
         report = build_report(self.models(), datasets, references, self.config.model_dump(), self.config.evaluate.refit_offsets,
-                              self.directory / "plots", stages, md)
+                              self.directory / "plots", stages, md, self.data.metadata.get("materials"))
         report.write(self.directory)
         self._notify("evaluate")
         return report

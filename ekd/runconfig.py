@@ -18,6 +18,7 @@ import pydantic
 
 from ekd.config import load_yaml, validate
 from ekd.data import ReadOptions
+from ekd.data.embedded import PREFIX as EMBEDDED_PREFIX
 from ekd.ensemble import PRETRAINED, pretrained_spec
 from ekd.errors import ConfigError
 from ekd.evaluate.md import MDSettings
@@ -218,7 +219,7 @@ class RunConfig(pydantic.BaseModel):
 def _resolve_paths(values: dict, base: Path) -> dict:
     """``values`` with relative ``data.path``, ``evaluate.files`` and published-teacher paths made
     absolute against ``base``."""
-    absolute = lambda p: str(p) if Path(str(p)).is_absolute() else str((base / str(p)).resolve())  # noqa: E731
+    absolute = lambda p: str(p) if Path(str(p)).is_absolute() or str(p).startswith(EMBEDDED_PREFIX) else str((base / str(p)).resolve())  # noqa: E731
     values = {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
     data, evaluate, teachers = values.get("data"), values.get("evaluate"), values.get("teachers")
     if isinstance(data, dict) and isinstance(data.get("path"), str):

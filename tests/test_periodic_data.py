@@ -225,3 +225,29 @@ def test_a_cell_relaxes_through_ases_filter_with_an_ekd_calculator():
     BFGS(FrechetCellFilter(atoms), logfile=None, maxstep=0.05).run(fmax=1e-3, steps=5)
     assert atoms.get_potential_energy() < start_energy
     assert np.abs(atoms.cell.array - start_cell).max() > 1e-4  # the stress moved the cell
+
+
+def test_a_run_on_the_metals_set_reports_materials_units_and_properties(tmp_path):
+    """On the copper part of ``embedded:metals`` the report scores the held-out cells in meV/atom,
+    meV/Å and GPa (the reference stresses being held-out truth), and checks the crystal's
+    properties for the ensemble, the student and the baseline against EMT's."""
+    import ekd
+    from ekd.runconfig import RunConfig
+
+    metals = ekd.Dataset.embedded(with_forces=True, name="metals")
+    copper = metals.subset(np.flatnonzero(np.char.startswith(metals.molecule.astype(str), "Cu/")))
+    copper = copper.with_metadata(**{k: metals.metadata[k] for k in ("materials", "level_of_theory")})
+    tiny = {"cutoff": 4.0, "width": 8, "n_rbf": 4}
+    config = RunConfig.load(None, {"teachers.spec": "pairmlp:2", "teachers.options": {"pairmlp": tiny}, "student.backend": "pairmlp",
+                                   "student.options": tiny, "student.seeds": 1, "student.baseline": True, "epochs": 3, "jobs": 1,
+                                   "train": {"batch_size": 16, "dtype": "float64", "device": "cpu"}})
+    report = ekd.distill(config, data=copper, out=tmp_path / "run", show_progress=False).report
+    scores = report.scores("student seed-200")
+    assert scores.stress_mae_GPa > 0 and scores.force_mae_meV == pytest.approx(scores.force_mae * 43.364, rel=1e-3)
+    materials = report.materials
+    assert materials["ground_truth"] == {"Cu": metals.metadata["materials"]["ground_truth"]["Cu"]}
+    assert set(materials["models"]) == {"teacher ensemble", "student seed-200", "baseline seed-200"}
+    assert all(set(m["Cu"]) in ({"failed"}, set(materials["units"])) for m in materials["models"].values())
+    text = report.markdown()
+    assert "| Cu | lattice_constant (Å) | 3.590 |" in text and "stress_mae_GPa" in text
+    assert ekd.Report.read(tmp_path / "run").materials == materials

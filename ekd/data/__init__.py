@@ -6,9 +6,9 @@ Units inside ekd: positions Å, energies eV, forces eV/Å (−dE/dx). Readers co
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 
+from ekd.data.embedded import EMBEDDED, PREFIX, resolve
 from ekd.data.extxyz import write_extxyz
 from ekd.data.force_sign import SignCheck, measure_force_sign
 from ekd.data import frames as _frames_module
@@ -20,6 +20,7 @@ from ekd.errors import ConfigError
 
 __all__ = [
     "DEFAULT_DATASET",
+    "EMBEDDED",
     "Dataset",
     "Labels",
     "ReadOptions",
@@ -44,12 +45,13 @@ __all__ = [
 ]
 
 #: The embedded wB97X/6-31G(d) reference set (see docs/reference_set.md): ekd's default data.
-DEFAULT_DATASET = Path(str(resources.files("ekd") / "datasets" / "ekd_ref_wb97x_631gd.h5"))
+DEFAULT_DATASET = EMBEDDED["molecules"]
 
 
-def load_default(with_forces: bool = False) -> Dataset:
-    """The embedded reference set. Its forces are held-out truth: only returned when asked."""
-    frames = read(DEFAULT_DATASET)
+def load_default(with_forces: bool = False, name: str = "molecules") -> Dataset:
+    """An embedded dataset (``molecules``: the default; ``metals``: periodic, EMT). Its forces
+    and stresses are held-out truth: only returned when asked."""
+    frames = read(resolve(PREFIX + name))
     return frames if with_forces else frames.without_forces()
 
 

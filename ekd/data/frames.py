@@ -296,10 +296,12 @@ class Dataset:
         return _IO["read"](path, options, **kwargs)
 
     @classmethod
-    def embedded(cls, with_forces: bool = False) -> "Dataset":
-        """The embedded wB97X/6-31G(d) reference set: 1,600 conformations of ten small H/C/N/O
-        molecules. Its PySCF forces are held-out truth, returned only with ``with_forces``."""
-        return _IO["embedded"](with_forces)
+    def embedded(cls, with_forces: bool = False, name: Literal["molecules", "metals"] = "molecules") -> "Dataset":
+        """An embedded reference set: ``molecules``, wB97X/6-31G(d), 1,600 conformations of ten
+        small H/C/N/O molecules (the default data); ``metals``, EMT, 784 periodic cells of fcc
+        Cu, Al, Ni and CuNi (docs/reference_set.md). Forces (and stresses) are held-out truth,
+        returned only with ``with_forces``."""
+        return _IO["embedded"](with_forces, name)
 
     @classmethod
     def from_atoms(cls, images: Sequence[Atoms], molecule_key: str = "molecule") -> "Dataset":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from ekd.data import ani, extxyz, hdf5, labels
+from ekd.data.embedded import resolve
 from ekd.data.formats import Reader
 from ekd.data.frames import Dataset
 from ekd.data.options import ReadOptions
@@ -48,7 +49,7 @@ def read(path: str | os.PathLike, options: ReadOptions | None = None, **kwargs) 
     The returned metadata holds ``source``, ``sha256``, ``format`` and the keys and sign used.
     """
     options = (options or ReadOptions(**kwargs)).reading_only()
-    path = Path(path)
+    path = resolve(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     name = options.format or detect_format(path)

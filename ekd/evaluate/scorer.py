@@ -1,4 +1,5 @@
-"""Score a model or ensemble on several datasets, per dataset and pooled over all of them."""
+"""Score a model or ensemble on several datasets, per dataset and pooled over all of them; for
+periodic data also in meV/atom, meV/Å and GPa."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import numpy as np
 
 from ekd.data import Dataset
 from ekd.evaluate.comp6 import comp6_errors, comp6_metrics, refit_offsets
+from ekd.evaluate.materials import materials_metrics
 
 __all__ = ["evaluate"]
 
 
 def evaluate(predictor, datasets: dict[str, Dataset], refit: bool = False, plot_dir: str | Path | None = None) -> dict:
-    """COMP6 metrics of ``predictor`` on each dataset and over all (``"all"``), kcal/mol(/Å).
+    """COMP6 metrics of ``predictor`` on each dataset and over all (``"all"``), kcal/mol(/Å); on
+a dataset with periodic conformations also their :func:`materials_metrics` (meV/atom, meV/Å, GPa).
 
     Args:
         predictor: an :class:`ekd.model.Model` or :class:`ekd.ensemble.Ensemble`.
@@ -24,7 +27,8 @@ def evaluate(predictor, datasets: dict[str, Dataset], refit: bool = False, plot_
     """
     results, pooled, curves = {}, {}, {}
     for name, frames in datasets.items():
-        prediction = predictor.predict(frames, forces=frames.forces is not None)
+        periodic = bool(frames.periodic.any())
+        prediction = predictor.predict(frames, forces=frames.forces is not None, stress=periodic and frames.stress is not None)
         energy = prediction.energy
         entry = {"n_conformations": len(frames), "n_molecules": len(frames.molecules)}
         if refit and frames.energy is not None:
@@ -32,6 +36,8 @@ def evaluate(predictor, datasets: dict[str, Dataset], refit: bool = False, plot_
             entry["refit_offsets_eV"] = {str(z): o for z, o in offsets.items()}
         errors = comp6_errors(frames, energy, prediction.forces)
         entry.update(comp6_metrics(errors))
+        if periodic:
+            entry.update(materials_metrics(frames, energy, prediction.forces, prediction.stress))
         results[name] = entry
         for key, values in errors.items():
             pooled.setdefault(key, []).append(values)
