@@ -9,7 +9,13 @@ student/baseline with the spread verdict, the share of the baseline→limit gap 
 COMP6 S66x8, wall time) and writes ``benchmarks/results/pair_matrix.json`` after every pair,
 with the model-minutes per stage. Hours on 2 CPU cores: run it in the background.
 
+``--data embedded:metals`` runs the pairs on ekd's periodic set instead (no S66x8; the JSON adds
+the errors in meV/atom, meV/Å and GPa and the materials checks against EMT: lattice constant,
+bulk modulus, vacancy and surface energies of the students and baselines).
+
     .venv/bin/python benchmarks/pair_matrix.py [--work build/pair-matrix] [--pairs ani-mace ...] [--epochs N]
+    .venv/bin/python benchmarks/pair_matrix.py --data embedded:metals --pairs ani-ani ani-mace \
+        --work build/pair-matrix-metals --out benchmarks/results/pair_matrix_metals.json
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import ekd
+from ekd.report import HELD_OUT, PERIODIC_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 S66X8 = ROOT.parent / "shared/data/comp6/s66x8_wb97x6-31gd.h5"
@@ -77,6 +84,33 @@ def timed_stages(run: ekd.Run) -> tuple[ekd.Report, dict[str, float]]:
     return report, walls
 
 
+def materials_summary(report: ekd.Report) -> dict | None:
+    """Per system and property: the ground truth, the students' and baselines' mean ± std, and
+    whether the students are closer; None when the data name no crystals."""
+    if not report.materials:
+        return None
+    summary = {}
+    for system, truth in report.materials["ground_truth"].items():
+        for prop, value in truth.items():
+            row = {"ground_truth": value, "unit": report.materials["units"][prop]}
+            for role in ("student", "baseline"):
+                values = [m[system][prop] for n, m in report.materials["models"].items() if n.startswith(role) and prop in m.get(system, {})]
+                row[role] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, "n": len(values)} if values else None
+            if row["student"] and row["baseline"]:
+                row["student_closer"] = abs(row["student"]["mean"] - value) < abs(row["baseline"]["mean"] - value)
+            summary[f"{system} {prop}"] = row
+    return summary
+
+
+def periodic_scores(report: ekd.Report) -> dict:
+    """Held-out errors in materials units (meV/atom, meV/Å, GPa), mean over seeds per role."""
+    scores = {}
+    for role in ("teacher ensemble", "student", "baseline"):
+        rows = [m.datasets[HELD_OUT] for n, m in report.models.items() if n.startswith(role) and HELD_OUT in m.datasets]
+        scores[role] = {key: float(np.mean([getattr(r, key) for r in rows])) for key in PERIODIC_METRICS if rows and getattr(rows[0], key) is not None}
+    return scores
+
+
 def markdown_table(results: dict) -> str:
     """The measured pairs as the docs show them (force MAE kcal/mol/Å, minutes)."""
     lines = ["| teachers → student | teacher ensemble | student | baseline | student/baseline | force-trained limit | gap closed | S66x8 student/baseline | wall min (teach, label, students+baselines, report) |",
@@ -95,6 +129,24 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def materials_markdown(results: dict) -> str:
+    """The periodic pairs' errors in materials units and their materials checks (empty for molecules)."""
+    lines = []
+    for r in results.values():
+        if not r.get("materials"):
+            continue
+        p = r["periodic_scores"]
+        cell = lambda role: " / ".join(f"{p[role][k]:.{d}f}" if k in p[role] else "-" for k, d in zip(PERIODIC_METRICS, (1, 0, 2)))  # noqa: E731
+        lines += ["", f"**{r['teachers']} → {r['student']}** (meV/atom / meV/Å / GPa): ensemble {cell('teacher ensemble')}, "
+                  f"student {cell('student')}, baseline {cell('baseline')}", "",
+                  "| system, property | ground truth | students | baselines | students closer |", "|---|---|---|---|---|"]
+        for name, row in r["materials"].items():
+            spread = lambda v: "-" if v is None else f"{v['mean']:.3f} ± {v['std']:.3f}"  # noqa: E731
+            closer = {True: "yes", False: "no"}.get(row.get("student_closer"), "-")
+            lines.append(f"| {name} ({row['unit']}) | {row['ground_truth']:.3f} | {spread(row['student'])} | {spread(row['baseline'])} | {closer} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=ROOT / "build/pair-matrix")
@@ -103,10 +155,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/pair_matrix.json")
     parser.add_argument("--redo", action="store_true", help="rerun pairs already in --out (finished stages are still reused)")
     parser.add_argument("--markdown", action="store_true", help="only print the measured pairs as a Markdown table (for the docs)")
+    parser.add_argument("--data", help="dataset of every pair (default: the embedded molecules, scored on S66x8 too), e.g. embedded:metals")
     args = parser.parse_args()
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     if args.markdown:
         print(markdown_table(results))
+        print(materials_markdown(results))
         return
     limits: dict[str, list[float]] = {}
     for name in args.pairs:
@@ -115,8 +169,8 @@ def main() -> None:
         teacher, student = PAIRS[name]
         resumed = (args.work / name).is_dir()
         teachers_from = share_teachers(args.work, name, results)
-        overrides = {"teachers.spec": teacher, "student.backend": student, "student.baseline": True,
-                     "evaluate.files": [str(S66X8)] if S66X8.is_file() else [], "epochs": args.epochs}
+        overrides = {"teachers.spec": teacher, "student.backend": student, "student.baseline": True, "data.path": args.data,
+                     "evaluate.files": [str(S66X8)] if S66X8.is_file() and args.data is None else [], "epochs": args.epochs}
         config = ekd.RunConfig.load(None, overrides)
         report, walls = timed_stages(ekd.Run(args.work / name, config, show_progress=False))
         if teachers_from:
@@ -138,6 +192,9 @@ def main() -> None:
             "limit_force_mae": {"mean": limit_mae, "values": limits[student]},
             "gap_closed": (baseline - held_out.student_force_mae.mean) / (baseline - limit_mae) if baseline > limit_mae else None,
             "s66x8_student_over_baseline": s66.student_over_baseline if s66 else None,
+            "data": args.data or "embedded:molecules",
+            "periodic_scores": periodic_scores(report) if args.data else None,
+            "materials": materials_summary(report),
             "model_minutes_per_stage": stage_minutes(report),
             "wall_seconds_per_stage": walls,
             "wall_seconds": round(sum(walls.values()), 1),

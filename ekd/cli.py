@@ -62,8 +62,9 @@ def _read_options(format_, energy_key, force_key, force_sign, energy_unit, molec
 
 def _read(path, **read_kwargs):
     from ekd.data import DEFAULT_DATASET, read
+    from ekd.data.embedded import resolve
 
-    path = Path(path) if path else DEFAULT_DATASET
+    path = resolve(path) if path else DEFAULT_DATASET
     return path, read(path, _read_options(**read_kwargs))
 
 
@@ -102,7 +103,10 @@ def data_info(path, as_json, **read_kwargs) -> None:
         ("level of theory", summary["level_of_theory"] or "not recorded"),
         ("energy key", summary["energy_key"] or "none"),
         ("force key", f"{summary['force_key']} (sign {summary['force_sign']:+d})" if summary["has_forces"] else "none"),
-        ("units (as read)", "positions Å, energies eV, forces eV/Å"),
+        ("periodic", f"{summary['n_periodic']} of {summary['n_conformations']} (pbc " + ", ".join(f"{k}: {n}" for k, n in summary["periodic_axes"].items()) + ")"
+         if summary["n_periodic"] else "none (molecules)"),
+        ("stress", "yes (periodic conformations)" if summary["has_stress"] else "none"),
+        ("units (as read)", "positions Å, energies eV, forces eV/Å, stress eV/Å³"),
         ("available keys", ", ".join(summary["available_keys"])),
     ]
     if summary["has_energies"]:
@@ -291,7 +295,7 @@ def evaluate_command(model_path, data_paths, json_out, refit_offsets, plot_dir, 
 
 @cli.command("md")
 @click.argument("model_path")
-@click.option("--data", "data_path", help="Starting geometries: each molecule's first conformation (default: the embedded set).")
+@click.option("--data", "data_path", help="Starting geometries: each molecule's (or periodic system's) first conformation (default: the embedded set).")
 @click.option("--steps", type=click.IntRange(min=1), default=4000, show_default=True, help="MD steps per molecule.")
 @click.option("--timestep", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True, help="Time step, fs.")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Langevin thermostat temperature, K.")
@@ -303,8 +307,9 @@ def evaluate_command(model_path, data_paths, json_out, refit_offsets, plot_dir, 
 @click.option("--trajectories", "trajectory_dir", help="Write each molecule's trajectory (ASE .traj) to this directory.")
 @read_options
 def md_command(model_path, data_path, steps, timestep, temperature, friction, max_bond_deviation, seed, max_molecules, json_out, trajectory_dir, **read_kwargs) -> None:
-    """MD stability: Langevin NVT from each molecule's first conformation; a run fails when a bond
-    changes by more than --max-bond-deviation Å."""
+    """MD stability: Langevin NVT from each molecule's (or periodic system's) first conformation; a
+    molecule fails when a bond changes by more than --max-bond-deviation Å, a periodic cell when
+    two atoms come closer than half their covalent radii sum or it heats past 3x the thermostat."""
     from ekd._io import atomic_path
     from ekd.ensemble import load_predictor
     from ekd.evaluate.md import MDSettings, md_stability
@@ -315,17 +320,30 @@ def md_command(model_path, data_path, steps, timestep, temperature, friction, ma
     predictor = load_predictor(model_path)
     _, frames = _read(data_path, **read_kwargs)
     results = md_stability(predictor, frames, settings, trajectory_dir)
-    click.echo(f"{'molecule':<12}{'stable':>8}{'time (ps)':>11}{'max bond change (Å)':>21}{'mean T (K)':>12}")
+    width = max(12, *(len(n) + 2 for n in results["molecules"]))
+    click.echo(f"{'system':<{width}}{'stable':>8}{'time (ps)':>11}{'check':>32}{'mean T (K)':>12}")
     for name, run in results["molecules"].items():
-        deviation, mean_t = ("not finite" if v is None else f"{v:{f}}" for v, f in ((run["max_bond_deviation"], ".3f"), (run["mean_temperature_K"], ".0f")))
-        click.echo(f"{name:<12}{'yes' if run['stable'] else 'NO':>8}{run['time_ps']:>11.3f}{deviation:>21}{mean_t:>12}")
+        click.echo(f"{name:<{width}}{'yes' if run['stable'] else 'NO':>8}{run['time_ps']:>11.3f}{_md_check(run):>32}{_number(run['mean_temperature_K'], '.0f'):>12}")
     click.echo(
-        f"stable: {results['n_stable']}/{results['n_molecules']} molecules over {steps * timestep / 1000:g} ps at {temperature:g} K "
+        f"stable: {results['n_stable']}/{results['n_molecules']} {'molecules' if all('max_bond_deviation' in r for r in results['molecules'].values()) else 'systems'} "
+        f"over {steps * timestep / 1000:g} ps at {temperature:g} K "
         f"(Langevin, {timestep:g} fs steps; mean time to failure or end {results['mean_time_ps']:.3f} ps)"
     )
     if json_out:
         with atomic_path(json_out) as tmp:
             tmp.write_text(json.dumps(results, indent=2))
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "not finite" if value is None else f"{value:{spec}}"
+
+
+def _md_check(run: dict) -> str:
+    """What decided a run's stability: a molecule's largest bond change, a cell's closest pair
+    (over the covalent radii sum) and highest temperature."""
+    if "max_bond_deviation" in run:
+        return f"max bond change {_number(run['max_bond_deviation'], '.3f')} Å"
+    return f"closest pair {_number(run['min_distance_ratio'], '.2f')}, max T {_number(run['max_temperature_K'], '.0f')} K"
 
 
 @cli.command("reference")

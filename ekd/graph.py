@@ -19,23 +19,31 @@ from ekd.errors import DataError
 if TYPE_CHECKING:  # for annotations only, so that no import cycle forms
     from ekd.data.frames import Dataset
 
-__all__ = ["MIN_DISTANCE", "average_neighbours", "check_geometries", "neighbour_edges"]
+__all__ = ["MAX_NEIGHBOURS", "MIN_DISTANCE", "average_neighbours", "check_geometries", "neighbour_edges"]
 
 #: Å; two atoms closer than this are a broken geometry (the shortest bond, H2's, is 0.74 Å)
 MIN_DISTANCE = 0.5
+#: neighbours per atom beyond which a configuration is collapsed, not dense: a close-packed metal
+#: has about 80 within 6 Å; a cell a bad model relaxed to nothing has thousands (and every
+#: backend's edge features would then exhaust the memory)
+MAX_NEIGHBOURS = 500
 
 
 def neighbour_edges(frames: Dataset, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
     """(2, E) int64 ``[centre, neighbour]`` atom indices (rows of ``frames``) of every ordered
     pair closer than ``cutoff`` (Å) within each configuration, and (E, 3) int64 cell shifts.
     In a periodic configuration the neighbour may be an image (an atom's own, in a cell smaller
-    than the cutoff), along the periodic cell vectors only."""
+    than the cutoff), along the periodic cell vectors only. A configuration with more than
+    :data:`MAX_NEIGHBOURS` neighbours per atom is a DataError (a collapsed cell)."""
     finder = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
     cells, periodic = frames.cells, frames.periodic_axes
     centres, neighbours, shifts = [], [], []
     for k in range(len(frames)):
         rows = frames.atoms_of(k)
         i, j, s = finder.compute(frames.positions[rows], cells[k], periodic[k], "ijS")
+        if len(i) > MAX_NEIGHBOURS * (rows.stop - rows.start):
+            raise DataError(f"{frames.metadata.get('source', 'data')}: conformation {k} ({frames.molecule[k]}) has {len(i) / (rows.stop - rows.start):.0f} "
+                            f"neighbours per atom within {cutoff:g} Å (more than {MAX_NEIGHBOURS}): a collapsed cell or positions in the wrong units")
         centres.append(i.astype(np.int64) + rows.start)
         neighbours.append(j.astype(np.int64) + rows.start)
         shifts.append(s.astype(np.int64))

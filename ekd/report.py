@@ -233,11 +233,13 @@ class Report:
                     values = [getattr(scores, m) for m in columns]
                     lines.append(f"| {name} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in values) + " |")
         if self.md_stability:
-            settings = self.md_stability["settings"]
+            settings = MDSettings(**self.md_stability["settings"])  # defaults for keys older reports lack
             lines += ["", "## MD stability", "",
-                      f"Langevin NVT at {settings['temperature_K']:g} K for {settings['steps'] * settings['timestep_fs'] / 1000:g} ps from each molecule's "
-                      f"first conformation; a run fails when a bond changes by more than {settings['max_bond_deviation']:g} Å.", "",
-                      "| model | molecules intact | mean time to failure or end (ps) | failed |", "|---|---|---|---|"]
+                      f"Langevin NVT at {settings.temperature_K:g} K for {settings.steps * settings.timestep_fs / 1000:g} ps from each system's "
+                      f"first conformation; a molecule fails when a bond changes by more than {settings.max_bond_deviation:g} Å, a periodic cell when two "
+                      f"atoms come closer than {settings.min_distance_factor:g}× their covalent radii sum or it heats past "
+                      f"{settings.max_temperature_factor:g}× the thermostat.", "",
+                      "| model | systems intact | mean time to failure or end (ps) | failed |", "|---|---|---|---|"]
             for name, result in self.md_stability["models"].items():
                 failed = ", ".join(f"{m} ({r['time_ps']:.2f} ps)" for m, r in result["molecules"].items() if not r["stable"])
                 lines.append(f"| {name} | {result['n_stable']}/{result['n_molecules']} | {result['mean_time_ps']:.3f} | {failed or '–'} |")

@@ -1,4 +1,5 @@
-"""Every first-party backend teaches every other, on a slice of the embedded reference set."""
+"""Every first-party backend teaches every other, on a slice of the embedded molecules and on a
+slice of the embedded metals (periodic cells, the student trained on the teachers' stresses too)."""
 
 import itertools
 
@@ -14,16 +15,25 @@ from ekd.runconfig import RunConfig
 FIRST_PARTY = [name for name in ("ani", "mace", "nequip") if name in backends()]
 
 
-@pytest.fixture(scope="module")
-def data_path(tmp_path_factory):
-    frames = load_default(with_forces=True)
-    picked = np.concatenate([np.flatnonzero(frames.molecule == name)[:6] for name in frames.molecules])
-    path = tmp_path_factory.mktemp("pairs") / "slice.h5"
+def write_slice(frames, per_group, path):
+    picked = np.concatenate([np.flatnonzero(frames.molecule == name)[:per_group] for name in frames.molecules])
     write(frames.subset(picked), path)
     return path
 
 
-def tiny_config(data_path, teachers, student):
+@pytest.fixture(scope="module")
+def data_path(tmp_path_factory):
+    return write_slice(load_default(with_forces=True), 6, tmp_path_factory.mktemp("pairs") / "slice.h5")
+
+
+@pytest.fixture(scope="module")
+def metals_path(tmp_path_factory):
+    metals = load_default(with_forces=True, name="metals")
+    metals = metals.with_metadata(materials=None)  # the crystals' checks have their own test
+    return write_slice(metals, 1, tmp_path_factory.mktemp("pairs") / "metals.h5")
+
+
+def tiny_config(data_path, teachers, student, **more):
     trained = {part.split(":")[0] for part in teachers.split(",")}
     return RunConfig.load(
         None,
@@ -37,6 +47,7 @@ def tiny_config(data_path, teachers, student):
             "student.seeds": 1,
             "train": {"batch_size": 16, "device": "cpu"},
             "epochs": 2,
+            **more,
         },
     )
 
@@ -60,6 +71,24 @@ def test_teacher_student_pair_runs_end_to_end(tmp_path, data_path, teacher, stud
     scores = run.report.scores("student seed-200")
     assert scores.force_mae == pytest.approx(independent["force_mae"], rel=1e-9)  # scored against the held-out reference forces
     assert scores.energy_mae == pytest.approx(independent["energy_mae"], rel=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("teacher, student", list(zip(FIRST_PARTY, FIRST_PARTY[1:] + FIRST_PARTY[:1])))
+def test_teacher_student_pair_runs_on_periodic_cells(tmp_path, metals_path, teacher, student):
+    """Teachers label forces and stresses of periodic cells (slabs among them); the student
+    trains on both and is scored in meV/atom, meV/Å and GPa against EMT. Each backend teaches
+    once and learns once (ani → mace → nequip → ani): the stages meet only through the labels."""
+    run = ekd.distill(tiny_config(metals_path, f"{teacher}:1", student, **{"student.train": {"stress_weight": 1.0}}), out=tmp_path, show_progress=False)
+    check_labels_are_the_teachers_mean(run)
+    (teacher_model,) = run.teachers.models
+    np.testing.assert_allclose(run.labels.mean_stress, teacher_model.predict(run.data, forces=False, stress=True).stress, atol=1e-7)
+    (model,) = run.students
+    assert model.info["train_config"]["stress_weight"] == 1.0
+    scores = run.report.scores("student seed-200")
+    stress = model.predict(run.split.test, forces=False, stress=True).stress
+    assert scores.stress_mae_GPa == pytest.approx(np.abs(stress - run.split.test.stress).mean() / 0.006241509074460763, rel=1e-6)
+    assert scores.force_mae_meV is not None and scores.energy_per_atom_mae_meV is not None
 
 
 @pytest.mark.slow

@@ -66,3 +66,17 @@ def test_a_message_passing_model_is_built_with_its_training_split_s_neighbour_co
     used = [float(m.avg_num_neighbors) for m in result.model.module.modules() if isinstance(getattr(m, "avg_num_neighbors", None), (float, int))]
     used += [float(m.norm_const) ** -2 for m in result.model.module.modules() if isinstance(getattr(m, "norm_const", None), torch.Tensor)]
     assert used and all(v == pytest.approx(direct) for v in used)
+
+
+def test_a_collapsed_cell_is_a_one_line_error_not_an_exhausted_memory():
+    """A cell shrunk to a quarter (what a bad model's relaxation can do) has thousands of images
+    within the cutoff: refused by name before any backend builds edge features."""
+    from ase.build import bulk
+
+    from ekd.errors import DataError
+
+    good = Dataset.from_atoms([bulk("Cu", "fcc", a=3.6)])
+    assert neighbour_edges(good, 5.0)[0].shape[1] == 42  # 12 + 6 + 24 images of the one atom
+    collapsed = Dataset.from_atoms([bulk("Cu", "fcc", a=0.9)])
+    with pytest.raises(DataError, match=r"conformation 0 \(Cu\) has \d+ neighbours per atom within 5 Å \(more than 500\): a collapsed cell"):
+        neighbour_edges(collapsed, 5.0)

@@ -50,7 +50,10 @@ def summarize(frames: Dataset, path: Path) -> dict:
         "force_sign": meta.get("force_sign"),
         "level_of_theory": meta.get("level_of_theory"),
         "available_keys": available_keys(path),
-        "units": {"positions": "Å", "energy": "eV", "forces": "eV/Å"},
+        "n_periodic": int(frames.periodic.sum()),
+        "periodic_axes": {" ".join("T" if a else "F" for a in axes): int(n) for axes, n in zip(*np.unique(frames.periodic_axes[frames.periodic], axis=0, return_counts=True))},
+        "has_stress": frames.stress is not None,
+        "units": {"positions": "Å", "energy": "eV", "forces": "eV/Å", "stress": "eV/Å³"},
         "force_sign_check": {"slope": None if np.isnan(sign.slope) else sign.slope, "n_pairs": sign.n_pairs, "verdict": sign.verdict},
     }
     if frames.energy is not None:

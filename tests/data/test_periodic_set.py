@@ -81,3 +81,13 @@ def test_materials_metrics_are_in_mev_per_atom_mev_per_a_and_gpa(metals):
     stress = part.stress - 3 * units.GPa
     metrics = materials_metrics(part, energy, forces, stress)
     assert metrics == pytest.approx({"energy_per_atom_mae_meV": 2.0, "force_mae_meV": 10.0, "stress_mae_GPa": 3.0})
+
+
+def test_data_info_names_the_periodic_cells_and_stresses(capsys):
+    from ekd.cli import main
+
+    main(["data", "info", "embedded:metals"])
+    out = capsys.readouterr().out
+    assert "periodic                784 of 784 (pbc T T F: 72, T T T: 712)" in out and "stress                  yes" in out
+    main(["data", "info"])
+    assert "periodic                none (molecules)" in capsys.readouterr().out

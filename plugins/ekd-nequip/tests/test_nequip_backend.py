@@ -13,9 +13,10 @@ import pytest
 import torch
 from ase.build import molecule
 
+from ekd.data import Dataset
 from ekd.errors import ConfigError
 from ekd.model import Model
-from ekd.testing import BackendConformance, labelled_molecules, periodic_cells, test_molecules
+from ekd.testing import BackendConformance, labelled_molecules, lammps_box, lammps_virial, periodic_cells, test_molecules
 from ekd.backend import Statistics
 from ekd.testing.conformance import REFERENCE, SPECIES
 
@@ -133,6 +134,49 @@ def test_export_compiles_for_nequips_ase_calculator(model, tmp_path):
         energy, forces = atoms.get_potential_energy(), atoms.get_forces()
     np.testing.assert_allclose(energy, reference.get_potential_energy(), rtol=1e-12)
     np.testing.assert_allclose(forces, reference.get_forces(), atol=1e-10)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("c++") is None, reason="AOTInductor needs a C++ compiler")
+def test_export_compiles_for_lammps_pair_style_nequip(model, tmp_path):
+    """nequip's LAMMPS route: ``nequip-compile --mode aotinductor --target pair_nequip`` (its only
+    LAMMPS pair-style target; nequip refuses ``--mode torchscript`` with torch >= 2.10; about a
+    minute on a CPU) writes the ``.nequip.pt2`` that ``pair_style nequip`` (pair_nequip_allegro,
+    built with NEQUIP_AOT_COMPILE) loads. Loaded as nequip loads compiled models and called with
+    what pair_nequip's ``preprocess`` builds (no LAMMPS binary here: local atoms only, LAMMPS's
+    lower-triangular cell, edges [i, local atom of j] within r_max with j's integer cell shift),
+    in a skewed cell smaller than r_max and a slab (``p p f``), it gives ekd's energy (the sum of
+    the atomic energies, as pair_nequip sums them), forces and a virial = −stress · volume (the
+    LAMMPS and nequip sign; ekd's stress, like ASE's, is (1/V) ∂E/∂ε)."""
+    from ase.neighborlist import neighbor_list
+
+    model.export(tmp_path / "model.nequip.zip")
+    command = [sys.executable, "-m", "nequip.scripts.compile", "model.nequip.zip", "model.nequip.pt2"]
+    subprocess.run([*command, "--mode", "aotinductor", "--device", "cpu", "--target", "pair_nequip"], cwd=tmp_path, check=True, capture_output=True)
+    with _nequip_global_state():  # loading sets nequip's global state; keep it from other tests
+        from nequip.model.inference_models import load_compiled_model
+
+        compiled, metadata = load_compiled_model(str(tmp_path / "model.nequip.pt2"), "cpu")
+    # what pair_nequip reads from the file: its input and output fields in order, r_max, types
+    assert metadata["nequip_aoti_inputs"].split() == ["pos", "edge_index", "atom_types", "cell", "edge_cell_shift"]
+    assert metadata["nequip_aoti_outputs"].split() == ["atomic_energy", "forces", "virial"]
+    assert metadata["r_max"] == 5.0 and metadata["type_names"] == ["H", "C", "N", "O"] and metadata["num_types"] == "4"
+    for atoms in periodic_cells().to_atoms():  # bulk (p p p) and slab (p p f)
+        atoms = lammps_box(atoms)
+        reference = model.predict(Dataset.from_atoms([atoms]), stress=True)
+        virial = lammps_virial(reference.stress[0], atoms.get_volume())
+        centre, neighbour, shift = neighbor_list("ijS", atoms, metadata["r_max"])
+        data = {
+            "pos": torch.tensor(atoms.positions),
+            "edge_index": torch.tensor(np.stack([centre, neighbour])),
+            "atom_types": torch.tensor([metadata["type_names"].index(symbol) for symbol in atoms.get_chemical_symbols()]),
+            "cell": torch.tensor(np.asarray(atoms.cell))[None],
+            "edge_cell_shift": torch.tensor(shift, dtype=torch.float64),
+        }
+        out = compiled(data)
+        np.testing.assert_allclose(out["atomic_energy"].sum().item(), reference.energy[0], rtol=0, atol=1e-8)
+        np.testing.assert_allclose(out["forces"].numpy(), reference.forces, rtol=0, atol=1e-8)
+        np.testing.assert_allclose(out["virial"][0].numpy(), virial, rtol=0, atol=1e-8)
 
 
 def test_export_needs_nequip_package_extension(model, tmp_path):
