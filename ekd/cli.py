@@ -272,10 +272,13 @@ def run_command(baseline, **kwargs) -> None:
 @click.option("--plots", "plot_dir", help="Write parity plots (PNG) to this directory.")
 @read_options
 def evaluate_command(model_path, data_paths, json_out, refit_offsets, plot_dir, **read_kwargs) -> None:
-    """Score a model, a teacher ensemble directory or a run's member on COMP6 metrics."""
+    """Score a model, a teacher ensemble directory or a run's member on COMP6 metrics; periodic
+    data also in meV/atom, meV/Å and GPa, and the crystals the data name (embedded:metals) on
+    their lattice constant, bulk modulus, vacancy and surface energies."""
     from ekd._io import atomic_path
     from ekd.ensemble import load_predictor
     from ekd.evaluate import evaluate
+    from ekd.evaluate.materials import PROPERTIES, material_properties, system_elements
 
     predictor = load_predictor(model_path)
     datasets = {}
@@ -286,8 +289,21 @@ def evaluate_command(model_path, data_paths, json_out, refit_offsets, plot_dir, 
     if refit_offsets:
         click.echo("note: per-element energy offsets were refit on each dataset before scoring energies")
     for name, metrics in results.items():
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float) and not k.endswith(("_meV", "_GPa")))
         click.echo(f"{name}: {shown} (kcal/mol, kcal/mol/Å)")
+        periodic = [f"{k} {v:.3f}" for k, v in metrics.items() if k.endswith(("_meV", "_GPa"))]
+        if periodic:
+            click.echo(f"{name}, periodic cells: {', '.join(periodic)} (meV/atom, meV/Å, GPa)")
+    for name, frames in datasets.items():
+        spec = frames.metadata.get("materials")
+        for system in (spec or {}).get("systems", []):
+            if not set(system_elements(system)) <= set(predictor.species):
+                continue
+            found = material_properties(predictor.calculator(), system)
+            truth = spec["ground_truth"][system["name"]]
+            results.setdefault(name, {}).setdefault("materials", {})[system["name"]] = found
+            values = found.get("failed") or ", ".join(f"{k} {found[k]:.3f} (truth {truth[k]:.3f}) {PROPERTIES[k]}" for k in truth)
+            click.echo(f"{name}, {system['name']}: {values}")
     if json_out:
         with atomic_path(json_out) as tmp:
             tmp.write_text(json.dumps(results, indent=2))

@@ -13,15 +13,13 @@ import os
 from pathlib import Path
 
 import numpy as np
-from ase.data import atomic_numbers
-from ase.symbols import string2symbols
 
 from ekd._io import atomic_path
 from ekd.data import Dataset
 from ekd.ensemble import Ensemble
 from ekd.errors import DataError
 from ekd.evaluate import evaluate
-from ekd.evaluate.materials import PROPERTIES, material_properties
+from ekd.evaluate.materials import PROPERTIES, material_properties, system_elements
 from ekd.evaluate.md import MDSettings, md_stability
 from ekd.model import Model
 
@@ -276,17 +274,13 @@ def material_properties_of(models: dict[str, Model | Ensemble], spec: dict) -> d
     """The ``materials`` block of a report: the ground truth of ``spec`` (a dataset's
     ``metadata["materials"]``) and the properties of the ensemble, students and baselines."""
     scored = {name: p for name, p in models.items() if name.startswith(("teacher ensemble", "student", "baseline"))}
-    systems = [s for s in spec["systems"] if all(set(_elements(s)) <= set(p.species) for p in scored.values())]
+    systems = [s for s in spec["systems"] if all(set(system_elements(s)) <= set(p.species) for p in scored.values())]
     return {
         "level_of_theory": spec.get("level_of_theory"),
         "units": PROPERTIES,
         "ground_truth": {s["name"]: spec["ground_truth"][s["name"]] for s in systems},
         "models": {name: {s["name"]: material_properties(p.calculator(), s) for s in systems} for name, p in scored.items()},
     }
-
-
-def _elements(system: dict) -> list[int]:
-    return sorted({atomic_numbers[s] for s in string2symbols(system["symbols"])})
 
 
 def energy_level(models: list[Model]) -> str | None:

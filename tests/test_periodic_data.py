@@ -1,6 +1,8 @@
 """Periodic data through the data layer: readers and writers keep cells and pbc, the core's
 neighbour graph sees images (an atom's own too), and broken cells are one-line errors."""
 
+import json
+
 import ase.io
 import numpy as np
 import pytest
@@ -227,7 +229,7 @@ def test_a_cell_relaxes_through_ases_filter_with_an_ekd_calculator():
     assert np.abs(atoms.cell.array - start_cell).max() > 1e-4  # the stress moved the cell
 
 
-def test_a_run_on_the_metals_set_reports_materials_units_and_properties(tmp_path):
+def test_a_run_on_the_metals_set_reports_materials_units_and_properties(tmp_path, capsys):
     """On the copper part of ``embedded:metals`` the report scores the held-out cells in meV/atom,
     meV/Å and GPa (the reference stresses being held-out truth), and checks the crystal's
     properties for the ensemble, the student and the baseline against EMT's."""
@@ -251,3 +253,10 @@ def test_a_run_on_the_metals_set_reports_materials_units_and_properties(tmp_path
     text = report.markdown()
     assert "| Cu | lattice_constant (Å) | 3.590 |" in text and "stress_mae_GPa" in text
     assert ekd.Report.read(tmp_path / "run").materials == materials
+    from ekd.cli import main
+
+    ekd.data.write(copper, tmp_path / "copper.h5")
+    main(["evaluate", str(tmp_path / "run/students/seed-200/model.pt"), "--data", str(tmp_path / "copper.h5"), "--json", str(tmp_path / "scores.json")])
+    printed = capsys.readouterr().out
+    assert "copper, periodic cells: energy_per_atom_mae_meV" in printed and "copper, Cu: " in printed
+    assert json.loads((tmp_path / "scores.json").read_text())["copper"]["materials"]["Cu"] == pytest.approx(materials["models"]["student seed-200"]["Cu"])

@@ -17,9 +17,10 @@ from ase.build import bulk, fcc111
 from ase.calculators.calculator import Calculator
 from ase.eos import EquationOfState
 from ase.optimize import BFGS
+from ase.data import atomic_numbers
 from ase.symbols import string2symbols
 
-__all__ = ["PROPERTIES", "crystal", "lattice_and_bulk_modulus", "material_properties", "materials_metrics", "surface_energy", "vacancy_formation_energy"]
+__all__ = ["PROPERTIES", "crystal", "system_elements", "lattice_and_bulk_modulus", "material_properties", "materials_metrics", "surface_energy", "vacancy_formation_energy"]
 
 #: what :func:`material_properties` reports, with units
 PROPERTIES = {"lattice_constant": "Å", "bulk_modulus": "GPa", "vacancy_formation_energy": "eV", "surface_energy_111": "J/m²"}
@@ -46,6 +47,11 @@ def materials_metrics(frames, energy: np.ndarray, forces: np.ndarray | None, str
         if known.any():
             metrics["stress_mae_GPa"] = float(np.mean(np.abs(stress - frames.stress)[known])) / units.GPa
     return metrics
+
+
+def system_elements(system: dict) -> list[int]:
+    """Sorted atomic numbers of a system (a model must cover them to be checked on it)."""
+    return sorted({atomic_numbers[s] for s in string2symbols(system["symbols"])})
 
 
 def crystal(system: dict, a: float | None = None) -> Atoms:
