@@ -28,7 +28,8 @@ a dataset with periodic conformations also their :func:`materials_metrics` (meV/
     results, pooled, curves = {}, {}, {}
     for name, frames in datasets.items():
         periodic = bool(frames.periodic.any())
-        prediction = predictor.predict(frames, forces=frames.forces is not None, stress=periodic and frames.stress is not None)
+        stress = {"stress": True} if periodic and frames.stress is not None else {}  # asked only of periodic data with stresses
+        prediction = predictor.predict(frames, forces=frames.forces is not None, **stress)
         energy = prediction.energy
         entry = {"n_conformations": len(frames), "n_molecules": len(frames.molecules)}
         if refit and frames.energy is not None:
@@ -37,7 +38,7 @@ a dataset with periodic conformations also their :func:`materials_metrics` (meV/
         errors = comp6_errors(frames, energy, prediction.forces)
         entry.update(comp6_metrics(errors))
         if periodic:
-            entry.update(materials_metrics(frames, energy, prediction.forces, prediction.stress))
+            entry.update(materials_metrics(frames, energy, prediction.forces, getattr(prediction, "stress", None)))
         results[name] = entry
         for key, values in errors.items():
             pooled.setdefault(key, []).append(values)
