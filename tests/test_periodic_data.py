@@ -124,6 +124,9 @@ def test_a_cell_too_small_or_flat_is_a_one_line_error():
         check_geometries(tiny)
     with pytest.raises(DataError, match="conformation 0 is periodic .* its cell has no volume"):
         Dataset.from_arrays([np.array([29])], [np.zeros((1, 3))], ["Cu"], cell=np.diag([3.0, 3.0, 0.0])[None], pbc=[[True, True, False]])
+    with pytest.raises(DataError, match=r"conformation 1 has a non-finite cell \[\[3.0, 0.0, 0.0\], \[0.0, nan"):
+        cells = np.stack([3 * np.eye(3), np.diag([3.0, np.nan, 3.0])])
+        Dataset.from_arrays([np.array([29])] * 2, [np.zeros((1, 3))] * 2, ["Cu"] * 2, cell=cells, pbc=[[True] * 3] * 2)
 
 
 def test_the_calculator_uses_the_cell_or_refuses_it(tmp_path):

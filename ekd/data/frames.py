@@ -105,6 +105,9 @@ class Dataset:
             raise DataError(f"{where}: periodic conformation {bad} has a non-finite stress")
         if np.any(self.numbers < 1) or np.any(self.numbers >= len(chemical_symbols)):
             raise DataError(f"{where}: atomic numbers outside 1..{len(chemical_symbols) - 1}")
+        if self.cell is not None and not np.isfinite(self.cell).all():
+            bad = int(np.flatnonzero(~np.isfinite(self.cell).reshape(n_conf, 9).all(axis=1))[0])
+            raise DataError(f"{where}: conformation {bad} has a non-finite cell {self.cell[bad].tolist()}")
         if self.cell is not None:
             flat = np.abs(np.linalg.det(self.cell)) < 1e-6
             bad = np.flatnonzero(self.periodic & flat)
