@@ -1,7 +1,8 @@
 """Materials checks: errors in the units materials scientists read (meV/atom, meV/Å, GPa), and
-the properties they check first, computed the same way for the ground truth and for any model: equilibrium lattice constant and bulk modulus (an energy–volume curve fitted
-with ASE's Birch–Murnaghan equation of state), vacancy formation energy and (111) surface energy
-(positions relaxed with ASE's BFGS at the structure's own lattice constant).
+the properties they check first, computed the same way for the ground truth and for any model:
+equilibrium lattice constant and bulk modulus (an energy–volume curve fitted with ASE's
+Birch–Murnaghan equation of state), vacancy formation energy and (111) surface energy (positions
+relaxed with ASE's BFGS at the model's own lattice constant).
 
 A *system* is a dict naming a cubic crystal: ``{"name": "Cu", "symbols": "Cu", "a": 3.61}``
 for an fcc element, or ``{"name": "CuNi", "symbols": "Cu8Ni8", "a": 3.58, "seed": 0}`` for a
@@ -16,11 +17,14 @@ from ase import Atoms, units
 from ase.build import bulk, fcc111
 from ase.calculators.calculator import Calculator
 from ase.eos import EquationOfState
-from ase.optimize import BFGS
 from ase.data import atomic_numbers
+from ase.optimize import BFGS
 from ase.symbols import string2symbols
 
-__all__ = ["PROPERTIES", "crystal", "system_elements", "lattice_and_bulk_modulus", "material_properties", "materials_metrics", "surface_energy", "vacancy_formation_energy"]
+from ekd.data.frames import Dataset
+
+__all__ = ["PROPERTIES", "crystal", "lattice_and_bulk_modulus", "material_properties", "materials_metrics", "surface_energy", "system_elements",
+           "vacancy_formation_energy"]
 
 #: what :func:`material_properties` reports, with units
 PROPERTIES = {"lattice_constant": "Å", "bulk_modulus": "GPa", "vacancy_formation_energy": "eV", "surface_energy_111": "J/m²"}
@@ -31,7 +35,7 @@ RELAX_FMAX = 0.01  # eV/Å
 RELAX_STEPS = 200
 
 
-def materials_metrics(frames, energy: np.ndarray, forces: np.ndarray | None, stress: np.ndarray | None) -> dict[str, float]:
+def materials_metrics(frames: Dataset, energy: np.ndarray, forces: np.ndarray | None, stress: np.ndarray | None) -> dict[str, float]:
     """MAEs of the periodic conformations of ``frames`` (a Dataset with reference energies, and
     forces and stresses where scored) against predictions in eV, eV/Å and eV/Å³:
     ``energy_per_atom_mae_meV`` (meV/atom), ``force_mae_meV`` (meV/Å), ``stress_mae_GPa``."""
