@@ -110,7 +110,7 @@ def test_one_distill_reads_and_hashes_the_dataset_once(tmp_path, data_path, monk
         ({"train": {"val_fraction": 0.2}}, r"train.val_fraction: a run sets this with data.val_fraction"),
         ({"student.train": {"seed": 3}}, r"student.train.seed: a run sets this with teachers.seed and student.seed"),
         ({"teachers.train": {"force_weight": 1.0}}, r"teachers.train.force_weight: teachers and baselines never see forces"),
-        ({"train": {"force_weight": 1.0}}, r"^train.force_weight: teachers and baselines never see forces; the student's is student.train.force_weight"),
+        ({"train": {"force_weight": 1.0}}, r"^train.force_weight: teachers and baselines never see forces or stresses; the student.s is student.train.force_weight"),
         ({"student.backend": "pairmlpp"}, r"unknown backend 'pairmlpp'; installed:"),
     ],
 )
