@@ -118,27 +118,40 @@ def test_export_runs_in_nequips_own_calculator(model, tmp_path, structure):
     np.testing.assert_allclose(forces, reference.get_forces(), atol=1e-10)
 
 
+@pytest.fixture(scope="module")
+def compiled(model, tmp_path_factory):
+    """The exported package compiled by nequip-compile (AOTInductor, about a minute each) for
+    each target, ``ase`` and ``pair_nequip``, the two compilations side by side."""
+    if shutil.which("c++") is None:
+        pytest.skip("AOTInductor needs a C++ compiler")
+    folder = tmp_path_factory.mktemp("compiled")
+    model.export(folder / "model.nequip.zip")
+    command = [sys.executable, "-m", "nequip.scripts.compile", "model.nequip.zip", "--mode", "aotinductor", "--device", "cpu"]
+    targets = ("ase", "pair_nequip")
+    running = [subprocess.Popen([*command[:4], f"{t}.nequip.pt2", *command[4:], "--target", t], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+               for t in targets]
+    for target, process in zip(targets, running):
+        output, _ = process.communicate()
+        assert process.returncode == 0, f"nequip-compile --target {target} failed:\n{output.decode()[-2000:]}"
+    return {t: folder / f"{t}.nequip.pt2" for t in targets}
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("c++") is None, reason="AOTInductor needs a C++ compiler")
-def test_export_compiles_for_nequips_ase_calculator(model, tmp_path):
-    """nequip's documented route: nequip-compile (AOTInductor, about a minute) and the calculator."""
+def test_export_compiles_for_nequips_ase_calculator(model, compiled):
+    """nequip's documented route: nequip-compile (AOTInductor) and the calculator."""
     from nequip.integrations.ase import NequIPCalculator
 
-    model.export(tmp_path / "model.nequip.zip")
-    command = [sys.executable, "-m", "nequip.scripts.compile", "model.nequip.zip", "model.nequip.pt2"]
-    subprocess.run([*command, "--mode", "aotinductor", "--device", "cpu", "--target", "ase"], cwd=tmp_path, check=True, capture_output=True)
     atoms, reference = molecule("CH3OH"), molecule("CH3OH")
     reference.calc = model.calculator()
     with _nequip_global_state():
-        atoms.calc = NequIPCalculator.from_compiled_model(tmp_path / "model.nequip.pt2", chemical_species_to_atom_type_map=True)
+        atoms.calc = NequIPCalculator.from_compiled_model(compiled["ase"], chemical_species_to_atom_type_map=True)
         energy, forces = atoms.get_potential_energy(), atoms.get_forces()
     np.testing.assert_allclose(energy, reference.get_potential_energy(), rtol=1e-12)
     np.testing.assert_allclose(forces, reference.get_forces(), atol=1e-10)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("c++") is None, reason="AOTInductor needs a C++ compiler")
-def test_export_compiles_for_lammps_pair_style_nequip(model, tmp_path):
+def test_export_compiles_for_lammps_pair_style_nequip(model, compiled):
     """nequip's LAMMPS route: ``nequip-compile --mode aotinductor --target pair_nequip`` (its only
     LAMMPS pair-style target; nequip refuses ``--mode torchscript`` with torch >= 2.10; about a
     minute on a CPU) writes the ``.nequip.pt2`` that ``pair_style nequip`` (pair_nequip_allegro,
@@ -150,13 +163,10 @@ def test_export_compiles_for_lammps_pair_style_nequip(model, tmp_path):
     LAMMPS and nequip sign; ekd's stress, like ASE's, is (1/V) ∂E/∂ε)."""
     from ase.neighborlist import neighbor_list
 
-    model.export(tmp_path / "model.nequip.zip")
-    command = [sys.executable, "-m", "nequip.scripts.compile", "model.nequip.zip", "model.nequip.pt2"]
-    subprocess.run([*command, "--mode", "aotinductor", "--device", "cpu", "--target", "pair_nequip"], cwd=tmp_path, check=True, capture_output=True)
     with _nequip_global_state():  # loading sets nequip's global state; keep it from other tests
         from nequip.model.inference_models import load_compiled_model
 
-        compiled, metadata = load_compiled_model(str(tmp_path / "model.nequip.pt2"), "cpu")
+        pair_nequip_model, metadata = load_compiled_model(str(compiled["pair_nequip"]), "cpu")
     # what pair_nequip reads from the file: its input and output fields in order, r_max, types
     assert metadata["nequip_aoti_inputs"].split() == ["pos", "edge_index", "atom_types", "cell", "edge_cell_shift"]
     assert metadata["nequip_aoti_outputs"].split() == ["atomic_energy", "forces", "virial"]
@@ -173,7 +183,7 @@ def test_export_compiles_for_lammps_pair_style_nequip(model, tmp_path):
             "cell": torch.tensor(np.asarray(atoms.cell))[None],
             "edge_cell_shift": torch.tensor(shift, dtype=torch.float64),
         }
-        out = compiled(data)
+        out = pair_nequip_model(data)
         np.testing.assert_allclose(out["atomic_energy"].sum().item(), reference.energy[0], rtol=0, atol=1e-8)
         np.testing.assert_allclose(out["forces"].numpy(), reference.forces, rtol=0, atol=1e-8)
         np.testing.assert_allclose(out["virial"][0].numpy(), virial, rtol=0, atol=1e-8)
