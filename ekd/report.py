@@ -202,6 +202,8 @@ class Report:
     def markdown(self) -> str:
         """The report for a person: headline sentences, one table per dataset, MD, cost."""
         lines = ["# EKD run report", "", "Errors in kcal/mol (energies) and kcal/mol/Å (forces), not per atom."]
+        if any(getattr(scores, c) is not None for m in self.models.values() for scores in m.datasets.values() for c in PERIODIC_METRICS):
+            lines[-1] += " Periodic cells also per atom: energy_per_atom_mae_meV in meV/atom, force_mae_meV in meV/Å, stress_mae_GPa in GPa."
         lines.append("Energy references: " + "; ".join(f"{d}: {level or 'not recorded'}" for d, level in self.energy_references.items()) + ".")
         groups: dict[tuple, list[str]] = {}
         for name, datasets_refit in self.offsets_refit.items():

@@ -254,7 +254,7 @@ def test_a_run_on_the_metals_set_reports_materials_units_and_properties(tmp_path
     assert set(materials["models"]) == {"teacher ensemble", "student seed-200", "baseline seed-200"}
     assert all(set(m["Cu"]) in ({"failed"}, set(materials["units"])) for m in materials["models"].values())
     text = report.markdown()
-    assert "| Cu | lattice_constant (Å) | 3.590 |" in text and "stress_mae_GPa" in text
+    assert "| Cu | lattice_constant (Å) | 3.590 |" in text and "stress_mae_GPa in GPa" in text
     assert ekd.Report.read(tmp_path / "run").materials == materials
     from ekd.cli import main
 
