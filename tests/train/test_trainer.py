@@ -191,7 +191,9 @@ def test_stress_training_needs_stress_labels_on_every_cell(tmp_path):
     config = CONFIG.model_copy(update={"stress_weight": 1.0})
     with pytest.raises(DataError, match="stress_weight > 0 but the training data have no stress on every periodic conformation"):
         train("pairmlp", data.with_stress(None), data, tmp_path, config, show_progress=False)
-    with pytest.raises(ConfigError, match="teachers.train.stress_weight: teachers and baselines never see forces or stresses"):
-        from ekd.runconfig import RunConfig
+    from ekd.runconfig import RunConfig
 
+    with pytest.raises(ConfigError, match="teachers.train.stress_weight: teachers and baselines never see forces or stresses"):
         RunConfig.load(None, {"teachers.train": {"stress_weight": 1.0}})
+    run = RunConfig.load(None, {"student.train.stress_weight": 2.0, "train": {"batch_size": 8}})  # what --stress-weight 2 sets
+    assert [run.train_config(role).stress_weight for role in ("student", "baseline", "teachers")] == [2.0, 0.0, 0.0]
