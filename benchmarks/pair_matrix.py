@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import ekd
-from ekd.report import HELD_OUT, PERIODIC_METRICS
+from ekd.report import HELD_OUT, PERIODIC_METRICS, materials_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 S66X8 = ROOT.parent / "shared/data/comp6/s66x8_wb97x6-31gd.h5"
@@ -82,24 +82,6 @@ def timed_stages(run: ekd.Run) -> tuple[ekd.Report, dict[str, float]]:
         report = call()
         walls[stage] = round(time.perf_counter() - started, 1)
     return report, walls
-
-
-def materials_summary(report: ekd.Report) -> dict | None:
-    """Per system and property: the ground truth, the students' and baselines' mean ± std, and
-    whether the students are closer; None when the data name no crystals."""
-    if not report.materials:
-        return None
-    summary = {}
-    for system, truth in report.materials["ground_truth"].items():
-        for prop, value in truth.items():
-            row = {"ground_truth": value, "unit": report.materials["units"][prop]}
-            for role in ("student", "baseline"):
-                values = [m[system][prop] for n, m in report.materials["models"].items() if n.startswith(role) and prop in m.get(system, {})]
-                row[role] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, "n": len(values)} if values else None
-            if row["student"] and row["baseline"]:
-                row["student_closer"] = abs(row["student"]["mean"] - value) < abs(row["baseline"]["mean"] - value)
-            summary[f"{system} {prop}"] = row
-    return summary
 
 
 def periodic_scores(report: ekd.Report) -> dict:
@@ -194,7 +176,7 @@ def main() -> None:
             "s66x8_student_over_baseline": s66.student_over_baseline if s66 else None,
             "data": args.data or "embedded:molecules",
             "periodic_scores": periodic_scores(report) if args.data else None,
-            "materials": materials_summary(report),
+            "materials": materials_summary(report.materials) if report.materials else None,
             "model_minutes_per_stage": stage_minutes(report),
             "wall_seconds_per_stage": walls,
             "wall_seconds": round(sum(walls.values()), 1),

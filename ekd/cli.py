@@ -278,7 +278,7 @@ def evaluate_command(model_path, data_paths, json_out, refit_offsets, plot_dir, 
     from ekd._io import atomic_path
     from ekd.ensemble import load_predictor
     from ekd.evaluate import evaluate
-    from ekd.evaluate.materials import PROPERTIES, material_properties, system_elements
+    from ekd.report import material_properties_of
 
     predictor = load_predictor(model_path)
     datasets = {}
@@ -295,15 +295,12 @@ def evaluate_command(model_path, data_paths, json_out, refit_offsets, plot_dir, 
         if periodic:
             click.echo(f"{name}, periodic cells: {', '.join(periodic)} (meV/atom, meV/Å, GPa)")
     for name, frames in datasets.items():
-        spec = frames.metadata.get("materials")
-        for system in (spec or {}).get("systems", []):
-            if not set(system_elements(system)) <= set(predictor.species):
-                continue
-            found = material_properties(predictor.calculator(), system)
-            truth = spec["ground_truth"][system["name"]]
-            results.setdefault(name, {}).setdefault("materials", {})[system["name"]] = found
-            values = found.get("failed") or ", ".join(f"{k} {found[k]:.3f} (truth {truth[k]:.3f}) {PROPERTIES[k]}" for k in truth)
-            click.echo(f"{name}, {system['name']}: {values}")
+        if frames.metadata.get("materials"):
+            checked = material_properties_of({"model": predictor}, frames.metadata["materials"])
+            found = results.setdefault(name, {})["materials"] = checked["models"]["model"]
+            for system, truth in checked["ground_truth"].items():
+                values = found[system].get("failed") or ", ".join(f"{k} {found[system][k]:.3f} (truth {v:.3f}) {checked['units'][k]}" for k, v in truth.items())
+                click.echo(f"{name}, {system}: {values}")
     if json_out:
         with atomic_path(json_out) as tmp:
             tmp.write_text(json.dumps(results, indent=2))

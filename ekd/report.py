@@ -250,38 +250,47 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
-def materials_table(materials: dict) -> list[str]:
-    """Markdown lines: each system's properties for the ground truth, the teacher ensemble and
-    the students and baselines (mean ± std over seeds), and whether the students are closer."""
-    units = materials["units"]
-    lines = [f"## Materials properties (ground truth: {materials['level_of_theory']})", "",
-             "Each model's own equilibrium lattice constant is used for its vacancy and surface energies.", "",
-             "| system | property | ground truth | teacher ensemble | students | baselines | students closer |", "|---" * 7 + "|"]
+def materials_summary(materials: dict) -> dict[str, dict]:
+    """Per ``"<system> <property>"``: the ground truth, its unit, the teacher ensemble's value and
+    the students' and baselines' mean ± std over seeds (None where not computed), and whether the
+    students are closer to the ground truth than the baselines (None when either is missing)."""
+    summary = {}
     for system, truth in materials["ground_truth"].items():
         for prop, value in truth.items():
-            of = lambda prefix: [m[system][prop] for n, m in materials["models"].items() if n.startswith(prefix) and prop in m.get(system, {})]  # noqa: E731
-            cells = []
-            for values in (of("teacher ensemble"), of("student"), of("baseline")):
-                cells.append("–" if not values else f"{np.mean(values):.3f}" + (f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else ""))
-            student, baseline = of("student"), of("baseline")
-            closer = "–" if not (student and baseline) else ("yes" if abs(np.mean(student) - value) < abs(np.mean(baseline) - value) else "no")
-            lines.append(f"| {system} | {prop} ({units[prop]}) | {value:.3f} | " + " | ".join(cells) + f" | {closer} |")
+            row = {"ground_truth": value, "unit": materials["units"][prop]}
+            for role in ("teacher ensemble", "student", "baseline"):
+                values = [m[system][prop] for n, m in materials["models"].items() if n.startswith(role) and prop in m.get(system, {})]
+                row[role] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, "n": len(values)} if values else None
+            row["student_closer"] = (abs(row["student"]["mean"] - value) < abs(row["baseline"]["mean"] - value)) if row["student"] and row["baseline"] else None
+            summary[f"{system} {prop}"] = row
+    return summary
+
+
+def materials_table(materials: dict) -> list[str]:
+    """Markdown lines of :func:`materials_summary`, and the models left out of a system."""
+    lines = [f"## Materials properties (ground truth: {materials['level_of_theory']})", "",
+             "Each model's own equilibrium lattice constant is used for its vacancy and surface energies.", "",
+             "| system, property | ground truth | teacher ensemble | students | baselines | students closer |", "|---" * 6 + "|"]
+    spread = lambda v: "–" if v is None else f"{v['mean']:.3f}" + (f" ± {v['std']:.3f}" if v["n"] > 1 else "")  # noqa: E731
+    for name, row in materials_summary(materials).items():
+        closer = {True: "yes", False: "no"}.get(row["student_closer"], "–")
+        lines.append(f"| {name} ({row['unit']}) | {row['ground_truth']:.3f} | {spread(row['teacher ensemble'])} | {spread(row['student'])} | "
+                     f"{spread(row['baseline'])} | {closer} |")
     failures = [f"{name} on {system}: {m[system]['failed']}" for name, m in materials["models"].items() for system in m if "failed" in m[system]]
     if failures:
         lines += ["", "Left out (no equilibrium found): " + "; ".join(failures) + "."]
     return lines
 
 
-def material_properties_of(models: dict[str, Model | Ensemble], spec: dict) -> dict:
-    """The ``materials`` block of a report: the ground truth of ``spec`` (a dataset's
-    ``metadata["materials"]``) and the properties of the ensemble, students and baselines."""
-    scored = {name: p for name, p in models.items() if name.startswith(("teacher ensemble", "student", "baseline"))}
-    systems = [s for s in spec["systems"] if all(set(system_elements(s)) <= set(p.species) for p in scored.values())]
+def material_properties_of(predictors: dict, spec: dict) -> dict:
+    """A ``materials`` block: the ground truth of ``spec`` (a dataset's ``metadata["materials"]``)
+    and each predictor's properties (name → model or ensemble), on the systems all of them cover."""
+    systems = [s for s in spec["systems"] if all(set(system_elements(s)) <= set(p.species) for p in predictors.values())]
     return {
         "level_of_theory": spec.get("level_of_theory"),
         "units": PROPERTIES,
         "ground_truth": {s["name"]: spec["ground_truth"][s["name"]] for s in systems},
-        "models": {name: {s["name"]: material_properties(p.calculator(), s) for s in systems} for name, p in scored.items()},
+        "models": {name: {s["name"]: material_properties(p.calculator(), s) for s in systems} for name, p in predictors.items()},
     }
 
 
@@ -353,5 +362,6 @@ def build_report(
         settings, starts = md
         runs = {name: md_stability(p, starts, settings) for name, p in models.items() if name.startswith(("teacher ensemble", "student", "baseline"))}
         md_results = {"settings": settings.model_dump(), "models": {n: {k: v for k, v in r.items() if k != "settings"} for n, r in runs.items()}}
-    properties = material_properties_of(models, materials) if materials else None
+    checked = {name: p for name, p in models.items() if name.startswith(("teacher ensemble", "student", "baseline"))}
+    properties = material_properties_of(checked, materials) if materials else None
     return Report(results, headline, dict(stage_seconds or {}), config, dict(references), refits, md_results, properties)

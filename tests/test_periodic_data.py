@@ -254,7 +254,7 @@ def test_a_run_on_the_metals_set_reports_materials_units_and_properties(tmp_path
     assert set(materials["models"]) == {"teacher ensemble", "student seed-200", "baseline seed-200"}
     assert all(set(m["Cu"]) in ({"failed"}, set(materials["units"])) for m in materials["models"].values())
     text = report.markdown()
-    assert "| Cu | lattice_constant (Å) | 3.590 |" in text and "stress_mae_GPa in GPa" in text
+    assert "| Cu lattice_constant (Å) | 3.590 |" in text and "stress_mae_GPa in GPa" in text
     assert ekd.Report.read(tmp_path / "run").materials == materials
     from ekd.cli import main
 
@@ -263,3 +263,17 @@ def test_a_run_on_the_metals_set_reports_materials_units_and_properties(tmp_path
     printed = capsys.readouterr().out
     assert "copper, periodic cells: energy_per_atom_mae_meV" in printed and "copper, Cu: " in printed
     assert json.loads((tmp_path / "scores.json").read_text())["copper"]["materials"]["Cu"] == pytest.approx(materials["models"]["student seed-200"]["Cu"])
+
+
+def test_the_materials_summary_averages_seeds_and_says_who_is_closer():
+    from ekd.report import materials_summary, materials_table
+
+    materials = {"level_of_theory": "EMT", "units": {"lattice_constant": "Å"}, "ground_truth": {"Cu": {"lattice_constant": 3.60}},
+                 "models": {"teacher ensemble": {"Cu": {"lattice_constant": 3.58}}, "student seed-1": {"Cu": {"lattice_constant": 3.59}},
+                            "student seed-2": {"Cu": {"lattice_constant": 3.63}}, "baseline seed-1": {"Cu": {"failed": "no minimum"}},
+                            "baseline seed-2": {"Cu": {"lattice_constant": 3.50}}}}
+    row = materials_summary(materials)["Cu lattice_constant"]
+    assert row["student"]["mean"] == pytest.approx(3.61) and row["student"]["n"] == 2 and row["baseline"]["n"] == 1
+    assert row["student_closer"] is True and row["teacher ensemble"]["mean"] == pytest.approx(3.58)
+    text = "\n".join(materials_table(materials))
+    assert "| Cu lattice_constant (Å) | 3.600 | 3.580 | 3.610 ± 0.028 | 3.500 | yes |" in text and "baseline seed-1 on Cu: no minimum" in text
