@@ -101,7 +101,7 @@ def run_md(predictor, numbers: np.ndarray, positions: np.ndarray, settings: MDSe
         friction=settings.friction_per_fs / units.fs, fixcm=False, rng=rng,
     )
     writer = Trajectory(str(trajectory), "w", atoms) if trajectory is not None else None
-    pairs, lengths = bonds(atoms.numbers, atoms.positions)
+    pairs, lengths = (None, None) if periodic else bonds(atoms.numbers, atoms.positions)  # bonds: molecules only
     steps, worst, temperatures, stable = 0, (float("inf") if periodic else 0.0), [], True
     try:
         while steps < settings.steps:
