@@ -20,6 +20,7 @@ from ase import Atoms
 from ekd._io import atomic_path
 from ekd.backend import Backend, BackendOptions, Batch, Converts, Exportable, Periodic, Statistics, validate_options
 from ekd.data import Dataset
+from ekd.data.frames import VOIGT
 from ekd.errors import BackendError, DataError
 from ekd.plugins import get_backend
 from ekd.provenance import package_versions
@@ -56,7 +57,7 @@ def seeded(seed: int, dtype: torch.dtype | None = None):
 
 def to_voigt(stress: torch.Tensor) -> torch.Tensor:
     """(N, 6) Voigt components (xx, yy, zz, yz, xz, xy; ASE's order) of (N, 3, 3) stresses."""
-    return stress[:, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+    return stress[(slice(None), *VOIGT)]
 
 
 def as_dataset(structures: Dataset | Sequence[Atoms]) -> Dataset:

@@ -21,7 +21,10 @@ from ase.data import chemical_symbols
 from ekd.data.options import ReadOptions
 from ekd.errors import ConfigError, DataError
 
-__all__ = ["Dataset", "Split", "formula", "molecule_split", "random_split", "voigt_stress"]
+__all__ = ["VOIGT", "Dataset", "Split", "formula", "molecule_split", "random_split", "voigt_stress"]
+
+#: (rows, columns) of a 3×3 stress's Voigt components in ASE's order: xx, yy, zz, yz, xz, xy
+VOIGT = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])
 
 #: reading and writing, wired in by the package :mod:`ekd.data` (which imports the formats), so
 #: that the container imports none of the modules that build it: ``read``, ``write``, ``embedded``
@@ -377,7 +380,7 @@ def voigt_stress(stress: np.ndarray) -> np.ndarray:
     """(6,) Voigt stress (xx, yy, zz, yz, xz, xy) from ASE's (6,), (3, 3) or flattened (9,) form."""
     stress = np.asarray(stress, dtype=np.float64)
     if stress.size == 9:
-        return stress.reshape(3, 3)[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+        return stress.reshape(3, 3)[VOIGT]
     return stress.reshape(6)
 
 
