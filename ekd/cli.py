@@ -191,6 +191,7 @@ def run_options(command):
         click.option("--out", default="runs/ekd", show_default=True, help="Run directory (resumed when it exists)."),
         click.option("--config", "config_path", help="Run YAML (default: the run directory's saved config)."),
         click.option("--data", "data_path", help="Dataset (default: the embedded reference set)."),
+        click.option("--test", "test_path", help="Held-out test set file (default: a data.test_fraction cut of --data, or the file the data name)."),
         click.option("--teacher", "teacher_spec", help="Teachers: backend[:count][,backend[:count]...], e.g. ani:4,mace:2."),
         click.option("--student", "student_backend", help="Student backend name."),
         click.option("--epochs", type=click.IntRange(min=1), help="Epoch bound of every model (teachers, students, baselines)."),
@@ -204,13 +205,14 @@ def run_options(command):
     return command
 
 
-def _run(out, config_path, data_path, teacher_spec, student_backend, epochs, jobs, eval_paths, size, stress_weight, **extra):
+def _run(out, config_path, data_path, test_path, teacher_spec, student_backend, epochs, jobs, eval_paths, size, stress_weight, **extra):
     """The :class:`ekd.Run` in ``out`` with the given YAML (or the run's saved config) and flags."""
     from ekd.run import Run
     from ekd.runconfig import RunConfig
 
     overrides = {
         "data.path": data_path,
+        "data.test_path": test_path,
         "teachers.spec": teacher_spec,
         "student.backend": student_backend,
         "epochs": epochs,

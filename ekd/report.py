@@ -19,6 +19,7 @@ from ekd.data import Dataset
 from ekd.ensemble import Ensemble
 from ekd.errors import DataError
 from ekd.evaluate import evaluate
+from ekd.evaluate.calibration import calibration_plot, force_calibration
 from ekd.evaluate.materials import PROPERTIES, material_properties, system_elements
 from ekd.evaluate.md import MDSettings, md_stability
 from ekd.model import Model
@@ -114,6 +115,9 @@ class Report:
         materials: for data that names crystals (``metadata["materials"]``, e.g. ekd's periodic
             set): ``ground_truth`` and each model's (ensemble, students, baselines) properties
             per system (:data:`ekd.evaluate.materials.PROPERTIES`, with units), or None.
+        calibration: dataset → model (the teacher ensemble, each student) → how well the
+            teachers' force spread predicts its force error there
+            (:func:`ekd.evaluate.calibration.force_calibration`), on datasets with forces.
     """
 
     models: dict[str, ModelScores]
@@ -124,6 +128,7 @@ class Report:
     offsets_refit: dict[str, list[str]]
     md_stability: dict | None = None
     materials: dict | None = None
+    calibration: dict | None = None
     format_version: int = REPORT_FORMAT_VERSION
     units: dict = dataclasses.field(default_factory=lambda: {"energy": "kcal/mol", "forces": "kcal/mol/Å"})
 
@@ -150,6 +155,7 @@ class Report:
             "headline": {d: strip(h) for d, h in self.headline.items()},
             **({"md_stability": self.md_stability} if self.md_stability else {}),
             **({"materials": self.materials} if self.materials else {}),
+            **({"calibration": self.calibration} if self.calibration else {}),
             "stage_seconds": self.stage_seconds,
             "config": self.config,
             "energy_references": self.energy_references,
@@ -179,6 +185,7 @@ class Report:
             offsets_refit=values["offsets_refit"],
             md_stability=values.get("md_stability"),
             materials=values.get("materials"),
+            calibration=values.get("calibration"),
             units=values["units"],
         )
 
@@ -245,9 +252,45 @@ class Report:
                 lines.append(f"| {name} | {result['n_stable']}/{result['n_molecules']} | {result['mean_time_ps']:.3f} | {failed or '–'} |")
         if self.materials:
             lines += ["", *materials_table(self.materials)]
+        if self.calibration:
+            lines += ["", *calibration_table(self.calibration)]
         lines += ["", "## Cost", "", "| stage | seconds |", "|---|---|"]
         lines += [f"| {stage} | {seconds} |" for stage, seconds in self.stage_seconds.items()]
         return "\n".join(lines) + "\n"
+
+
+def calibration_table(calibration: dict) -> list[str]:
+    """Markdown: per dataset and model, how well the teachers' force spread ranks its errors."""
+    lines = ["## Calibration: does the teachers' force spread predict the error?", "",
+             "Spearman's ρ between the teachers' force spread and each model's true force error (1: the spread orders the errors "
+             "perfectly, 0: it says nothing), and the mean error (kcal/mol/Å) of the conformations in the lowest and highest "
+             "eighth of the spread. Plots: `plots/calibration_*.png`.", "",
+             "| dataset | model | ρ per atom | ρ per conformation | error, lowest spread | error, highest spread |", "|---|---|---|---|---|---|"]
+    for dataset, models in calibration.items():
+        for name, result in models.items():
+            atom, conformation = result["per_atom"], result["per_conformation"]
+            lines.append(f"| {dataset} | {name} | {atom['spearman']:.2f} | {conformation['spearman']:.2f} | "
+                         f"{conformation['bins'][0]['error']:.2f} | {conformation['bins'][-1]['error']:.2f} |")
+    return lines
+
+
+def calibration_of(models: dict[str, Model | Ensemble], datasets: dict[str, Dataset], plot_dir: Path | None = None) -> dict | None:
+    """:func:`force_calibration` of the teacher ensemble and the students on every dataset with
+    reference forces the ensemble covers (None without an ensemble); plots to ``plot_dir``."""
+    ensemble = models.get("teacher ensemble")
+    if not isinstance(ensemble, Ensemble) or len(ensemble) < 2:
+        return None
+    result = {}
+    for dataset, data in datasets.items():
+        if data.forces is None or not set(data.elements) <= set(ensemble.species):
+            continue
+        teachers = ensemble.predict(data)
+        forces = {"teacher ensemble": teachers.forces}
+        forces |= {name: p.predict(data).forces for name, p in models.items() if name.startswith("student") and set(data.elements) <= set(p.species)}
+        result[dataset] = force_calibration(data, teachers.force_spread, forces)
+        if plot_dir is not None:
+            calibration_plot(result[dataset], plot_dir / f"calibration_{dataset.replace(' ', '_').replace('/', '_')}.png", dataset)
+    return result or None
 
 
 def materials_summary(materials: dict) -> dict[str, dict]:
@@ -364,4 +407,5 @@ def build_report(
         md_results = {"settings": settings.model_dump(), "models": {n: {k: v for k, v in r.items() if k != "settings"} for n, r in runs.items()}}
     checked = {name: p for name, p in models.items() if name.startswith(("teacher ensemble", "student", "baseline"))}
     properties = material_properties_of(checked, materials) if materials else None
-    return Report(results, headline, dict(stage_seconds or {}), config, dict(references), refits, md_results, properties)
+    calibration = calibration_of(models, datasets, plot_dir)
+    return Report(results, headline, dict(stage_seconds or {}), config, dict(references), refits, md_results, properties, calibration)

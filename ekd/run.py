@@ -20,6 +20,7 @@ from ase import Atoms
 from ekd._io import atomic_path
 from ekd.config import dump_yaml, validate
 from ekd.data import DEFAULT_DATASET, Dataset, Split
+from ekd.data.embedded import resolve
 from ekd.data.labels import Labels, data_identity
 from ekd.ensemble import Ensemble, load_predictor, load_pretrained, pretrained_spec
 from ekd.errors import ConfigError, DataError
@@ -91,12 +92,35 @@ class Run:
         data = Dataset.read(path, self.config.data.reading_only())
         if data.energy is None and self.config.student.energy_labels == "reference":
             raise DataError(f"{path}: no reference energies (student.energy_labels: teachers labels energies too)")
+        own = data.metadata.get("held_out")
+        if own and not self.config.data.test_path:  # the file the data name as their held-out set (embedded:ccsdt)
+            self.config = self.config.model_copy(update={"data": self.config.data.model_copy(update={"test_path": str(resolve(path).parent / own)})})
         return data
+
+    @functools.cached_property
+    def held_out(self) -> Dataset | None:
+        """The held-out test set read from ``data.test_path`` (None: a cut of the data), refused
+        when it shares a conformation with the data (it would be trained on)."""
+        self.data  # noqa: B018 (the data may name their own held-out file)
+        if not self.config.data.test_path:
+            return None
+        path = self.config.data.test_path
+        if not resolve(path).is_file():
+            raise ConfigError(f"data.test_path: {path} does not exist (the held-out test set's file)")
+        held_out = Dataset.read(path)
+        if held_out.energy is None and held_out.forces is None:
+            raise DataError(f"{path}: the held-out test set has neither reference energies nor forces to score against")
+        shared = set(held_out.conformation_keys()) & set(self.data.conformation_keys())
+        if shared:
+            raise DataError(f"{path}: {len(shared)} of its {len(held_out)} held-out conformations are also in the training data "
+                            f"{self.data.metadata.get('source')}: a held-out set must not be trained on")
+        return held_out
 
     @functools.cached_property
     def split(self) -> Split:
         """(train, validation, test) of :attr:`data` by ``config.data``; test is never trained on."""
-        return self.data.split(self.config.data.fractions, by=self.config.data.split, seed=self.config.data.seed)
+        parts = self.data.split(self.config.data.fractions, by=self.config.data.split, seed=self.config.data.seed)
+        return parts if self.held_out is None else parts._replace(test=self.held_out)
 
     @property
     def energy_source(self) -> str:
@@ -122,6 +146,7 @@ class Run:
     # stages ------------------------------------------------------------------------------------
     def _save_config(self) -> None:
         """The config as run: ``size: auto`` saved as what it resolved to on this machine."""
+        self.data  # noqa: B018 (read first: the data may name their held-out file, saved as data.test_path)
         with atomic_path(self.directory / "config.yaml") as tmp:
             tmp.write_text(dump_yaml({**self.config.model_dump(), "size": self.config.resolved_size()}))
 
@@ -270,7 +295,9 @@ class Run:
         """Score every model of the run; write ``report.json``, ``report.md`` and parity plots."""
         self._check_something_to_score()
         datasets, references = {}, {}
-        if len(self.split.test):
+        if self.held_out is not None:
+            datasets[HELD_OUT], references[HELD_OUT] = self.held_out, self.held_out.metadata.get("level_of_theory")
+        elif len(self.split.test):
             held_out = self.split.test if self.energy_source == "reference" else self._labelled_split().test
             name = HELD_OUT if self.energy_source == "reference" else f"{HELD_OUT} (vs teacher labels)"
             datasets[name] = held_out

@@ -50,11 +50,17 @@ class DataSection(ReadOptions):
     test_fraction: float = pydantic.Field(0.1, ge=0, lt=1)
     split: Literal["random", "molecule"] = "random"
     seed: int = 0
+    # the held-out test set as a file (its reference energies and forces score every model; no
+    # test_fraction is cut from path then); None: the file the data name as theirs, if any
+    # (embedded:ccsdt's coupled-cluster forces), else the test_fraction cut
+    test_path: str | None = None
 
     @property
     def fractions(self) -> tuple[float, float, float]:
-        """(train, validation, test) shares of the conformations (or molecules)."""
-        return (1 - self.val_fraction - self.test_fraction, self.val_fraction, self.test_fraction)
+        """(train, validation, test) shares of the conformations (or molecules); no test share
+        when the held-out set is a file (``test_path``)."""
+        test = 0.0 if self.test_path else self.test_fraction
+        return (1 - self.val_fraction - test, self.val_fraction, test)
 
 
 class TeacherSection(pydantic.BaseModel):
@@ -217,13 +223,14 @@ class RunConfig(pydantic.BaseModel):
 
 
 def _resolve_paths(values: dict, base: Path) -> dict:
-    """``values`` with relative ``data.path``, ``evaluate.files`` and published-teacher paths made
+    """``values`` with relative ``data.path``, ``data.test_path``, ``evaluate.files`` and published-teacher paths made
     absolute against ``base``."""
     absolute = lambda p: str(p) if Path(str(p)).is_absolute() or str(p).startswith(EMBEDDED_PREFIX) else str((base / str(p)).resolve())  # noqa: E731
     values = {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
     data, evaluate, teachers = values.get("data"), values.get("evaluate"), values.get("teachers")
-    if isinstance(data, dict) and isinstance(data.get("path"), str):
-        data["path"] = absolute(data["path"])
+    for key in ("path", "test_path"):
+        if isinstance(data, dict) and isinstance(data.get(key), str):
+            data[key] = absolute(data[key])
     if isinstance(evaluate, dict) and isinstance(evaluate.get("files"), list):
         evaluate["files"] = [absolute(p) if isinstance(p, str) else p for p in evaluate["files"]]
     if isinstance(teachers, dict) and isinstance(teachers.get("spec"), str):

@@ -350,3 +350,23 @@ def test_a_timed_epoch_restores_the_thread_count(tmp_path, data_path):
     before = torch.get_num_threads()
     assert epoch_seconds(job, threads=before + 1) > 0  # another count than the process's
     assert torch.get_num_threads() == before
+
+
+def test_a_held_out_file_is_the_whole_test_set_and_data_can_name_their_own(tmp_path, data_path):
+    data = ekd.Dataset.read(data_path)
+    write(labelled_molecules(2, seed=9), tmp_path / "held.h5")
+    write(data.with_metadata(held_out="held.h5"), tmp_path / "named.h5")  # as embedded:ccsdt names its CC forces
+    run = ekd.distill(config_for(tmp_path / "named.h5"), out=tmp_path / "run", show_progress=False)
+    train, validation, test = run.split
+    assert len(train) + len(validation) == len(data) and len(test) == 10  # nothing cut from the data for testing
+    assert ekd.Run.open(tmp_path / "run").config.data.test_path == str(tmp_path / "held.h5")
+    assert run.report.scores("student seed-200", HELD_OUT).n_conformations == 10
+    calibration = ekd.Report.read(tmp_path / "run").calibration[HELD_OUT]  # the spread against each model's error, kept in report.json
+    assert set(calibration) == {"teacher ensemble", "student seed-200", "student seed-201"}
+    assert sum(b["n"] for b in calibration["student seed-200"]["per_conformation"]["bins"]) == 10
+    assert (tmp_path / "run/plots/calibration_held-out_test.png").is_file() and "## Calibration" in (tmp_path / "run/report.md").read_text()
+    held = ekd.Dataset.read(tmp_path / "held.h5")
+    write(held.concatenate([held, data.subset([3])]), tmp_path / "leaky.h5")
+    with pytest.raises(ekd.DataError, match=r"leaky.h5: 1 of its 11 held-out conformations are also in the training data"):
+        ekd.distill(config_for(data_path, **{"data.test_path": str(tmp_path / "leaky.h5")}), out=tmp_path / "leaky", show_progress=False)
+    assert not (tmp_path / "leaky/teachers").exists()

@@ -225,6 +225,13 @@ class Dataset:
         """(N,) bool: which conformations are periodic (along any cell vector)."""
         return self.periodic_axes.any(axis=1)
 
+    def conformation_keys(self, decimals: int = 4) -> list[bytes]:
+        """One key per conformation from its elements and positions (rounded to ``decimals`` Å)
+        and cell: equal conformations get equal keys (to find a test set's overlap with training)."""
+        rounded = np.round(self.positions, decimals) + 0.0  # + 0.0: -0.0 and 0.0 get one key
+        cells = np.round(self.cells, decimals) + 0.0
+        return [self.numbers[self.atoms_of(i)].tobytes() + rounded[self.atoms_of(i)].tobytes() + cells[i].tobytes() for i in range(len(self))]
+
     def atoms_of(self, i: int) -> slice:
         """Atom rows of conformation ``i``."""
         return slice(int(self.ptr[i]), int(self.ptr[i + 1]))
