@@ -138,17 +138,28 @@ def train_model(
 # ------------------------------------------------------------------------------------------
 # teach
 # ------------------------------------------------------------------------------------------
+def warm_started(config: RunConfig, train_config: TrainConfig, role: str, name: str) -> tuple[TrainConfig, str | None]:
+    """``train_config`` starting from the namesake ``role/name/model.pt`` in ``config.warm_start``
+    (with that file's sha256 for the stage hash), or as it is without a warm start."""
+    if not config.warm_start:
+        return train_config, None
+    path = Path(config.warm_start) / role / name / "model.pt"
+    if not path.is_file():
+        raise ConfigError(f"warm_start: {path} does not exist (each teacher, student and baseline starts from its namesake in {config.warm_start})")
+    return train_config.model_copy(update={"init_from": str(path)}), sha256_file(path)
+
+
 def teacher_jobs(out: Path, config: RunConfig, members: list[TeacherMember], train_part: Dataset, validation: Dataset) -> list[TrainJob]:
     """One resumable training per member in ``out/<member name>``, on energies only."""
     train_part, validation = train_part.without_forces(), validation.without_forces()
     jobs = []
     for m in members:
-        train_config = config.train_config("teachers", seed=m.seed)
+        train_config, start = warm_started(config, config.train_config("teachers", seed=m.seed), "teachers", m.name)
         subset = train_part
         if config.teachers.subset_fraction < 1:
             keep = np.random.default_rng(m.seed).permutation(len(train_part))[: max(1, round(config.teachers.subset_fraction * len(train_part)))]
             subset = train_part.subset(np.sort(keep))
-        stage = Stage(out / m.name, config_hash("teacher", CHECKPOINT_FORMAT, dataclasses.asdict(m), train_config.model_dump(), frames_fingerprint(subset), frames_fingerprint(validation)))
+        stage = Stage(out / m.name, config_hash("teacher", CHECKPOINT_FORMAT, dataclasses.asdict(m), train_config.model_dump(), start, frames_fingerprint(subset), frames_fingerprint(validation)))
         info = {"role": "teacher", "member": dataclasses.asdict(m), "data_sha256": train_part.metadata.get("sha256"), "level_of_theory": train_part.metadata.get("level_of_theory")}
         jobs.append(TrainJob(stage, m.backend, subset, validation, train_config, m.options, info))
     return jobs
@@ -253,9 +264,9 @@ def student_jobs(out: Path, config: RunConfig, train_part: Dataset, validation: 
     jobs = []
     for k in range(config.student.seeds):
         seed = config.student.seed + k
-        train_config = config.train_config(role, seed=seed)
+        train_config, start = warm_started(config, config.train_config(role, seed=seed), f"{role}s", f"seed-{seed}")
         digest = config_hash(role, CHECKPOINT_FORMAT, config.student.backend, config.student_options, None if baseline else config.student.weighting,
-                             train_config.model_dump(), *(frames_fingerprint(p) for p in parts))
+                             train_config.model_dump(), start, *(frames_fingerprint(p) for p in parts))
         stage = Stage(out / f"{role}s" / f"seed-{seed}", digest)
         jobs.append(TrainJob(stage, config.student.backend, *parts, train_config, config.student_options, {"role": role, "seed": seed, **info}))
     return jobs

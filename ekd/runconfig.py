@@ -38,6 +38,7 @@ _SET_ELSEWHERE = {
     "val_fraction": "data.val_fraction",
     "test_fraction": "data.test_fraction",
     "seed": "teachers.seed and student.seed",
+    "init_from": "warm_start (a previous run directory)",
 }
 
 
@@ -137,6 +138,9 @@ class RunConfig(pydantic.BaseModel):
     # GPU); auto: small on a CPU, upstream on CUDA. Your own options win over either.
     size: Literal["auto", "small", "upstream"] = "auto"
     epochs: int | None = pydantic.Field(None, ge=1, description="every model's epoch bound, over the sections (--epochs)")
+    # a previous run directory: each teacher, student and baseline starts from the weights of its
+    # namesake there (same backend, options and elements), as ekd grow's rounds do
+    warm_start: str | None = None
 
     @pydantic.model_validator(mode="after")
     def _check_what_a_run_uses(self) -> "RunConfig":
@@ -231,6 +235,8 @@ def _resolve_paths(values: dict, base: Path) -> dict:
     for key in ("path", "test_path"):
         if isinstance(data, dict) and isinstance(data.get(key), str):
             data[key] = absolute(data[key])
+    if isinstance(values.get("warm_start"), str):
+        values["warm_start"] = absolute(values["warm_start"])
     if isinstance(evaluate, dict) and isinstance(evaluate.get("files"), list):
         evaluate["files"] = [absolute(p) if isinstance(p, str) else p for p in evaluate["files"]]
     if isinstance(teachers, dict) and isinstance(teachers.get("spec"), str):

@@ -370,3 +370,13 @@ def test_a_held_out_file_is_the_whole_test_set_and_data_can_name_their_own(tmp_p
     with pytest.raises(ekd.DataError, match=r"leaky.h5: 1 of its 11 held-out conformations are also in the training data"):
         ekd.distill(config_for(data_path, **{"data.test_path": str(tmp_path / "leaky.h5")}), out=tmp_path / "leaky", show_progress=False)
     assert not (tmp_path / "leaky/teachers").exists()
+
+
+def test_a_warm_started_run_starts_every_model_from_its_namesake(tmp_path, data_path):
+    ekd.distill(config_for(data_path), out=tmp_path / "first", show_progress=False)
+    ekd.distill(config_for(data_path, warm_start=str(tmp_path / "first")), out=tmp_path / "second", show_progress=False)
+    for role, name in (("teachers", "01-pairmlp"), ("students", "seed-201"), ("baselines", "seed-200")):
+        started = ekd.load(tmp_path / "second" / role / name / "model.pt").info["train_config"]["init_from"]
+        assert started == str(tmp_path / "first" / role / name / "model.pt")
+    with pytest.raises(ConfigError, match=r"warm_start: .*first/teachers/02-pairmlp/model.pt does not exist"):
+        ekd.distill(config_for(data_path, warm_start=str(tmp_path / "first"), **{"teachers.spec": "pairmlp:3"}), out=tmp_path / "third", show_progress=False)

@@ -38,3 +38,6 @@ class TrainConfig(pydantic.BaseModel):
     seed: int = 0
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "auto"
+    # warm start: a model.pt of the same backend, options and elements whose weights start the
+    # training (its file's hash is part of what a checkpoint must match to be resumed)
+    init_from: str | None = None

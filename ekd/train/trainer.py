@@ -28,7 +28,7 @@ from ekd.graph import check_geometries
 from ekd.errors import ConfigError, DataError, TrainingDiverged
 from ekd.model import Model, to_voigt
 from ekd.progress import progress_bar
-from ekd.provenance import config_hash, frames_fingerprint
+from ekd.provenance import config_hash, frames_fingerprint, sha256_file
 from ekd.train.config import TrainConfig
 from ekd.train.loss import ekd_loss
 from ekd.backend import Backend, Batch, Statistics, validate_options
@@ -51,7 +51,8 @@ class TrainResult:
 
 def _run_fingerprint(backend: str, options: dict, config: TrainConfig, train_frames: Dataset, val_frames: Dataset) -> str:
     """What a checkpoint must match to be resumed (the epoch bound and device may change)."""
-    return config_hash(backend, options, config.model_dump(exclude={"epochs", "device"}), frames_fingerprint(train_frames), frames_fingerprint(val_frames))
+    start = sha256_file(config.init_from) if config.init_from else None
+    return config_hash(backend, options, config.model_dump(exclude={"epochs", "device"}), start, frames_fingerprint(train_frames), frames_fingerprint(val_frames))
 
 
 def train(
@@ -96,6 +97,8 @@ def train(
     model.info = {**(info or {}), "train_config": config.model_dump()}
     fingerprint = _run_fingerprint(model.backend.name, model.options.model_dump(mode="json"), config, train_frames, val_frames)
 
+    if config.init_from:
+        _warm_start(model, Path(config.init_from))
     ema = _Ema(model.module, config.ema_decay)
     optimizer = torch.optim.AdamW(model.module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -180,6 +183,15 @@ def train(
 
     best = Model.load(out_dir / "model.pt", device=model.device)
     return TrainResult(best, state["best_epoch"], state["best_val"], state["epoch"], stopped_early, time.perf_counter() - started)
+
+
+def _warm_start(model: Model, path: Path) -> None:
+    """Start ``model`` from the weights of the model at ``path`` (same backend, options, elements)."""
+    start = Model.load(path, device=model.device)
+    if (start.backend.name, start.options, start.species) != (model.backend.name, model.options, model.species):
+        raise ConfigError(f"init_from {path}: a '{start.backend.name}' model of elements {start.species}; a warm start needs the same backend, "
+                          f"options and elements as the model trained ('{model.backend.name}', {model.species})")
+    model.module.load_state_dict(start.module.state_dict())
 
 
 def build_from_data(backend: str | Backend, train_frames: Dataset, val_frames: Dataset, options: dict | None, config: TrainConfig) -> Model:

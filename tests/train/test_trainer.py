@@ -197,3 +197,14 @@ def test_stress_training_needs_stress_labels_on_every_cell(tmp_path):
         RunConfig.load(None, {"teachers.train": {"stress_weight": 1.0}})
     run = RunConfig.load(None, {"student.train.stress_weight": 2.0, "train": {"batch_size": 8}})  # what --stress-weight 2 sets
     assert [run.train_config(role).stress_weight for role in ("student", "baseline", "teachers")] == [2.0, 0.0, 0.0]
+
+
+def test_a_warm_start_begins_where_the_earlier_model_ended_and_checks_it_fits(tmp_path):
+    data = labelled()
+    parts = data.subset(range(0, 40, 2)), data.subset(range(1, 40, 2))
+    first = train("pairmlp", *parts, tmp_path / "first", CONFIG.model_copy(update={"epochs": 30}), show_progress=False)
+    cold = train("pairmlp", *parts, tmp_path / "cold", CONFIG.model_copy(update={"epochs": 1}), show_progress=False)
+    warm = train("pairmlp", *parts, tmp_path / "warm", CONFIG.model_copy(update={"epochs": 1, "init_from": str(tmp_path / "first/model.pt")}), show_progress=False)
+    assert warm.best_val_loss < 0.5 * cold.best_val_loss and warm.best_val_loss == pytest.approx(first.best_val_loss, rel=0.5)
+    with pytest.raises(ConfigError, match=r"init_from .*first/model.pt: a 'pairmlp' model .* a warm start needs the same backend, options and elements"):
+        train("pairmlp", *parts, tmp_path / "other", CONFIG.model_copy(update={"init_from": str(tmp_path / "first/model.pt")}), {"width": 8}, show_progress=False)
