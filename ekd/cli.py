@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ekd.errors import EkdError
+from ekd.errors import ConfigError, EkdError
 
 __all__ = ["main", "cli"]
 
@@ -205,9 +205,8 @@ def run_options(command):
     return command
 
 
-def _run(out, config_path, data_path, test_path, teacher_spec, student_backend, epochs, jobs, eval_paths, size, stress_weight, **extra):
-    """The :class:`ekd.Run` in ``out`` with the given YAML (or the run's saved config) and flags."""
-    from ekd.run import Run
+def _config(out, config_path, data_path, test_path, teacher_spec, student_backend, epochs, jobs, eval_paths, size, stress_weight, **extra):
+    """The run configuration: the given YAML (or the saved config in ``out``) with the flags on top."""
     from ekd.runconfig import RunConfig
 
     overrides = {
@@ -224,7 +223,14 @@ def _run(out, config_path, data_path, test_path, teacher_spec, student_backend, 
     }
     saved = Path(out) / "config.yaml"
     path = config_path if config_path is not None else (saved if saved.is_file() else None)
-    return Run(out, RunConfig.load(path, overrides))
+    return RunConfig.load(path, overrides)
+
+
+def _run(out, **kwargs):
+    """The :class:`ekd.Run` in ``out`` with the given YAML (or the run's saved config) and flags."""
+    from ekd.run import Run
+
+    return Run(out, _config(out, **kwargs))
 
 
 @cli.command("teach")
@@ -264,6 +270,30 @@ def run_command(baseline, **kwargs) -> None:
     report = run.run()
     click.echo(report.markdown().split("\n## ")[0].strip())
     click.echo(f"report: {run.directory / 'report.md'} (JSON: {run.directory / 'report.json'})")
+
+
+@cli.command("grow")
+@run_options
+@click.option("--rounds", type=click.IntRange(min=1), help="Rounds of new data (default 3; the last data's run is scored too).")
+@click.option("--per-round", type=click.IntRange(min=1), help="New reference calculations per round (default 50).")
+@click.option("--select", "strategy", type=click.Choice(["force_spread", "energy_spread", "random"]), help="How candidates are chosen (default force_spread).")
+@click.option("--initial", type=click.IntRange(min=2), help="Conformations of --data to start from (default 200).")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), help="Sampling MD temperature in K (default 600).")
+@click.option("--reference", "reference_name", help="Reference calculator for new data (default: the one that made --data).")
+@click.option("--reference-options", help='Its options as JSON, e.g. \'{"method": "ccsd(t)", "basis": "cc-pvdz"}\' (default: the data\'s).')
+@click.option("--seed", type=int, help="Seed of the start subset, sampling and random selection (default 0).")
+def grow_command(rounds, per_round, strategy, initial, temperature, reference_name, reference_options, seed, **kwargs) -> None:
+    """Active learning: rounds of EKD runs, each buying reference energies where the teachers disagree most."""
+    from ekd.grow import grow
+
+    try:
+        parsed_options = json.loads(reference_options) if reference_options is not None else None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"--reference-options: not JSON ({error.msg}); expected e.g. '{{\"method\": \"ccsd(t)\"}}'") from None
+    settings = {"rounds": rounds, "per_round": per_round, "select": strategy, "initial": initial, "temperature_K": temperature,
+                "reference": reference_name, "reference_options": parsed_options, "seed": seed}
+    grow(kwargs["out"], _config(**kwargs), {k: v for k, v in settings.items() if v is not None})
+    click.echo((Path(kwargs["out"]) / "grow.md").read_text().strip())
 
 
 @cli.command("evaluate")
@@ -375,7 +405,6 @@ def reference_command(source, target, calculator, option_pairs, forces, jobs, wo
     import yaml
 
     from ekd.data import write
-    from ekd.errors import ConfigError
     from ekd.reference import compute_reference
 
     options = {}

@@ -80,7 +80,7 @@ class Run:
             return data
         path = self.directory / "data.h5"
         data.write(path)
-        self.config = self.config.model_copy(update={"data": DataSection(path=str(path.resolve()), **self.config.data.model_dump(include={"val_fraction", "test_fraction", "split", "seed"}))})
+        self.config = self.config.model_copy(update={"data": DataSection(path=str(path.resolve()), **self.config.data.model_dump(include={"val_fraction", "test_fraction", "split", "seed", "test_path"}))})
         return data.with_metadata(source=str(path), sha256=sha256_file(path))
 
     @functools.cached_property

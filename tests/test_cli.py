@@ -45,6 +45,7 @@ def test_info_warns_when_the_sign_in_use_disagrees_with_the_data(capsys, shared_
         (["data", "info", "missing.h5"], "missing.h5: no such file"),
         (["data", "info", "{ani1x}", "--energy-key", "wb97x.energy"], "no energy key 'wb97x.energy'"),
         (["data", "info", "{md17}", "--energy-unit", "furlongs"], "unknown energy unit 'furlongs'"),
+        (["grow", "--reference-options", "method=ccsd"], "--reference-options: not JSON"),
     ],
 )
 def test_user_mistakes_are_one_line_errors_with_exit_2(capsys, shared_data, argv, message):
