@@ -28,6 +28,7 @@ def test_the_pyscf_reference_reproduces_the_embedded_set(water):
 
 
 @pytest.mark.parametrize("name, options", [("pyscf", {"method": "hf", "basis": "sto-3g"}), ("pyscf", {"method": "ccsd(t)", "basis": "sto-3g"}),
+                                           ("pyscf", {"method": "ccsd(t)", "basis": "sto-3g", "frozen_core": True}),  # as embedded:ccsdt
                                            ("ase", {"calculator": "ase.calculators.emt:EMT"})])
 def test_forces_are_minus_the_gradient_of_the_same_plugin_s_energies(water, name, options):
     reference = get_reference(name)
