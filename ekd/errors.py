@@ -4,7 +4,7 @@ The CLI catches :class:`EkdError` once, prints its message and exits with status
 else is a bug and keeps its traceback.
 """
 
-__all__ = ["EkdError", "ConfigError", "DataError", "BackendError", "PluginError", "Cancelled", "TrainingDiverged"]
+__all__ = ["EkdError", "ConfigError", "DataError", "BackendError", "PluginError", "Cancelled", "Preempted", "TrainingDiverged"]
 
 
 class EkdError(Exception):
@@ -34,3 +34,8 @@ class Cancelled(EkdError):
 class TrainingDiverged(EkdError):
     """A training's loss became NaN or infinite; the message names the model, the epoch and
     the likely cause."""
+
+
+class Preempted(EkdError):
+    """The scheduler asked the job to stop (SIGTERM or SIGUSR1): a checkpoint of the step
+    reached was saved, and the same command resumes from it."""

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
 from ekd.backend import Batch
 
-__all__ = ["ekd_loss", "inverse_spread_weights"]
+__all__ = ["LossTotals", "ekd_loss", "inverse_spread_weights"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LossTotals:
+    """The denominators of the loss's means over a whole batch: conformations, the sum of the
+    per-atom force weights, and the conformations with stress labels. When a batch is shared
+    among ranks, each rank's part uses the whole batch's totals, so that the ranks' losses (and
+    gradients) add up to the loss of the whole batch."""
+
+    conformations: int
+    force_weight: float
+    stress_rows: int
+
+    @classmethod
+    def of(cls, frames, force_weight: np.ndarray | None = None) -> "LossTotals":
+        """Totals of a :class:`ekd.data.Dataset` (``force_weight``: its per-atom weights, if any)."""
+        weights = float(force_weight.sum()) if force_weight is not None else float(frames.n_atoms)
+        stress_rows = int(np.isfinite(frames.stress).all(axis=1).sum()) if frames.stress is not None else 0
+        return cls(len(frames), weights, stress_rows)
 
 
 def ekd_loss(
@@ -18,6 +39,7 @@ def ekd_loss(
     force_weight: float,
     stress: torch.Tensor | None = None,
     stress_weight: float = 0.0,
+    totals: LossTotals | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss = w_E·mean_conf((ΔE/n_atoms)²) + w_F·Σ_atoms w_a|ΔF_a|² / (3 Σ_atoms w_a)
     + w_S·mean_{periodic conf, Voigt component}(Δσ²).
@@ -25,10 +47,11 @@ def ekd_loss(
     Energies in eV, forces in eV/Å, stresses (N, 6) in eV/Å³ (Voigt); the force labels are
     ``batch.forces`` (reference forces or the teachers' mean) and ``batch.force_weight`` the
     optional per-atom weights (e.g. inverse teacher spread); the stress labels ``batch.stress``
-    (rows with NaN, molecules, do not count). Returns the loss and its parts as floats
-    (``energy``, ``forces``, ``stress``).
+    (rows with NaN, molecules, do not count). ``totals``: the means' denominators when ``batch``
+    is one rank's part of a larger batch (default: the batch's own). Returns the loss and its
+    parts as floats (``energy``, ``forces``, ``stress``).
     """
-    energy_term = (((energy - batch.energy) / batch.sizes) ** 2).mean()
+    energy_term = (((energy - batch.energy) / batch.sizes) ** 2).sum() / (totals.conformations if totals else batch.n_conformations)
     loss = energy_weight * energy_term
     parts = {"energy": float(energy_term.detach())}
     if force_weight > 0:
@@ -36,14 +59,14 @@ def ekd_loss(
             raise ValueError("a force weight was set but the batch has no force labels")
         squared = ((forces - batch.forces) ** 2).sum(dim=-1)
         weight = batch.force_weight if batch.force_weight is not None else torch.ones_like(squared)
-        force_term = (weight * squared).sum() / (3 * weight.sum())
+        force_term = (weight * squared).sum() / (3 * (totals.force_weight if totals else weight.sum()))
         loss = loss + force_weight * force_term
         parts["forces"] = float(force_term.detach())
     if stress_weight > 0:
         if stress is None or batch.stress is None:
             raise ValueError("a stress weight was set but the batch has no stress labels")
         known = torch.isfinite(batch.stress).all(dim=1)
-        stress_term = ((stress[known] - batch.stress[known]) ** 2).sum() / (6 * known.sum().clamp(min=1))
+        stress_term = ((stress[known] - batch.stress[known]) ** 2).sum() / (6 * (max(totals.stress_rows, 1) if totals else known.sum().clamp(min=1)))
         loss = loss + stress_weight * stress_term
         parts["stress"] = float(stress_term.detach())
     return loss, parts

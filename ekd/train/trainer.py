@@ -1,5 +1,13 @@
 """Train one model of any backend: AdamW, plateau LR, EMA, early stopping, exact resume.
 
+Under ``torchrun`` the same call trains data-parallel (:mod:`ekd.distributed`): every batch of
+``batch_size`` conformations (the global batch) is shared among the ranks by atoms, each rank's
+loss uses the whole batch's denominators and gradients are summed, so the weights do not depend
+on the number of ranks; validation is shared the same way, without padding or dropping. Rank 0
+alone writes files. SIGTERM or SIGUSR1 (a scheduler's pre-emption) saves a checkpoint at the step
+reached and stops with :class:`ekd.errors.Preempted`; the same call resumes from it, with any
+number of ranks.
+
 The run directory holds::
 
     checkpoint.pt   everything needed to resume (written atomically after every epoch)
@@ -15,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import signal
 import time
 from pathlib import Path
 from typing import Callable
@@ -25,12 +34,13 @@ import torch
 from ekd._io import atomic_path
 from ekd.data import Dataset
 from ekd.graph import check_geometries
-from ekd.errors import ConfigError, DataError, TrainingDiverged
+from ekd import distributed
+from ekd.errors import ConfigError, DataError, Preempted, TrainingDiverged
 from ekd.model import Model, to_voigt
 from ekd.progress import progress_bar
 from ekd.provenance import config_hash, frames_fingerprint, sha256_file
 from ekd.train.config import TrainConfig
-from ekd.train.loss import ekd_loss
+from ekd.train.loss import LossTotals, ekd_loss
 from ekd.backend import Backend, Batch, Statistics, validate_options
 from ekd.plugins import get_backend
 
@@ -94,7 +104,7 @@ def train(
     for frames in (train_frames, val_frames):
         check_geometries(frames)
     model = build_from_data(backend, train_frames, val_frames, options, config)
-    model.info = {**(info or {}), "train_config": config.model_dump()}
+    model.info = {**(info or {}), "train_config": config.model_dump(), "ranks": distributed.world()}
     fingerprint = _run_fingerprint(model.backend.name, model.options.model_dump(mode="json"), config, train_frames, val_frames)
 
     if config.init_from:
@@ -122,37 +132,46 @@ def train(
 
     stopped_early = state["bad_epochs"] >= config.early_stopping
     finished = stopped_early or state["epoch"] >= config.epochs
-    # conversion (padding, graphs, ...) happens once; epochs reuse the cached batches
-    train_batches = [] if finished else [model.batch(p) for p in train_frames.batches(config.batch_size, shuffle=True, seed=config.seed)]
-    val_batches = [] if finished else [model.batch(p) for p in val_frames.batches(max(config.batch_size, 256))]
+    # conversion (padding, graphs, ...) happens once; epochs reuse the cached batches (this rank's part of each)
+    train_batches = [] if finished else _shared_batches(model, train_frames, config.batch_size, shuffle=True, seed=config.seed)
+    val_batches = [] if finished else _shared_batches(model, val_frames, max(config.batch_size, 256))
+    main = distributed.is_main()
 
     def validation_loss() -> float:
         model.module.eval()
         total, count = 0.0, 0
-        for batch in val_batches:
+        for batch, totals in val_batches:
             with torch.set_grad_enabled(derivatives):
-                loss = batch_loss(model, batch, config, create_graph=False)
-            total += float(loss.detach()) * batch.n_conformations
-            count += batch.n_conformations
+                loss = batch_loss(model, batch, config, create_graph=False, totals=totals) if batch is not None else _zero(model)
+            total += float(distributed.all_sum(loss.detach())) * totals.conformations
+            count += totals.conformations
         return total / count
 
     started = time.perf_counter()
-    with progress_bar(f"train {model.backend.name}", config.epochs, enabled=show_progress) as bar:
+    with progress_bar(f"train {model.backend.name}", config.epochs, enabled=show_progress and main) as bar, _preemption() as asked_to_stop:
         bar.advance(state["epoch"])
         while state["epoch"] < config.epochs and not stopped_early:
             epoch = state["epoch"] + 1
-            epoch_start = time.perf_counter()
+            partial = state.pop("partial", None) or {"step": 0, "train_loss": 0.0, "n_seen": 0, "seconds": 0.0}
+            epoch_start = time.perf_counter() - partial["seconds"]
             model.module.train()
             order = np.random.default_rng([config.seed, epoch]).permutation(len(train_batches))
-            train_loss, n_seen = 0.0, 0
-            for i in order:
-                batch = train_batches[i]
-                loss = optimizer_step(model, batch, optimizer, config)
+            train_loss, n_seen = partial["train_loss"], partial["n_seen"]
+            for step in range(partial["step"], len(order)):
+                batch, totals = train_batches[order[step]]
+                loss = optimizer_step(model, batch, optimizer, config, totals)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(_divergence(model, out_dir, epoch, float(loss.detach()), config))
                 ema.update()
-                train_loss += float(loss.detach()) * batch.n_conformations
-                n_seen += batch.n_conformations
+                train_loss += float(loss.detach()) * totals.conformations
+                n_seen += totals.conformations
+                if distributed.all_sum(torch.tensor(float(asked_to_stop()))) > 0 and step + 1 < len(order):
+                    state["partial"] = {"step": step + 1, "train_loss": train_loss, "n_seen": n_seen, "seconds": time.perf_counter() - epoch_start}
+                    if main:
+                        _save_checkpoint(checkpoint_path, fingerprint, model, ema, optimizer, scheduler, state)
+                    distributed.barrier()
+                    raise Preempted(f"training in {out_dir} stopped by the scheduler at epoch {epoch}, step {step + 1} of {len(order)}: "
+                                    "checkpoint saved; the same command resumes from there")
             with ema.applied():
                 val_loss = validation_loss()
             if not np.isfinite(val_loss):
@@ -161,8 +180,9 @@ def train(
             improved = val_loss < state["best_val"]
             if improved:
                 state.update(best_val=val_loss, best_epoch=epoch, bad_epochs=0)
-                with ema.applied():
-                    model.save(out_dir / "model.pt")
+                if main:
+                    with ema.applied():
+                        model.save(out_dir / "model.pt")
             else:
                 state["bad_epochs"] += 1
             row = {
@@ -175,14 +195,48 @@ def train(
             state["history"].append(row)
             state["epoch"] = epoch
             stopped_early = state["bad_epochs"] >= config.early_stopping
-            _save_checkpoint(checkpoint_path, fingerprint, model, ema, optimizer, scheduler, state)
-            _write_history(out_dir / "history.csv", state["history"])
+            if main:
+                _save_checkpoint(checkpoint_path, fingerprint, model, ema, optimizer, scheduler, state)
+                _write_history(out_dir / "history.csv", state["history"])
             bar.update(advance=1, info=f"loss {row['train_loss']:.3g} val {val_loss:.3g} best@{state['best_epoch']}")
-            if on_epoch_end is not None:
+            if on_epoch_end is not None and main:
                 on_epoch_end(epoch, row)
 
+    distributed.barrier()  # model.pt is rank 0's
     best = Model.load(out_dir / "model.pt", device=model.device)
     return TrainResult(best, state["best_epoch"], state["best_val"], state["epoch"], stopped_early, time.perf_counter() - started)
+
+
+def _shared_batches(model: Model, frames: Dataset, batch_size: int, shuffle: bool = False, seed: int = 0) -> list[tuple[Batch | None, LossTotals]]:
+    """Each batch of ``frames`` as this rank's part of it, converted (None when the part is
+    empty), with the whole batch's loss denominators."""
+    ranks, me = distributed.world(), distributed.rank()
+    batches = []
+    for part in frames.batches(batch_size, shuffle=shuffle, seed=seed):
+        mine = distributed.shard(part.sizes, ranks, me)
+        batches.append((model.batch(part.subset(mine)) if len(mine) else None, LossTotals.of(part, part.atom_data.get("force_weight"))))
+    return batches
+
+
+def _zero(model: Model) -> torch.Tensor:
+    """A zero loss joined to every parameter (the loss of a rank with no conformations in a batch)."""
+    return sum(p.sum() * 0.0 for p in model.module.parameters())
+
+
+@contextlib.contextmanager
+def _preemption():
+    """Inside: SIGTERM and SIGUSR1 are noted, not fatal; yields a function saying whether one came."""
+    received = []
+    names = [getattr(signal, n) for n in ("SIGTERM", "SIGUSR1") if hasattr(signal, n)]
+    try:
+        previous = {s: signal.signal(s, lambda number, frame: received.append(number)) for s in names}
+    except ValueError:  # not the main thread: signals stay as they are
+        previous = {}
+    try:
+        yield lambda: bool(received)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _warm_start(model: Model, path: Path) -> None:
@@ -203,26 +257,31 @@ def build_from_data(backend: str | Backend, train_frames: Dataset, val_frames: D
     return Model.build(found, species, statistics, options, seed=config.seed, dtype=getattr(torch, config.dtype), device=config.device)
 
 
-def batch_loss(model: Model, batch: Batch, config: TrainConfig, create_graph: bool) -> torch.Tensor:
+def batch_loss(model: Model, batch: Batch, config: TrainConfig, create_graph: bool, totals: LossTotals | None = None) -> torch.Tensor:
     """The EKD loss of ``model`` on ``batch``: forces and stresses computed only when their
-    weights in ``config`` are above 0 (``create_graph`` to train on them)."""
+    weights in ``config`` are above 0 (``create_graph`` to train on them); ``totals``: the
+    denominators of the whole batch when ``batch`` is one rank's part of it."""
     with_stress = config.stress_weight > 0
     energy, forces, stress = model.energy_forces_stress(batch, config.force_weight > 0, with_stress, create_graph)
     loss, _ = ekd_loss(energy, forces, batch, config.energy_weight, config.force_weight,
-                       to_voigt(stress) if with_stress else None, config.stress_weight)
+                       to_voigt(stress) if with_stress else None, config.stress_weight, totals)
     return loss
 
 
-def optimizer_step(model: Model, batch: Batch, optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.Tensor:
-    """One step on ``batch``: the EKD loss (:func:`batch_loss`), then backward, gradient clipping
-    and the optimizer's step; a non-finite loss is returned untaken."""
-    loss = batch_loss(model, batch, config, create_graph=True)
-    if torch.isfinite(loss):
+def optimizer_step(model: Model, batch: Batch | None, optimizer: torch.optim.Optimizer, config: TrainConfig, totals: LossTotals | None = None) -> torch.Tensor:
+    """One step on ``batch`` (this rank's part of a batch with ``totals``; None: an empty part):
+    the EKD loss (:func:`batch_loss`) summed over ranks, then backward, gradients summed over
+    ranks, clipping and the optimizer's step. A non-finite loss is returned untaken."""
+    loss = batch_loss(model, batch, config, create_graph=True, totals=totals) if batch is not None else _zero(model)
+    total = distributed.all_sum(loss.detach())
+    if torch.isfinite(total):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.module.parameters(), config.clip_grad)
+        parameters = list(model.module.parameters())
+        distributed.sync_gradients(parameters)
+        torch.nn.utils.clip_grad_norm_(parameters, config.clip_grad)
         optimizer.step()
-    return loss
+    return total
 
 
 def _divergence(model: Model, out_dir: Path, epoch: int, loss: float, config: TrainConfig, which: str = "") -> str:

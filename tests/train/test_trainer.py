@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ekd.data import write
-from ekd.errors import ConfigError, DataError
+from ekd.errors import ConfigError, DataError, Preempted
 from ekd.model import Model
 from ekd.testing import labelled_molecules, test_molecules
 from ekd.train import TrainConfig, fit_reference_energies, train
@@ -208,3 +208,45 @@ def test_a_warm_start_begins_where_the_earlier_model_ended_and_checks_it_fits(tm
     assert warm.best_val_loss < 0.5 * cold.best_val_loss and warm.best_val_loss == pytest.approx(first.best_val_loss, rel=0.5)
     with pytest.raises(ConfigError, match=r"init_from .*first/model.pt: a 'pairmlp' model .* a warm start needs the same backend, options and elements"):
         train("pairmlp", *parts, tmp_path / "other", CONFIG.model_copy(update={"init_from": str(tmp_path / "first/model.pt")}), {"width": 8}, show_progress=False)
+
+
+def history(path):
+    return np.loadtxt(path / "history.csv", delimiter=",", skiprows=1)[:, :3]  # epoch, train and validation loss
+
+
+def test_two_ranks_train_the_weights_of_one_and_only_rank_0_writes(tmp_path):
+    from ekd.testing import on_ranks
+
+    data = labelled()
+    parts = data.subset(range(0, 33)), data.subset(range(33, 40))  # a validation set of 7: shared 4 + 3, nothing padded or dropped
+    config = CONFIG.model_copy(update={"epochs": 4, "batch_size": 5})
+    train("pairmlp", *parts, tmp_path / "one", config, show_progress=False)
+    on_ranks(2, "ekd.train:train", "pairmlp", *parts, tmp_path / "two", config, show_progress=False)
+    one, two = weights(tmp_path / "one/model.pt"), weights(tmp_path / "two/model.pt")
+    assert Model.load(tmp_path / "two/model.pt").info["ranks"] == 2  # trained data-parallel, not twice alone
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(history(tmp_path / "two"), history(tmp_path / "one"), rtol=1e-10, atol=0)
+    assert {p.name for p in (tmp_path / "two").iterdir()} == {"checkpoint.pt", "model.pt", "history.csv"}  # no temporary file left
+
+    on_ranks(2, "ekd.train:train", "pairmlp", *parts, tmp_path / "resumed", config.model_copy(update={"epochs": 2}), show_progress=False)
+    train("pairmlp", *parts, tmp_path / "resumed", config, show_progress=False)  # 2 ranks for 2 epochs, then 1 rank to the end
+    for key in one:
+        torch.testing.assert_close(weights(tmp_path / "resumed/model.pt")[key], one[key], rtol=0, atol=1e-10)
+
+
+def test_a_preempted_training_saves_its_step_and_resumes_to_the_same_weights(tmp_path):
+    import os
+    import signal
+
+    data = labelled()
+    parts = data.subset(range(0, 32)), data.subset(range(32, 40))
+    config = CONFIG.model_copy(update={"epochs": 3, "batch_size": 4})
+    train("pairmlp", *parts, tmp_path / "whole", config, show_progress=False)
+    with pytest.raises(Preempted, match=r"stopped by the scheduler at epoch 2, step 1 of 8: checkpoint saved"):
+        train("pairmlp", *parts, tmp_path / "cut", config, show_progress=False,
+              on_epoch_end=lambda epoch, row: os.kill(os.getpid(), signal.SIGTERM) if epoch == 1 else None)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is gone with the training
+    train("pairmlp", *parts, tmp_path / "cut", config, show_progress=False)
+    assert_same_weights(weights(tmp_path / "cut/model.pt"), weights(tmp_path / "whole/model.pt"))
+    assert len(history(tmp_path / "cut")) == 3
