@@ -28,6 +28,9 @@ def cli(debug: bool) -> None:
     """
     if debug:
         os.environ["EKD_DEBUG"] = "1"
+    from ekd.distributed import init_from_environment
+
+    init_from_environment()  # under torchrun: join its process group (docs/scaling.md)
 
 
 def read_options(command):

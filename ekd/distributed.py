@@ -9,13 +9,20 @@ Without a launcher everything here is a no-op for one process, so the trainer ha
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["all_sum", "barrier", "init_from_environment", "is_main", "rank", "shard", "sync_gradients", "world"]
+__all__ = ["all_sum", "alone", "barrier", "init_from_environment", "is_main", "rank", "shard", "sync_gradients", "world"]
+
+#: how long a rank waits for the others at a collective: ranks that train different ensemble
+#: members wait for the slowest, which can take hours (EKD_RANK_TIMEOUT_HOURS overrides)
+TIMEOUT = datetime.timedelta(hours=float(os.environ.get("EKD_RANK_TIMEOUT_HOURS", "48")))
+_alone = 0  # > 0 inside alone(): this rank works by itself
 
 
 def init_from_environment() -> bool:
@@ -28,18 +35,35 @@ def init_from_environment() -> bool:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_ranks))
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=TIMEOUT)
     return True
 
 
 def world() -> int:
-    """Number of ranks (1 without a process group)."""
-    return dist.get_world_size() if dist.is_initialized() else 1
+    """Number of ranks working together (1 without a process group, or inside :func:`alone`)."""
+    return dist.get_world_size() if dist.is_initialized() and not _alone else 1
 
 
 def rank() -> int:
-    """This process's rank (0 without a process group)."""
+    """This process's rank among those working together (0 without a group or inside :func:`alone`)."""
+    return dist.get_rank() if dist.is_initialized() and not _alone else 0
+
+
+def global_rank() -> int:
+    """This process's rank in the whole group, also inside :func:`alone`."""
     return dist.get_rank() if dist.is_initialized() else 0
+
+
+@contextlib.contextmanager
+def alone():
+    """Inside, this rank works by itself (e.g. trains one ensemble member while other ranks train
+    others): no collective, and it writes its own files."""
+    global _alone
+    _alone += 1
+    try:
+        yield
+    finally:
+        _alone -= 1
 
 
 def is_main() -> bool:

@@ -19,6 +19,7 @@ import sys
 
 import torch
 
+from ekd import distributed
 from ekd.data import Dataset
 from ekd.plugins import registered_in_process
 from ekd.progress import ProgressCallback, ProgressEvent, StageEstimate, notify, progress_bar
@@ -66,6 +67,9 @@ def run_jobs(jobs: list[TrainJob], workers: int | None = None, show_progress: bo
     :class:`ekd.errors.Cancelled` is raised.
     """
     pending = [job for job in jobs if not job.stage.done]
+    if distributed.world() > 1:
+        _run_on_ranks(pending, show_progress, on_progress, description)
+        return
     workers = min(workers or default_jobs(len(pending)), len(pending))
     local = sorted({job.backend for job in pending if registered_in_process(job.backend)})
     if workers > 1 and local:
@@ -116,6 +120,22 @@ def run_jobs(jobs: list[TrainJob], workers: int | None = None, show_progress: bo
         epochs.join_thread()
 
 
+def _run_on_ranks(pending: list[TrainJob], show_progress: bool, on_progress: ProgressCallback | None, description: str) -> None:
+    """Under ``torchrun``: with at least as many trainings as ranks, rank r trains trainings
+    r, r + W, ... by itself; with fewer, each training runs data-parallel across all ranks, one
+    after another. Every rank returns when all are done."""
+    ranks, me = distributed.world(), distributed.rank()
+    notify_here = lambda job: (lambda epoch, row: notify(on_progress, ProgressEvent(description, job.name, epoch, job.config.epochs, row)))  # noqa: E731
+    if len(pending) >= ranks:
+        for job in pending[me::ranks]:
+            with distributed.alone():
+                _run(job, show_progress, notify_here(job))
+        distributed.barrier()
+    else:
+        for job in pending:
+            _run(job, show_progress and distributed.is_main(), notify_here(job))
+
+
 def _init_worker(threads: int, parent: int, epochs) -> None:
     global _PARENT, _EPOCHS
     torch.set_num_threads(threads)
@@ -136,6 +156,10 @@ def _run_in_worker(job: TrainJob) -> None:
 
 
 def _run(job: TrainJob, show_progress: bool, on_epoch_end) -> None:
-    job.stage.start()
+    main = distributed.is_main()  # (data-parallel: rank 0 writes the stage's record)
+    if main:
+        job.stage.start()
     train(job.backend, job.train_frames, job.val_frames, job.stage.directory, job.config, job.options, info=job.info, show_progress=show_progress, on_epoch_end=on_epoch_end)
-    job.stage.finish()
+    if main:
+        job.stage.finish()
+    distributed.barrier()

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ekd import distributed
 from ekd._io import atomic_path
 from ekd.config import dump_yaml, load_yaml, validate
 from ekd.data import DEFAULT_DATASET, Dataset, ReadOptions
-from ekd.data.labels import Labels, TeacherRecord, make_provenance
+from ekd.data.labels import Labels, TeacherRecord, data_identity, make_provenance
 from ekd.ensemble import Ensemble
 from ekd.errors import ConfigError, DataError
 from ekd.evaluate import evaluate
@@ -226,27 +227,54 @@ def failed_teachers(teachers: list[tuple[TeacherMember, Stage]], factor: float |
 # ------------------------------------------------------------------------------------------
 # label
 # ------------------------------------------------------------------------------------------
-def label(data: Dataset, ensemble: Ensemble, left_out: list[dict] | None = None, config: dict | None = None, show_progress: bool = True) -> Labels:
+def label(data: Dataset, ensemble: Ensemble, left_out: list[dict] | None = None, config: dict | None = None, show_progress: bool = True,
+          shards: Path | None = None) -> Labels:
     """Every member's forces (eV/Å) and energies (eV) on every conformation of ``data``, and
     stresses (eV/Å³) when some conformations are periodic.
 
     The data's own forces and stresses, if any, are never part of the labels (held-out truth).
-    ``left_out`` and ``config`` are recorded as provenance.
+    ``left_out`` and ``config`` are recorded as provenance. Under ``torchrun`` each rank labels
+    its share of the conformations (by atoms) into ``shards/shard-<r>-of-<W>.npz`` (kept: an
+    interrupted labelling redoes only missing shards) and every rank returns the merged labels.
     """
     unlabelled = data.without_forces()
-    forces, energies, stresses, records = [], [], [], []
     periodic = bool(data.periodic.any())
+    records = [TeacherRecord(m.backend.name, name, sha256_file(m.path) if m.path else None, (m.info.get("member") or {}).get("seed"), m.info.get("pretrained"))
+               for name, m in zip(ensemble.names, ensemble.models)]
+    ranks = distributed.world()
+    if ranks == 1:
+        forces, energies, stresses = _member_predictions(unlabelled, ensemble, periodic, show_progress)
+    else:
+        if shards is None:
+            raise ValueError("labelling on several ranks needs a folder for the shards")
+        digest = config_hash("label-shard", data_identity(data), [r.checkpoint_sha256 for r in records], ranks)
+        me = distributed.rank()
+        path = Path(shards) / f"shard-{me}-of-{ranks}.npz"
+        if not (path.is_file() and str(np.load(path)["digest"]) == digest):
+            part = unlabelled.subset(distributed.shard(unlabelled.sizes, ranks, me))
+            arrays = dict(zip(("forces", "energies", "stresses"), _member_predictions(part, ensemble, periodic, show_progress and distributed.is_main())))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, digest=digest, **{k: v for k, v in arrays.items() if v is not None})
+        distributed.barrier()
+        parts = [np.load(Path(shards) / f"shard-{r}-of-{ranks}.npz") for r in range(ranks)]
+        forces = np.concatenate([p["forces"] for p in parts], axis=1)
+        energies = np.concatenate([p["energies"] for p in parts], axis=1)
+        stresses = np.concatenate([p["stresses"] for p in parts], axis=1) if periodic else None
+    return Labels(unlabelled, forces, records, energies, left_out or [], make_provenance(data, config), stresses)
+
+
+def _member_predictions(frames: Dataset, ensemble: Ensemble, periodic: bool, show_progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Every member's forces (M, A, 3), energies (M, N) and, for periodic data, stresses (M, N, 6)."""
+    forces, energies, stresses = [], [], []
     with progress_bar("label", len(ensemble.models), enabled=show_progress, unit="teacher") as bar:
         for name, model in zip(ensemble.names, ensemble.models):
-            prediction = model.predict(unlabelled, forces=True, stress=periodic)
+            prediction = model.predict(frames, forces=True, stress=periodic)
             forces.append(prediction.forces)
             energies.append(prediction.energy)
             stresses.append(prediction.stress)
-            member = model.info.get("member") or {}
-            records.append(TeacherRecord(model.backend.name, name, sha256_file(model.path) if model.path else None, member.get("seed"), model.info.get("pretrained")))
             bar.update(advance=1, info=name)
-    return Labels(unlabelled, np.stack(forces), records, np.stack(energies), left_out or [], make_provenance(data, config),
-                  np.stack(stresses) if periodic else None)
+    return np.stack(forces), np.stack(energies), np.stack(stresses) if periodic else None
 
 
 # ------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Sequence
 
 from ase import Atoms
 
+from ekd import distributed
 from ekd._io import atomic_path
 from ekd.config import dump_yaml, validate
 from ekd.data import DEFAULT_DATASET, Dataset, Split
@@ -147,8 +148,9 @@ class Run:
     def _save_config(self) -> None:
         """The config as run: ``size: auto`` saved as what it resolved to on this machine."""
         self.data  # noqa: B018 (read first: the data may name their held-out file, saved as data.test_path)
-        with atomic_path(self.directory / "config.yaml") as tmp:
-            tmp.write_text(dump_yaml({**self.config.model_dump(), "size": self.config.resolved_size()}))
+        if distributed.is_main():
+            with atomic_path(self.directory / "config.yaml") as tmp:
+                tmp.write_text(dump_yaml({**self.config.model_dump(), "size": self.config.resolved_size()}))
 
     def describe_sizes(self) -> str:
         """One line: the model size chosen and each trained backend's options at that size."""
@@ -205,9 +207,10 @@ class Run:
         if self.data.energy is None and not all(m.pretrained for m in chosen):
             raise DataError(f"{self.data.metadata.get('source')}: no reference energies to train teachers on; use pretrained teachers (ani-pretrained:PATH)")
         for m in chosen:
-            if m.pretrained:
+            if m.pretrained and distributed.is_main():
                 model = self.published(m.backend, m.pretrained)[m.pretrained_member]
                 install_pretrained(self.directory / "teachers", m, model, self.data)
+        distributed.barrier()
         jobs = teacher_jobs(self.directory / "teachers", self.config, [m for m in chosen if not m.pretrained], *self.split[:2])
         run_jobs(jobs, self.config.jobs, self.show_progress, "teach", self.on_progress)
         self._notify("teach")
@@ -232,16 +235,19 @@ class Run:
         path, stage = self.directory / "labels.h5", Stage(self.directory / "label", digest)
         if stage.done and path.is_file():
             return Labels.read(path)
-        stage.start()
+        if distributed.is_main():
+            stage.start()
         failed = failed_teachers(stages, self.config.teachers.outlier_factor)
         for name, reason in failed.items():
             print(f"ekd label: teacher {name} left out: {reason}", file=sys.stderr)
         kept = [(m, s) for m, s in stages if m.name not in failed]
         ensemble = Ensemble([Model.load(s.directory / "model.pt") for _, s in kept], [m.name for m, _ in kept])
         labels = label(self.data, ensemble, left_out=[{"name": n, "reason": r} for n, r in failed.items()],
-                       config={"hash": digest, "run": self.config.model_dump()}, show_progress=self.show_progress)
-        labels.write(path)
-        stage.finish()
+                       config={"hash": digest, "run": self.config.model_dump()}, show_progress=self.show_progress, shards=stage.directory)
+        if distributed.is_main():
+            labels.write(path)
+            stage.finish()
+        distributed.barrier()
         self._notify("label")
         return labels
 
@@ -306,9 +312,12 @@ class Run:
             datasets[name], references[name] = data, data.metadata.get("level_of_theory")
         stages = {str(p.parent.relative_to(self.directory)): json.loads(p.read_text()).get("seconds") for p in sorted(self.directory.glob("**/stage.json"))}
         md = (self.config.evaluate.md, self.data) if self.config.evaluate.md else None
-        report = build_report(self.models(), datasets, references, self.config.model_dump(), self.config.evaluate.refit_offsets,
-                              self.directory / "plots", stages, md, self.data.metadata.get("materials"))
-        report.write(self.directory)
+        if distributed.is_main():  # (the others wait, then read it)
+            report = build_report(self.models(), datasets, references, self.config.model_dump(), self.config.evaluate.refit_offsets,
+                                  self.directory / "plots", stages, md, self.data.metadata.get("materials"))
+            report.write(self.directory)
+        distributed.barrier()
+        report = Report.read(self.directory)
         self._notify("evaluate")
         return report
 

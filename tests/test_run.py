@@ -380,3 +380,19 @@ def test_a_warm_started_run_starts_every_model_from_its_namesake(tmp_path, data_
         assert started == str(tmp_path / "first" / role / name / "model.pt")
     with pytest.raises(ConfigError, match=r"warm_start: .*first/teachers/02-pairmlp/model.pt does not exist"):
         ekd.distill(config_for(data_path, warm_start=str(tmp_path / "first"), **{"teachers.spec": "pairmlp:3"}), out=tmp_path / "third", show_progress=False)
+
+
+def test_a_run_on_two_ranks_spreads_the_members_shards_the_labels_and_matches_one_process(tmp_path, data_path):
+    from ekd.testing import on_ranks
+
+    config = config_for(data_path, **{"train": {"batch_size": 8, "dtype": "float64", "device": "cpu"}})
+    one = ekd.distill(config, out=tmp_path / "one", show_progress=False)
+    on_ranks(2, "ekd.run:distill", config, out=tmp_path / "two", show_progress=False)
+    two = ekd.Run.open(tmp_path / "two")
+    assert [ekd.load(tmp_path / "two/teachers" / m / "model.pt").info["ranks"] for m in ("00-pairmlp", "01-pairmlp")] == [1, 1]  # one member per rank
+    assert ekd.load(tmp_path / "two/students/seed-200/model.pt").info["ranks"] == 1
+    for name in ("member_forces", "member_energy"):
+        np.testing.assert_allclose(getattr(two.labels, name), getattr(one.labels, name), rtol=0, atol=1e-10)
+    assert sorted(p.name for p in (tmp_path / "two/label").iterdir()) == ["shard-0-of-2.npz", "shard-1-of-2.npz", "stage.json"]
+    assert two.report.held_out.student_force_mae.mean == pytest.approx(one.report.held_out.student_force_mae.mean, rel=1e-8)
+    assert not list((tmp_path / "two").glob("**/*.tmp*"))
