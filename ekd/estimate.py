@@ -14,6 +14,7 @@ import time
 import numpy as np
 import torch
 
+from ekd import distributed
 from ekd.parallel import TrainJob, default_jobs
 from ekd.train.trainer import build_from_data, optimizer_step
 
@@ -30,14 +31,15 @@ def epoch_seconds(job: TrainJob, threads: int = 1, steps: int = 3) -> float:
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        model = build_from_data(job.backend, frames, job.val_frames, job.options, config)
-        optimizer = torch.optim.AdamW(model.module.parameters(), lr=config.lr)
-        seconds = []
-        for part in itertools.islice(frames.batches(config.batch_size, shuffle=True, seed=config.seed), steps + 1):
-            batch = model.batch(part)
-            started = time.perf_counter()
-            optimizer_step(model, batch, optimizer, config)
-            seconds.append(time.perf_counter() - started)
+        with distributed.alone():  # timed by the rank that prints it, with no collective
+            model = build_from_data(job.backend, frames, job.val_frames, job.options, config)
+            optimizer = torch.optim.AdamW(model.module.parameters(), lr=config.lr)
+            seconds = []
+            for part in itertools.islice(frames.batches(config.batch_size, shuffle=True, seed=config.seed), steps + 1):
+                batch = model.batch(part)
+                started = time.perf_counter()
+                optimizer_step(model, batch, optimizer, config)
+                seconds.append(time.perf_counter() - started)
         per_conformation = statistics.median(seconds[1:] or seconds) / config.batch_size
     finally:
         torch.set_num_threads(previous)

@@ -159,6 +159,7 @@ def _run(job: TrainJob, show_progress: bool, on_epoch_end) -> None:
     main = distributed.is_main()  # (data-parallel: rank 0 writes the stage's record)
     if main:
         job.stage.start()
+    distributed.barrier()  # start() clears outputs of other inputs before any rank reads the folder
     train(job.backend, job.train_frames, job.val_frames, job.stage.directory, job.config, job.options, info=job.info, show_progress=show_progress, on_epoch_end=on_epoch_end)
     if main:
         job.stage.finish()

@@ -115,9 +115,11 @@ def train_model(
     out = Path(out)
     effective = {"backend": backend, "data": str(path), "forces": forces, "train": train_config.model_dump(), "options": sections.get("options", {})}
     out.mkdir(parents=True, exist_ok=True)
-    _write_text(out / "config.yaml", dump_yaml(effective))
+    main = distributed.is_main()  # under torchrun the training is data-parallel; rank 0 writes
+    if main:
+        _write_text(out / "config.yaml", dump_yaml(effective))
     info = {"config": effective, "data_sha256": frames.metadata.get("sha256"), "versions": package_versions()}
-    result = train(backend, train_part, val_part, out, train_config, sections.get("options"), info=info, show_progress=show_progress)
+    result = train(backend, train_part, val_part, out, train_config, sections.get("options"), info=info, show_progress=show_progress and main)
 
     summary = TrainSummary(
         model=result.model,
@@ -130,7 +132,8 @@ def train_model(
         data=str(path),
         data_sha256=frames.metadata.get("sha256"),
     )
-    _write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=2))
+    if main:
+        _write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=2))
     return summary
 
 

@@ -236,7 +236,8 @@ class Run:
         if stage.done and path.is_file():
             return Labels.read(path)
         if distributed.is_main():
-            stage.start()
+            stage.start()  # (clears outputs of other inputs: the others wait for it)
+        distributed.barrier()
         failed = failed_teachers(stages, self.config.teachers.outlier_factor)
         for name, reason in failed.items():
             print(f"ekd label: teacher {name} left out: {reason}", file=sys.stderr)
@@ -327,7 +328,7 @@ class Run:
         self._check_something_to_score()
         check_geometries(self.data)  # a broken geometry fails here, not as a NaN loss later
         self.eval_data  # noqa: B018 (a missing evaluation file fails before any training)
-        if self.show_progress:
+        if self.show_progress and distributed.is_main():
             print(self.describe_sizes(), file=sys.stderr)
             print(self.describe_estimate(), file=sys.stderr)
         self.teach()

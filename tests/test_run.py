@@ -387,7 +387,7 @@ def test_a_run_on_two_ranks_spreads_the_members_shards_the_labels_and_matches_on
 
     config = config_for(data_path, **{"train": {"batch_size": 8, "dtype": "float64", "device": "cpu"}})
     one = ekd.distill(config, out=tmp_path / "one", show_progress=False)
-    on_ranks(2, "ekd.run:distill", config, out=tmp_path / "two", show_progress=False)
+    on_ranks(2, "ekd.run:distill", config, out=tmp_path / "two", show_progress=True)  # rank 0 alone prints (and times the estimate)
     two = ekd.Run.open(tmp_path / "two")
     assert [ekd.load(tmp_path / "two/teachers" / m / "model.pt").info["ranks"] for m in ("00-pairmlp", "01-pairmlp")] == [1, 1]  # one member per rank
     assert ekd.load(tmp_path / "two/students/seed-200/model.pt").info["ranks"] == 1
