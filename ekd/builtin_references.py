@@ -22,6 +22,14 @@ _DISPLAY = {"hf": "HF", "mp2": "MP2", "ccsd": "CCSD", "ccsd(t)": "CCSD(T)", "wb9
 _CORRELATED = ("mp2", "ccsd", "ccsd(t)")
 
 
+def _basis_name(basis: str) -> str:
+    """A basis as chemists write it: Dunning's ``cc-pVDZ``, ``aug-cc-pVTZ``; others upper case."""
+    prefix, found, rest = basis.lower().partition("cc-p")
+    if found and prefix in ("", "aug-", "jun-", "may-"):
+        return f"{prefix}cc-p{rest.upper()}"
+    return basis.upper()
+
+
 class PySCFOptions(ReferenceOptions):
     """A PySCF level of theory. ``method``: ``hf``, ``mp2``, ``ccsd``, ``ccsd(t)``, or any
     exchange-correlation functional PySCF knows (``wb97x``, ``b3lyp``, ...)."""
@@ -46,7 +54,7 @@ class PySCFReference:
 
     def level(self, options: PySCFOptions) -> str:
         method = options.method.lower()
-        return f"{_DISPLAY.get(method, method.upper())}/{options.basis.upper()}" + ("(fc)" if options.frozen_core and method in _CORRELATED else "")
+        return f"{_DISPLAY.get(method, method.upper())}/{_basis_name(options.basis)}" + ("(fc)" if options.frozen_core and method in _CORRELATED else "")
 
     def compute(self, numbers: np.ndarray, positions: np.ndarray, options: PySCFOptions, forces: bool) -> ReferenceResult:
         from pyscf import cc, dft, gto, mp, scf

@@ -79,19 +79,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("build/ccsdt"))
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core)")
+    parser.add_argument("--out", type=Path, default=OUT, help="folder of the two files (default: ekd's datasets)")
+    parser.add_argument("--first", type=int, help="only the first N conformations of each part (a quick check of the script)")
     args = parser.parse_args()
     started = time.time()
     data = ekd.Dataset.read(EMBEDDED["molecules"])
     test = held_out_rows(data)
     train = np.setdiff1d(np.arange(len(data)), test)
+    if args.first:
+        test, train = test[: args.first], train[: args.first]
     print(f"{len(train)} conformations get CCSD(T) energies, {len(test)} held-out ones energies and forces", flush=True)
     held_out, test_rows = labelled(data, test, args.work / "forces", True, args.jobs)
     energies, train_rows = labelled(data, train, args.work / "energies", False, args.jobs)
     held_out_name = "ekd_ref_ccsdt_ccpvdz_held_out.h5"
     held_out = with_record(held_out, test_rows)
     energies = with_record(energies, train_rows, held_out=held_out_name)
-    held_out.write(OUT / held_out_name)
-    energies.write(OUT / "ekd_ref_ccsdt_ccpvdz.h5")
+    args.out.mkdir(parents=True, exist_ok=True)
+    held_out.write(args.out / held_out_name)
+    energies.write(args.out / "ekd_ref_ccsdt_ccpvdz.h5")
     for name, frames in (("training", energies), ("held-out", held_out)):
         meta = frames.metadata
         print(f"{name}: {len(frames)} conformations, {len(meta['reference']['failures'])} failed, {meta['t1_above_limit']} with T1 > {T1_LIMIT}, "

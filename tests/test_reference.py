@@ -120,3 +120,12 @@ def test_the_reference_command_writes_labelled_data(tmp_path, capsys):
     out = ekd.Dataset.read(tmp_path / "out.h5")
     assert out.metadata["level_of_theory"] == "EMT (ASE)" and out.forces.shape == (6, 3)
     assert json.loads(json.dumps(out.metadata["reference"]))["calculator"] == "ase"
+
+
+def test_levels_of_theory_are_written_as_chemists_write_them():
+    from ekd.builtin_references import PySCFOptions, PySCFReference
+
+    level = PySCFReference().level
+    assert level(PySCFOptions(method="ccsd(t)", basis="cc-pvdz", frozen_core=True)) == "CCSD(T)/cc-pVDZ(fc)"
+    assert level(PySCFOptions(method="wb97x", basis="6-31g*")) == "wB97X/6-31G*"
+    assert level(PySCFOptions(method="mp2", basis="aug-cc-pvtz")) == "MP2/aug-cc-pVTZ"
