@@ -29,7 +29,8 @@ def _rank_main(rank: int, ranks: int, port: int, target: str, args: tuple, kwarg
     try:
         getattr(importlib.import_module(module), name)(*args, **kwargs)
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():  # (one rank needs no group)
+            dist.destroy_process_group()
 
 
 def on_ranks(ranks: int, target: str, *args, **kwargs) -> None:
