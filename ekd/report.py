@@ -274,19 +274,17 @@ def calibration_table(calibration: dict) -> list[str]:
     return lines
 
 
-def calibration_of(models: dict[str, Model | Ensemble], datasets: dict[str, Dataset], plot_dir: Path | None = None) -> dict | None:
+def calibration_of(predictions: dict[str, dict], datasets: dict[str, Dataset], plot_dir: Path | None = None) -> dict | None:
     """:func:`force_calibration` of the teacher ensemble and the students on every dataset with
-    reference forces the ensemble covers (None without an ensemble); plots to ``plot_dir``."""
-    ensemble = models.get("teacher ensemble")
-    if not isinstance(ensemble, Ensemble) or len(ensemble) < 2:
-        return None
+    reference forces the ensemble was scored on, from their ``predictions`` (model → dataset →
+    prediction; None without an ensemble of two or more); plots to ``plot_dir``."""
     result = {}
     for dataset, data in datasets.items():
-        if data.forces is None or not set(data.elements) <= set(ensemble.species):
+        teachers = predictions.get("teacher ensemble", {}).get(dataset)
+        if data.forces is None or getattr(teachers, "member_forces", None) is None or len(teachers.member_forces) < 2:
             continue
-        teachers = ensemble.predict(data)
         forces = {"teacher ensemble": teachers.forces}
-        forces |= {name: p.predict(data).forces for name, p in models.items() if name.startswith("student") and set(data.elements) <= set(p.species)}
+        forces |= {name: p[dataset].forces for name, p in predictions.items() if name.startswith("student") and dataset in p}
         result[dataset] = force_calibration(data, teachers.force_spread, forces)
         if plot_dir is not None:
             calibration_plot(result[dataset], plot_dir / f"calibration_{dataset.replace(' ', '_').replace('/', '_')}.png", dataset)
@@ -376,7 +374,7 @@ def build_report(
         md: MD settings and the data whose molecules start the runs, or None for no MD.
         materials: the crystals to check (a dataset's ``metadata["materials"]``), or None.
     """
-    results, refits = {}, {}
+    results, refits, predictions = {}, {}, {}
     for name, predictor in models.items():
         level = energy_level(predictor.models if isinstance(predictor, Ensemble) else [predictor])
         scores = {}
@@ -385,7 +383,7 @@ def build_report(
                 continue
             refit = refit_offsets or _other_reference(level, references[dataset])
             plots = plot_dir / name.replace(" ", "_") if plot_dir is not None and name.startswith(("student", "teacher ensemble", "baseline")) else None
-            scores.update(evaluate(predictor, {dataset: data}, refit=refit, plot_dir=plots))
+            scores.update(evaluate(predictor, {dataset: data}, refit=refit, plot_dir=plots, predictions=predictions.setdefault(name, {})))
             if refit:
                 refits.setdefault(name, []).append(dataset)
         scores.pop("all", None)
@@ -407,5 +405,5 @@ def build_report(
         md_results = {"settings": settings.model_dump(), "models": {n: {k: v for k, v in r.items() if k != "settings"} for n, r in runs.items()}}
     checked = {name: p for name, p in models.items() if name.startswith(("teacher ensemble", "student", "baseline"))}
     properties = material_properties_of(checked, materials) if materials else None
-    calibration = calibration_of(models, datasets, plot_dir)
+    calibration = calibration_of(predictions, datasets, plot_dir)
     return Report(results, headline, dict(stage_seconds or {}), config, dict(references), refits, md_results, properties, calibration)

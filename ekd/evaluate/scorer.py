@@ -14,7 +14,7 @@ from ekd.evaluate.materials import materials_metrics
 __all__ = ["evaluate"]
 
 
-def evaluate(predictor, datasets: dict[str, Dataset], refit: bool = False, plot_dir: str | Path | None = None) -> dict:
+def evaluate(predictor, datasets: dict[str, Dataset], refit: bool = False, plot_dir: str | Path | None = None, predictions: dict | None = None) -> dict:
     """COMP6 metrics of ``predictor`` on each dataset and over all (``"all"``), kcal/mol(/Å); on
 a dataset with periodic conformations also their :func:`materials_metrics` (meV/atom, meV/Å, GPa).
 
@@ -24,12 +24,16 @@ a dataset with periodic conformations also their :func:`materials_metrics` (meV/
         refit: add least-squares per-element offsets to the predicted energies of each dataset
             first (for models on another energy reference); the offsets are reported.
         plot_dir: write energy and force parity plots (PNG) there.
+        predictions: if given, filled with dataset name → the predictor's prediction (for
+            further use without predicting again).
     """
     results, pooled, curves = {}, {}, {}
     for name, frames in datasets.items():
         periodic = bool(frames.periodic.any())
         stress = {"stress": True} if periodic and frames.stress is not None else {}  # asked only of periodic data with stresses
         prediction = predictor.predict(frames, forces=frames.forces is not None, **stress)
+        if predictions is not None:
+            predictions[name] = prediction
         energy = prediction.energy
         entry = {"n_conformations": len(frames), "n_molecules": len(frames.molecules)}
         if refit and frames.energy is not None:
