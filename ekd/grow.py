@@ -39,7 +39,7 @@ from ekd.config import validate
 from ekd.data import Dataset
 from ekd.ensemble import Ensemble
 from ekd.errors import ConfigError, DataError
-from ekd.evaluate.md import MDSettings, bonds, run_md
+from ekd.evaluate.md import MDSettings, bond_deviation, bonds, run_md
 from ekd.model import Model
 from ekd.provenance import config_hash, frames_fingerprint, sha256_file
 from ekd.report import HELD_OUT
@@ -113,8 +113,7 @@ def sample(model: Model, data: Dataset, settings: GrowSettings, folder: Path, se
             run_md(model, start_numbers, start, md.model_copy(update={"seed": int(rng.integers(2**31))}), path)
             pairs, lengths = bonds(start_numbers, start)
             for frame in _frames(path):
-                deviation = np.abs(np.linalg.norm(frame[pairs[:, 0]] - frame[pairs[:, 1]], axis=-1) - lengths) if len(pairs) else np.zeros(1)
-                if np.all(np.isfinite(frame)) and deviation.max() <= md.max_bond_deviation:
+                if np.all(np.isfinite(frame)) and bond_deviation(frame, pairs, lengths) <= md.max_bond_deviation:
                     numbers.append(start_numbers)
                     positions.append(frame)
                     molecules.append(name)

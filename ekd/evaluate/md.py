@@ -27,7 +27,7 @@ from ekd.calculator import EkdCalculator
 from ekd.data import Dataset, formula
 from ekd.progress import progress_bar
 
-__all__ = ["MDSettings", "bonds", "md_stability", "run_md"]
+__all__ = ["MDSettings", "bond_deviation", "bonds", "md_stability", "run_md"]
 
 BOND_FACTOR = 1.2  # a bond: distance below 1.2 × the sum of the two covalent radii
 
@@ -57,7 +57,8 @@ def bonds(numbers: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.stack([i[bonded], j[bonded]], axis=1), distances[i, j][bonded]
 
 
-def _bond_deviation(positions: np.ndarray, pairs: np.ndarray, lengths: np.ndarray) -> float:
+def bond_deviation(positions: np.ndarray, pairs: np.ndarray, lengths: np.ndarray) -> float:
+    """The largest change (Å) of the bonds ``pairs`` from their ``lengths`` (see :func:`bonds`)."""
     if not len(pairs):
         return 0.0
     current = np.linalg.norm(positions[pairs[:, 0]] - positions[pairs[:, 1]], axis=-1)
@@ -120,7 +121,7 @@ def run_md(predictor, numbers: np.ndarray, positions: np.ndarray, settings: MDSe
                 worst = min(worst, closest_pair_ratio(atoms))
                 failed = worst < settings.min_distance_factor or temperatures[-1] > settings.max_temperature_factor * settings.temperature_K
             else:
-                worst = max(worst, _bond_deviation(atoms.positions, pairs, lengths))
+                worst = max(worst, bond_deviation(atoms.positions, pairs, lengths))
                 failed = worst > settings.max_bond_deviation
             if failed:
                 stable = False
