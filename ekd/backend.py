@@ -20,7 +20,7 @@ from ekd.config import validate
 from ekd.errors import BackendError, ConfigError, PluginError
 
 if TYPE_CHECKING:  # for annotations only, so that no import cycle forms
-    from ekd.data.frames import Dataset
+    from ekd.data.frames import Dataset, PerConformation
 
 __all__ = ["CAPABILITIES", "Backend", "BackendOptions", "Batch", "Converts", "Exportable", "Periodic", "Sized", "Statistics", "Pretrained", "Varied", "capabilities", "R_MAX_VARIATIONS", "check_backend", "neighbour_normalisation", "validate_options"]
 
@@ -136,18 +136,26 @@ class Statistics:
     force_scale: float | None = None
 
     @classmethod
-    def of(cls, frames: Dataset, species: list[int], cutoff: float) -> "Statistics":
-        """The statistics of ``frames`` (with energies) for a backend with this cutoff (Å)."""
-        from ekd.graph import average_neighbours
-        from ekd.train.reference import composition, fit_reference_energies
+    def of(cls, frames: PerConformation, species: list[int], cutoff: float, block: int = 4096) -> "Statistics":
+        """The statistics of ``frames`` (with energies; a :class:`Dataset` or a streamed one) for
+        a backend with this cutoff (Å). The per-atom sums (neighbours, squared forces) are taken
+        ``block`` conformations at a time, each rank its share of the blocks, summed over ranks."""
+        from ekd import distributed
+        from ekd.graph import neighbour_edges
+        from ekd.train.reference import fit_reference_energies
 
         reference = fit_reference_energies(frames, species)
-        residual = frames.energy - composition(frames, species) @ np.array([reference[z] for z in species])
+        residual = frames.energy - frames.composition(species) @ np.array([reference[z] for z in species])
+        sums = np.zeros(3)  # ordered neighbour pairs, squared force components, atoms
+        for _, part in frames.blocks(block, distributed.world(), distributed.rank()):
+            forces_squared = float(np.sum(part.forces**2)) if part.forces is not None else 0.0
+            sums += [neighbour_edges(part, cutoff)[0].shape[1], forces_squared, part.n_atoms]
+        pairs, forces_squared, atoms = distributed.all_sum(torch.from_numpy(sums)).tolist()
         return cls(
             reference_energies=reference,
-            avg_num_neighbors=average_neighbours(frames, cutoff),
+            avg_num_neighbors=pairs / max(atoms, 1),
             energy_scale=float(np.sqrt(np.mean((residual / frames.sizes) ** 2))),
-            force_scale=None if frames.forces is None else float(np.sqrt(np.mean(frames.forces**2))),
+            force_scale=float(np.sqrt(forces_squared / (3 * atoms))) if frames.has_forces else None,
         )
 
     def to_dict(self) -> dict:

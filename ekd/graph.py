@@ -17,9 +17,9 @@ import vesin
 from ekd.errors import DataError
 
 if TYPE_CHECKING:  # for annotations only, so that no import cycle forms
-    from ekd.data.frames import Dataset
+    from ekd.data.frames import Dataset, PerConformation
 
-__all__ = ["MAX_NEIGHBOURS", "MIN_DISTANCE", "average_neighbours", "check_geometries", "neighbour_edges"]
+__all__ = ["MAX_NEIGHBOURS", "MIN_DISTANCE", "check_geometries", "neighbour_edges"]
 
 #: Å; two atoms closer than this are a broken geometry (the shortest bond, H2's, is 0.74 Å)
 MIN_DISTANCE = 0.5
@@ -52,25 +52,19 @@ def neighbour_edges(frames: Dataset, cutoff: float) -> tuple[np.ndarray, np.ndar
     return np.stack([np.concatenate(centres), np.concatenate(neighbours)]), np.concatenate(shifts)
 
 
-def average_neighbours(frames: Dataset, cutoff: float) -> float:
-    """Mean number of neighbours within ``cutoff`` (Å) per atom over ``frames``: the
-    normalisation MACE and NequIP divide their neighbour sums by (``avg_num_neighbors``)."""
-    edges, _ = neighbour_edges(frames, cutoff)
-    return edges.shape[1] / max(frames.n_atoms, 1)
-
-
-def check_geometries(frames: Dataset, minimum: float = MIN_DISTANCE) -> None:
+def check_geometries(frames: PerConformation, minimum: float = MIN_DISTANCE) -> None:
     """A DataError naming the file, conformation and atoms when two atoms of a conformation are
-    closer than ``minimum`` Å (coincident atoms make every model's loss NaN)."""
-    edges, shifts = neighbour_edges(frames, minimum)
-    if edges.shape[1]:
-        i, j = (int(a) for a in edges[:, 0])
-        k = int(np.searchsorted(frames.ptr, i, side="right") - 1)
-        distance = float(np.linalg.norm(frames.positions[j] - frames.positions[i] + shifts[0] @ frames.cells[k]))
-        if i == j:
-            raise DataError(f"{frames.metadata.get('source', 'data')}: conformation {k} ({frames.molecule[k]}): atom {i - frames.ptr[k]} is "
-                            f"{distance:.3f} Å from its own periodic image, closer than {minimum} Å: the cell is too small (check its units)")
-        raise DataError(
-            f"{frames.metadata.get('source', 'data')}: conformation {k} ({frames.molecule[k]}) has atoms {i - frames.ptr[k]} and "
-            f"{j - frames.ptr[k]} {distance:.3f} Å apart, closer than {minimum} Å: a broken geometry (remove it or fix its units)"
-        )
+    closer than ``minimum`` Å (coincident atoms make every model's loss NaN); read a block of
+    conformations at a time."""
+    for first, block in frames.blocks():
+        edges, shifts = neighbour_edges(block, minimum)
+        if edges.shape[1]:
+            i, j = (int(a) for a in edges[:, 0])
+            k = int(np.searchsorted(block.ptr, i, side="right") - 1)
+            distance = float(np.linalg.norm(block.positions[j] - block.positions[i] + shifts[0] @ block.cells[k]))
+            where = f"{frames.metadata.get('source', 'data')}: conformation {first + k} ({block.molecule[k]})"
+            if i == j:
+                raise DataError(f"{where}: atom {i - block.ptr[k]} is {distance:.3f} Å from its own periodic image, closer than {minimum} Å: "
+                                "the cell is too small (check its units)")
+            raise DataError(f"{where} has atoms {i - block.ptr[k]} and {j - block.ptr[k]} {distance:.3f} Å apart, closer than {minimum} Å: "
+                            "a broken geometry (remove it or fix its units)")

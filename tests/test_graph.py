@@ -6,7 +6,7 @@ import torch
 
 from ekd.backend import Batch, Statistics
 from ekd.data import Dataset, load_default
-from ekd.graph import average_neighbours, neighbour_edges
+from ekd.graph import neighbour_edges
 
 
 def brute_force_edges(frames: Dataset, cutoff: float) -> set[tuple[int, int]]:
@@ -25,7 +25,6 @@ def test_edges_equal_a_brute_force_count_on_the_embedded_set(cutoff):
     edges, shifts = neighbour_edges(frames, cutoff)
     assert set(zip(*edges.tolist())) == brute_force_edges(frames, cutoff) and edges.shape[1] == len(brute_force_edges(frames, cutoff))
     assert not shifts.any()  # molecules: no periodic images
-    assert average_neighbours(frames, cutoff) == pytest.approx(len(brute_force_edges(frames, cutoff)) / frames.n_atoms)
 
 
 def test_edges_stay_within_a_conformation_and_vectors_follow_positions():
@@ -43,7 +42,8 @@ def test_edges_stay_within_a_conformation_and_vectors_follow_positions():
 def test_statistics_by_hand(harmonic):
     frames = harmonic(6)
     statistics = Statistics.of(frames, [1, 8], cutoff=1.2)
-    assert statistics.avg_num_neighbors == pytest.approx(average_neighbours(frames, 1.2))
+    assert statistics.avg_num_neighbors == pytest.approx(len(brute_force_edges(frames, 1.2)) / frames.n_atoms)
+    assert Statistics.of(frames, [1, 8], cutoff=1.2, block=4) == statistics  # summed block by block: the same
     assert statistics.force_scale == pytest.approx(np.sqrt(np.mean(frames.forces**2)))
     assert Statistics.of(frames.without_forces(), [1, 8], cutoff=1.2).force_scale is None
     assert Statistics.from_dict(statistics.to_dict()) == statistics

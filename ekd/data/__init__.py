@@ -16,6 +16,8 @@ from ekd.data.frames import Dataset, Split, formula, molecule_split, random_spli
 from ekd.data.hdf5 import read_ekd_h5, write_ekd_h5
 from ekd.data.labels import Labels, TeacherRecord, read_labels
 from ekd.data.readers import ReadOptions, Reader, detect_format, read, readers, register_reader
+from ekd.data.convert import convert
+from ekd.data.stream import StreamedDataset, stream
 from ekd.errors import ConfigError
 
 __all__ = [
@@ -27,7 +29,9 @@ __all__ = [
     "Reader",
     "SignCheck",
     "Split",
+    "StreamedDataset",
     "TeacherRecord",
+    "convert",
     "detect_format",
     "formula",
     "load_default",
@@ -38,6 +42,7 @@ __all__ = [
     "read_ekd_h5",
     "read_labels",
     "readers",
+    "stream",
     "register_reader",
     "write",
     "write_ekd_h5",

@@ -12,14 +12,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import numpy as np
 from ase.data import atomic_numbers
 
 from ekd.data.frames import Dataset, formula
-from ekd.data.formats import Reader
+from ekd.data.formats import BlockReader, Reader
 from ekd.data.options import ReadOptions
 from ekd.errors import DataError
 from ekd.units import energy_factor
@@ -39,42 +42,38 @@ ANI1X_LEVELS = {
 
 
 class _Blocks:
-    """Collects (Nc, Na) blocks of one molecule at a time and builds Dataset from them."""
+    """Turns one molecule's (Nc, Na) arrays at a time into a Dataset block in eV/Å."""
 
-    def __init__(self, path: Path, energy_unit: str, force_sign: int):
-        self.path, self.factor, self.sign = path, energy_factor(energy_unit), force_sign
-        self.numbers, self.positions, self.energy, self.forces, self.molecule, self.sizes = [], [], [], [], [], []
+    def __init__(self, path: Path, energy_unit: str, force_sign: int, metadata: dict):
+        self.path, self.factor, self.sign, self.metadata = path, energy_factor(energy_unit), force_sign, metadata
 
-    def add(self, name: str, numbers: np.ndarray, coordinates, energy, forces) -> None:
+    def block(self, name: str, numbers: np.ndarray, coordinates, energy, forces) -> Dataset:
         coordinates = np.asarray(coordinates, dtype=np.float64)
-        n_conf = len(coordinates)
-        numbers = np.broadcast_to(numbers, (n_conf, coordinates.shape[1]))
         if coordinates.ndim != 3 or coordinates.shape[2] != 3:
             raise DataError(f"{self.path}: '{name}/coordinates' has shape {coordinates.shape}, expected (Nc, Na, 3)")
+        n_conf, n_atoms = coordinates.shape[:2]
         if np.shape(energy) != (n_conf,):
             raise DataError(f"{self.path}: '{name}' energies have shape {np.shape(energy)}, expected ({n_conf},)")
         if forces is not None and np.shape(forces) != coordinates.shape:
             raise DataError(f"{self.path}: '{name}' forces have shape {np.shape(forces)}, expected {coordinates.shape}")
-        self.numbers.append(numbers.reshape(-1))
-        self.positions.append(coordinates.reshape(-1, 3))
-        self.energy.append(np.asarray(energy, dtype=np.float64) * self.factor)
-        self.forces.append(None if forces is None else np.asarray(forces, np.float64).reshape(-1, 3) * self.sign * self.factor)
-        self.molecule.append(np.full(n_conf, name))
-        self.sizes.append(np.full(n_conf, coordinates.shape[1]))
-
-    def frames(self, metadata: dict) -> Dataset:
-        if not self.numbers:
-            raise DataError(f"{self.path}: no conformations with the selected keys")
-        has_forces = all(f is not None for f in self.forces)
         return Dataset(
-            numbers=np.concatenate(self.numbers).astype(np.int64),
-            positions=np.concatenate(self.positions),
-            ptr=np.concatenate([[0], np.cumsum(np.concatenate(self.sizes))]).astype(np.int64),
-            molecule=np.concatenate(self.molecule),
-            energy=np.concatenate(self.energy),
-            forces=np.concatenate(self.forces) if has_forces else None,
-            metadata={**metadata, "source": str(self.path), "force_sign": self.sign if has_forces else None},
+            numbers=np.broadcast_to(numbers, (n_conf, n_atoms)).reshape(-1).astype(np.int64),
+            positions=coordinates.reshape(-1, 3),
+            ptr=np.arange(n_conf + 1, dtype=np.int64) * n_atoms,
+            molecule=np.full(n_conf, name),
+            energy=np.asarray(energy, dtype=np.float64) * self.factor,
+            forces=None if forces is None else np.asarray(forces, np.float64).reshape(-1, 3) * self.sign * self.factor,
+            metadata={**self.metadata, "source": f"{self.path}, group '{name}'"},  # named in errors, with the keys
         )
+
+
+def whole(blocks: BlockReader, path: Path, options: ReadOptions) -> Dataset:
+    """The whole file from a block reader: its blocks joined, with the metadata it filled in."""
+    metadata: dict = {}
+    parts = list(blocks(path, options, metadata))
+    if not parts:
+        raise DataError(f"{path}: no conformations with the selected keys")
+    return dataclasses.replace(Dataset.concatenate(parts), metadata={**metadata, "source": str(path)})
 
 
 def _require(group: h5py.Group, key: str, path: Path, what: str = "key") -> h5py.Dataset:
@@ -99,16 +98,17 @@ def _detect_pyanitools(path: Path) -> bool:
         return bool(groups) and groups[0]["species"].ndim == 1 and groups[0]["species"].dtype.kind == "S"
 
 
-def _read_pyanitools(path: Path, options: ReadOptions) -> Dataset:
+def _pyanitools_blocks(path: Path, options: ReadOptions, metadata: dict) -> Iterator[Dataset]:
     energy_key = options.energy_key or "energies"
     sign = -1 if options.force_sign is None else options.force_sign
-    blocks = _Blocks(path, options.energy_unit or "Ha", sign)
+    blocks = _Blocks(path, options.energy_unit or "Ha", sign, metadata)
     levels = set()
     with h5py.File(path, "r") as handle:
         groups = _molecule_groups(handle)
         force_key = options.force_key
         if force_key is None:
             force_key = "forces" if all("forces" in g for g in groups) else ""
+        metadata.update(energy_key=energy_key, force_key=force_key or None, force_sign=sign if force_key else None)
         for group in groups:
             species = [s.decode() for s in group["species"][()]]
             unknown = sorted(set(species) - set(atomic_numbers))
@@ -116,12 +116,10 @@ def _read_pyanitools(path: Path, options: ReadOptions) -> Dataset:
                 raise DataError(f"{path}: group '{group.name}' has unknown element symbol(s) {unknown}")
             numbers = np.array([atomic_numbers[s] for s in species])
             forces = _require(group, force_key, path)[()] if force_key else None
-            blocks.add(group.name.lstrip("/"), numbers, group["coordinates"][()], _require(group, energy_key, path)[()], forces)
+            yield blocks.block(group.name.lstrip("/"), numbers, group["coordinates"][()], _require(group, energy_key, path)[()], forces)
             if "lot" in group:
                 levels.add(group["lot"][()].reshape(-1)[0].decode())
-    return blocks.frames(
-        {"energy_key": energy_key, "force_key": force_key or None, "level_of_theory": ", ".join(sorted(levels)) or None}
-    )
+    metadata["level_of_theory"] = ", ".join(sorted(levels)) or None
 
 
 # ANI-1x / ANI-1ccx flat layout -------------------------------------------------------------------
@@ -133,10 +131,11 @@ def _detect_ani1x(path: Path) -> bool:
         return isinstance(first, h5py.Group) and "atomic_numbers" in first and "coordinates" in first
 
 
-def _read_ani1x(path: Path, options: ReadOptions) -> Dataset:
+def _ani1x_blocks(path: Path, options: ReadOptions, metadata: dict) -> Iterator[Dataset]:
     energy_key = options.energy_key or "wb97x_dz.energy"
     method = energy_key.rsplit(".", 1)[0]
-    blocks = _Blocks(path, options.energy_unit or "Ha", 1 if options.force_sign is None else options.force_sign)
+    sign = 1 if options.force_sign is None else options.force_sign
+    blocks = _Blocks(path, options.energy_unit or "Ha", sign, metadata)
     with h5py.File(path, "r") as handle:
         groups = list(handle.values())
         if not any(energy_key in g for g in groups):
@@ -148,6 +147,8 @@ def _read_ani1x(path: Path, options: ReadOptions) -> Dataset:
         elif force_key and not any(force_key in g for g in groups):
             keys = sorted({k for g in groups for k in g if k.endswith("forces")})
             raise DataError(f"{path}: no force key '{force_key}'; available: {', '.join(keys) or 'none'}")
+        metadata.update(energy_key=energy_key, force_key=force_key or None, force_sign=sign if force_key else None,
+                        level_of_theory=ANI1X_LEVELS.get(method, method))
         for group in groups:
             if energy_key not in group or (force_key and force_key not in group):
                 continue
@@ -157,10 +158,8 @@ def _read_ani1x(path: Path, options: ReadOptions) -> Dataset:
             if forces is not None:
                 keep &= np.isfinite(forces).all(axis=(1, 2))
             if keep.any():
-                blocks.add(group.name.lstrip("/"), _require(group, "atomic_numbers", path)[()], group["coordinates"][keep], energy[keep], None if forces is None else forces[keep])
-    return blocks.frames(
-        {"energy_key": energy_key, "force_key": force_key or None, "level_of_theory": ANI1X_LEVELS.get(method, method)}
-    )
+                yield blocks.block(group.name.lstrip("/"), _require(group, "atomic_numbers", path)[()], group["coordinates"][keep], energy[keep],
+                                   None if forces is None else forces[keep])
 
 
 # ANI-2x grouped by atom count --------------------------------------------------------------------
@@ -172,14 +171,17 @@ def _detect_ani2x(path: Path) -> bool:
         return isinstance(first, h5py.Group) and "species" in first and first["species"].ndim == 2
 
 
-def _read_ani2x(path: Path, options: ReadOptions) -> Dataset:
+def _ani2x_blocks(path: Path, options: ReadOptions, metadata: dict) -> Iterator[Dataset]:
     energy_key = options.energy_key or "energies"
-    blocks = _Blocks(path, options.energy_unit or "Ha", 1 if options.force_sign is None else options.force_sign)
+    sign = 1 if options.force_sign is None else options.force_sign
+    blocks = _Blocks(path, options.energy_unit or "Ha", sign, metadata)
     with h5py.File(path, "r") as handle:
         groups = list(handle.values())
         force_key = options.force_key
         if force_key is None:
             force_key = "forces" if all("forces" in g for g in groups) else ""
+        metadata.update(energy_key=energy_key, force_key=force_key or None, force_sign=sign if force_key else None,
+                        level_of_theory="wB97X/6-31G(d)")
         for group in groups:
             species = _require(group, "species", path)[()]
             coordinates, energy = _require(group, "coordinates", path)[()], _require(group, energy_key, path)[()]
@@ -192,12 +194,15 @@ def _read_ani2x(path: Path, options: ReadOptions) -> Dataset:
                 rows = names == name
                 for order in np.unique(species[rows], axis=0):
                     same = rows & np.all(species == order, axis=1)
-                    blocks.add(str(name), order, coordinates[same], energy[same], None if forces is None else forces[same])
-    return blocks.frames({"energy_key": energy_key, "force_key": force_key or None, "level_of_theory": "wB97X/6-31G(d)"})
+                    yield blocks.block(str(name), order, coordinates[same], energy[same], None if forces is None else forces[same])
+
+
+def _reader(name: str, description: str, detect, blocks: BlockReader) -> Reader:
+    return Reader(name, description, detect, functools.partial(whole, blocks), _KEY_OPTIONS, blocks)
 
 
 READERS = (
-    Reader("ani2x", "ANI-2x release, grouped by atom count", _detect_ani2x, _read_ani2x, _KEY_OPTIONS),
-    Reader("ani1x", "ANI-1x / ANI-1ccx release, one group per formula", _detect_ani1x, _read_ani1x, _KEY_OPTIONS),
-    Reader("pyanitools", "ANI-1 / COMP6 nested layout (stored forces are gradients)", _detect_pyanitools, _read_pyanitools, _KEY_OPTIONS),
+    _reader("ani2x", "ANI-2x release, grouped by atom count", _detect_ani2x, _ani2x_blocks),
+    _reader("ani1x", "ANI-1x / ANI-1ccx release, one group per formula", _detect_ani1x, _ani1x_blocks),
+    _reader("pyanitools", "ANI-1 / COMP6 nested layout (stored forces are gradients)", _detect_pyanitools, _pyanitools_blocks),
 )

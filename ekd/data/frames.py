@@ -20,8 +20,9 @@ from ase.data import chemical_symbols
 
 from ekd.data.options import ReadOptions
 from ekd.errors import ConfigError, DataError
+from ekd.provenance import frames_fingerprint
 
-__all__ = ["VOIGT", "Dataset", "Split", "formula", "molecule_split", "random_split", "voigt_stress"]
+__all__ = ["VOIGT", "Dataset", "PerConformation", "Split", "atom_rows", "formula", "molecule_split", "random_split", "voigt_stress"]
 
 #: (rows, columns) of a 3×3 stress's Voigt components in ASE's order: xx, yy, zz, yz, xz, xy
 VOIGT = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])
@@ -39,8 +40,97 @@ def formula(numbers: np.ndarray) -> str:
     return "".join(s + (str(counts[s]) if counts[s] > 1 else "") for s in order)
 
 
+def atom_rows(ptr: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """(A',) the atom rows of conformations ``index`` (in that order) of a layout with offsets ``ptr``."""
+    index = np.asarray(index, dtype=np.int64)
+    sizes = ptr[index + 1] - ptr[index]
+    return np.repeat(ptr[index] - (np.cumsum(sizes) - sizes), sizes) + np.arange(int(sizes.sum()), dtype=np.int64)
+
+
+class PerConformation:
+    """What every set of conformations offers from its per-conformation arrays (``ptr``,
+    ``molecule``, ``cell``, ``pbc``, ``stress``, ``metadata``): sizes, periodicity, batches and
+    splits. :class:`Dataset` holds its atoms in memory; :class:`ekd.data.stream.StreamedDataset`
+    reads them from disk a batch at a time."""
+
+    def __len__(self) -> int:
+        return len(self.ptr) - 1
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """(N,) number of atoms of each conformation."""
+        return np.diff(self.ptr)
+
+    @property
+    def molecules(self) -> list[str]:
+        """Distinct molecule ids, in order of first appearance."""
+        _, first = np.unique(self.molecule, return_index=True)
+        return [str(self.molecule[i]) for i in sorted(first)]
+
+    @property
+    def cells(self) -> np.ndarray:
+        """(N, 3, 3) cell vectors as rows, Å (zeros for molecules)."""
+        return self.cell if self.cell is not None else np.zeros((len(self), 3, 3))
+
+    @property
+    def stresses(self) -> np.ndarray:
+        """(N, 6) stresses, eV/Å³ (NaN where unknown, and for molecules)."""
+        return self.stress if self.stress is not None else np.full((len(self), 6), np.nan)
+
+    @property
+    def periodic_axes(self) -> np.ndarray:
+        """(N, 3) bool: periodic along each cell vector (all False for molecules)."""
+        return self.pbc if self.pbc is not None else np.zeros((len(self), 3), dtype=bool)
+
+    @property
+    def periodic(self) -> np.ndarray:
+        """(N,) bool: which conformations are periodic (along any cell vector)."""
+        return self.periodic_axes.any(axis=1)
+
+    def load(self) -> "Dataset":
+        """These conformations in memory, as a :class:`Dataset`."""
+        raise NotImplementedError
+
+    def batch_indices(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> list[np.ndarray]:
+        """The conformations of each of :meth:`batches`: consecutive or, with ``shuffle``, seeded random."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        order = np.random.default_rng(seed).permutation(len(self)) if shuffle else np.arange(len(self))
+        return [order[start : start + batch_size] for start in range(0, len(self), batch_size)]
+
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterator["Dataset"]:
+        """Consecutive (or, with ``shuffle``, seeded random) batches of conformations, in memory."""
+        for index in self.batch_indices(batch_size, shuffle, seed):
+            yield self.subset(index).load()
+
+    def blocks(self, size: int = 4096, ranks: int = 1, rank: int = 0) -> Iterator[tuple[int, "Dataset"]]:
+        """(first conformation, block in memory) of consecutive blocks of ``size`` conformations;
+        with ``ranks``, only the blocks of rank ``rank`` (every ``ranks``-th)."""
+        for start in range(rank * size, len(self), ranks * size):
+            yield start, self.subset(np.arange(start, min(start + size, len(self)))).load()
+
+    def check_elements(self, supported, what: str) -> None:
+        """Raise a DataError naming the file if any element is outside ``supported`` (atomic numbers)."""
+        extra = sorted(set(self.elements) - {int(z) for z in supported})
+        if extra:
+            names = lambda zs: " ".join(chemical_symbols[z] for z in zs)  # noqa: E731
+            raise DataError(
+                f"{self.metadata.get('source', 'data')}: element(s) {names(extra)} not supported by {what} "
+                f"(it covers {names(sorted(supported))})"
+            )
+
+    def split(self, fractions: Sequence[float] = (0.8, 0.1, 0.1), by: Literal["random", "molecule"] = "random", seed: int = 0) -> "Split":
+        """Seeded (train, validation, test) parts, by conformation or by whole molecule."""
+        if len(fractions) != 3:
+            raise ConfigError(f"split fractions {list(fractions)}: expected three (train, validation, test)")
+        splitter = {"random": random_split, "molecule": molecule_split}.get(by)
+        if splitter is None:
+            raise ConfigError(f"split by '{by}': expected 'random' or 'molecule'")
+        return Split(*splitter(self, fractions, seed=seed))
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
-class Dataset:
+class Dataset(PerConformation):
     """A set of conformations of molecules, with reference energies and forces when known.
 
     Make one with :meth:`read` (any supported file), :meth:`from_atoms` (ASE), :meth:`embedded`
@@ -177,17 +267,22 @@ class Dataset:
         )
 
     # size and access ----------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self.ptr) - 1
-
     @property
     def n_atoms(self) -> int:
         return len(self.numbers)
 
     @property
-    def sizes(self) -> np.ndarray:
-        """(N,) number of atoms of each conformation."""
-        return np.diff(self.ptr)
+    def has_forces(self) -> bool:
+        """Whether the conformations carry force labels."""
+        return self.forces is not None
+
+    def load(self) -> "Dataset":
+        """Itself: a Dataset is in memory."""
+        return self
+
+    def fingerprint(self) -> str:
+        """sha256 of the arrays (what a model trained on them depends on)."""
+        return frames_fingerprint(self)
 
     @property
     def conformation_index(self) -> np.ndarray:
@@ -199,31 +294,13 @@ class Dataset:
         """Sorted atomic numbers present."""
         return sorted(int(z) for z in np.unique(self.numbers))
 
-    @property
-    def molecules(self) -> list[str]:
-        """Distinct molecule ids, in order of first appearance."""
-        _, first = np.unique(self.molecule, return_index=True)
-        return [str(self.molecule[i]) for i in sorted(first)]
-
-    @property
-    def cells(self) -> np.ndarray:
-        """(N, 3, 3) cell vectors as rows, Å (zeros for molecules)."""
-        return self.cell if self.cell is not None else np.zeros((len(self), 3, 3))
-
-    @property
-    def stresses(self) -> np.ndarray:
-        """(N, 6) stresses, eV/Å³ (NaN where unknown, and for molecules)."""
-        return self.stress if self.stress is not None else np.full((len(self), 6), np.nan)
-
-    @property
-    def periodic_axes(self) -> np.ndarray:
-        """(N, 3) bool: periodic along each cell vector (all False for molecules)."""
-        return self.pbc if self.pbc is not None else np.zeros((len(self), 3), dtype=bool)
-
-    @property
-    def periodic(self) -> np.ndarray:
-        """(N,) bool: which conformations are periodic (along any cell vector)."""
-        return self.periodic_axes.any(axis=1)
+    def composition(self, species: list[int]) -> np.ndarray:
+        """(N, S) count of each of ``species`` (atomic numbers) in each conformation."""
+        column = np.full(max(max(species, default=0), int(self.numbers.max(initial=0))) + 1, len(species))
+        column[list(species)] = np.arange(len(species))
+        counts = np.zeros((len(self), len(species) + 1))
+        np.add.at(counts, (self.conformation_index, column[self.numbers]), 1.0)
+        return counts[:, : len(species)]
 
     def conformation_keys(self, decimals: int = 4) -> list[bytes]:
         """One key per conformation from its elements and positions (rounded to ``decimals`` Å)
@@ -243,42 +320,20 @@ class Dataset:
             raise IndexError(f"conformation index out of range for {len(self)} conformations")
         index = index % max(len(self), 1)
         sizes = self.sizes[index]
-        atom_rows = (
-            np.concatenate([np.arange(self.ptr[i], self.ptr[i + 1]) for i in index])
-            if index.size
-            else np.zeros(0, dtype=np.int64)
-        )
+        rows = atom_rows(self.ptr, index)
         return dataclasses.replace(
             self,
-            numbers=self.numbers[atom_rows],
-            positions=self.positions[atom_rows],
+            numbers=self.numbers[rows],
+            positions=self.positions[rows],
             ptr=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
             molecule=self.molecule[index],
             energy=None if self.energy is None else self.energy[index],
-            forces=None if self.forces is None else self.forces[atom_rows],
-            atom_data={k: v[atom_rows] for k, v in self.atom_data.items()},
+            forces=None if self.forces is None else self.forces[rows],
+            atom_data={k: v[rows] for k, v in self.atom_data.items()},
             cell=None if self.cell is None else self.cell[index],
             pbc=None if self.pbc is None else self.pbc[index],
             stress=None if self.stress is None else self.stress[index],
         )
-
-    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterator["Dataset"]:
-        """Iterate over consecutive (or, with ``shuffle``, seeded random) batches of conformations."""
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        order = np.random.default_rng(seed).permutation(len(self)) if shuffle else np.arange(len(self))
-        for start in range(0, len(self), batch_size):
-            yield self.subset(order[start : start + batch_size])
-
-    def check_elements(self, supported, what: str) -> None:
-        """Raise a DataError naming the file if any element is outside ``supported`` (atomic numbers)."""
-        extra = sorted(set(self.elements) - {int(z) for z in supported})
-        if extra:
-            names = lambda zs: " ".join(chemical_symbols[z] for z in zs)  # noqa: E731
-            raise DataError(
-                f"{self.metadata.get('source', 'data')}: element(s) {names(extra)} not supported by {what} "
-                f"(it covers {names(sorted(supported))})"
-            )
 
     # variants -----------------------------------------------------------------------------
     def with_metadata(self, **items) -> "Dataset":
@@ -368,15 +423,6 @@ class Dataset:
                 atoms.calc = SinglePointCalculator(atoms, **results)
             images.append(atoms)
         return images
-
-    def split(self, fractions: Sequence[float] = (0.8, 0.1, 0.1), by: Literal["random", "molecule"] = "random", seed: int = 0) -> "Split":
-        """Seeded (train, validation, test) parts, by conformation or by whole molecule."""
-        if len(fractions) != 3:
-            raise ConfigError(f"split fractions {list(fractions)}: expected three (train, validation, test)")
-        splitter = {"random": random_split, "molecule": molecule_split}.get(by)
-        if splitter is None:
-            raise ConfigError(f"split by '{by}': expected 'random' or 'molecule'")
-        return Split(*splitter(self, fractions, seed=seed))
 
     def write(self, path: str | os.PathLike) -> None:
         """Write by file extension: ``.h5`` ekd HDF5, ``.xyz`` extended XYZ (eV, Å)."""

@@ -29,9 +29,11 @@ from ekd.data.frames import Dataset
 from ekd.data.formats import Reader
 from ekd.errors import DataError
 
-__all__ = ["write_ekd_h5", "read_ekd_h5", "READER", "FORMAT_VERSION", "is_hdf5"]
+__all__ = ["FORMAT_VERSION", "READER", "FramesWriter", "is_hdf5", "read_ekd_h5", "write_ekd_h5"]
 
 FORMAT_VERSION = 1
+#: bytes per chunk of a stored array: what one random read of a few conformations costs
+_CHUNK_BYTES = 1 << 16
 _UNITS = {"energy_unit": "eV", "length_unit": "Å", "force_unit": "eV/Å", "stress_unit": "eV/Å³"}
 
 
@@ -40,26 +42,67 @@ def is_hdf5(path: Path) -> bool:
     return h5py.is_hdf5(path)
 
 
+class FramesWriter:
+    """Appends Dataset blocks to an open, empty HDF5 file in ekd's layout (resizable, chunked
+    arrays), so that a file larger than memory is written one block at a time.
+
+    Every block must carry the same labels (energies, forces, extras) as the first; cells,
+    pbc and stresses are filled in (zeros, False, NaN) for blocks without them.
+    """
+
+    #: per-conformation arrays a block may lack, and what stands in for them
+    _FILLED = {"cell": lambda n: np.zeros((n, 3, 3)), "pbc": lambda n: np.zeros((n, 3), dtype=bool), "stress": lambda n: np.full((n, 6), np.nan)}
+
+    def __init__(self, handle: h5py.File):
+        self.handle, self.conformations, self.atoms, self.labels = handle, 0, 0, None
+
+    def append(self, frames: Dataset) -> None:
+        """Add ``frames``'s conformations after those written so far."""
+        labels = (frames.energy is not None, frames.forces is not None, sorted(frames.atom_data))
+        if self.labels is not None and labels != self.labels:
+            raise DataError(f"{frames.metadata.get('source', 'data')}: a block with (energies, forces, extras) {labels}, "
+                            f"the blocks before it had {self.labels}")
+        self.labels = labels
+        if not self.conformations:
+            self._extend("ptr", np.zeros(1, dtype=np.int64))
+        self._extend("numbers", frames.numbers.astype(np.uint8 if frames.numbers.max(initial=0) < 256 else np.int64))
+        self._extend("positions", frames.positions)
+        self._extend("ptr", frames.ptr[1:] + self.atoms)
+        self._extend("molecule", frames.molecule.astype(object))
+        for key, values in (("energy", frames.energy), ("forces", frames.forces), *((f"atom_data/{k}", v) for k, v in frames.atom_data.items())):
+            if values is not None:
+                self._extend(key, values)
+        periodic = {"cell": frames.cell, "pbc": frames.pbc, "stress": frames.stress}
+        for key, values in periodic.items():
+            if values is not None or key in self.handle:
+                if key not in self.handle and self.conformations:
+                    self._extend(key, self._FILLED[key](self.conformations))
+                self._extend(key, values if values is not None else self._FILLED[key](len(frames)))
+        self.conformations += len(frames)
+        self.atoms += frames.n_atoms
+
+    def finish(self, metadata: dict) -> None:
+        """Write the units, version and ``metadata`` (after the last block)."""
+        self.handle.attrs.update(_UNITS)
+        self.handle.attrs["format_version"] = FORMAT_VERSION
+        self.handle.attrs["metadata"] = json.dumps(metadata, default=str)
+
+    def _extend(self, key: str, values: np.ndarray) -> None:
+        if key not in self.handle:
+            dtype = h5py.string_dtype() if values.dtype == object else values.dtype
+            self.handle.create_dataset(key, shape=(0, *values.shape[1:]), maxshape=(None, *values.shape[1:]), dtype=dtype,
+                                       chunks=(max(1, _CHUNK_BYTES // max(values[:1].nbytes, 8)), *values.shape[1:]))
+        dataset = self.handle[key]
+        start = len(dataset)
+        dataset.resize(start + len(values), axis=0)
+        dataset[start:] = values
+
+
 def write_frames_to_group(handle: h5py.File, frames: Dataset) -> None:
     """Write the Dataset arrays and attributes into an open, empty HDF5 file."""
-    handle.create_dataset("numbers", data=frames.numbers.astype(np.uint8 if frames.numbers.max(initial=0) < 256 else np.int64))
-    handle.create_dataset("positions", data=frames.positions)
-    handle.create_dataset("ptr", data=frames.ptr)
-    handle.create_dataset("molecule", data=frames.molecule.astype(object), dtype=h5py.string_dtype())
-    if frames.energy is not None:
-        handle.create_dataset("energy", data=frames.energy)
-    if frames.forces is not None:
-        handle.create_dataset("forces", data=frames.forces)
-    for name, values in frames.atom_data.items():
-        handle.create_dataset(f"atom_data/{name}", data=values)
-    if frames.cell is not None:
-        handle.create_dataset("cell", data=frames.cell)
-        handle.create_dataset("pbc", data=frames.pbc)
-    if frames.stress is not None:
-        handle.create_dataset("stress", data=frames.stress)
-    handle.attrs.update(_UNITS)
-    handle.attrs["format_version"] = FORMAT_VERSION
-    handle.attrs["metadata"] = json.dumps(frames.metadata, default=str)
+    writer = FramesWriter(handle)
+    writer.append(frames)
+    writer.finish(frames.metadata)
 
 
 def write_ekd_h5(frames: Dataset, path: str | os.PathLike) -> None:

@@ -5,8 +5,11 @@ Readers register here with :func:`register_reader`; plugins add theirs the same 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
+
 from ekd.data import ani, extxyz, hdf5, labels
 from ekd.data.embedded import resolve
 from ekd.data.formats import Reader
@@ -15,7 +18,7 @@ from ekd.data.options import ReadOptions
 from ekd.errors import ConfigError, DataError
 from ekd.provenance import sha256_file
 
-__all__ = ["ReadOptions", "Reader", "register_reader", "readers", "read", "detect_format"]
+__all__ = ["ReadOptions", "Reader", "detect_format", "read", "reader_for", "readers", "register_reader"]
 
 
 _READERS: dict[str, Reader] = {}
@@ -42,13 +45,8 @@ def detect_format(path: Path) -> str:
     raise DataError(f"{path}: layout not recognised; pass a format, one of {', '.join(readers())}")
 
 
-def read(path: str | os.PathLike, options: ReadOptions | None = None, **kwargs) -> Dataset:
-    """Read a dataset file into :class:`Dataset` (positions Å, energies eV, forces eV/Å).
-
-    Options are given either as a :class:`ReadOptions` or as its fields as keyword arguments.
-    The returned metadata holds ``source``, ``sha256``, ``format`` and the keys and sign used.
-    """
-    options = (options or ReadOptions(**kwargs)).reading_only()
+def reader_for(path: str | os.PathLike, options: ReadOptions) -> tuple[Path, Reader]:
+    """The file ``path`` names and the reader of its layout, with ``options`` checked against it."""
     path = resolve(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -62,11 +60,29 @@ def read(path: str | os.PathLike, options: ReadOptions | None = None, **kwargs) 
         raise ConfigError(f"{path}: {flags} does not apply to the '{name}' format")
     if options.force_sign not in (None, 1, -1):
         raise ConfigError(f"force sign must be +1 or -1, got {options.force_sign}")
-    try:
+    return path, reader
+
+
+def read(path: str | os.PathLike, options: ReadOptions | None = None, **kwargs) -> Dataset:
+    """Read a dataset file into :class:`Dataset` (positions Å, energies eV, forces eV/Å).
+
+    Options are given either as a :class:`ReadOptions` or as its fields as keyword arguments.
+    The returned metadata holds ``source``, ``sha256``, ``format`` and the keys and sign used.
+    """
+    options = (options or ReadOptions(**kwargs)).reading_only()
+    path, reader = reader_for(path, options)
+    with unreadable_as(path, reader):
         frames = reader.read(path, options)
-    except (OSError, KeyError, ValueError) as error:  # corrupt or unexpected file content
-        raise DataError(f"{path}: cannot read it as '{name}' ({type(error).__name__}: {error})") from None
-    return frames.with_metadata(source=str(path), sha256=sha256_file(path), format=name)
+    return frames.with_metadata(source=str(path), sha256=sha256_file(path), format=reader.name)
+
+
+@contextlib.contextmanager
+def unreadable_as(path: Path, reader: Reader) -> Iterator[None]:
+    """Inside: corrupt or unexpected file content is a one-line DataError naming the file."""
+    try:
+        yield
+    except (OSError, KeyError, ValueError) as error:
+        raise DataError(f"{path}: cannot read it as '{reader.name}' ({type(error).__name__}: {error})") from None
 
 
 _LOADED = False

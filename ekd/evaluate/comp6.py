@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from ekd.data import Dataset
-from ekd.train.reference import composition
 from ekd.units import KCAL_PER_MOL
 
 __all__ = ["relative_energy_errors", "comp6_errors", "comp6_metrics", "refit_offsets"]
@@ -41,7 +40,7 @@ def refit_offsets(frames: Dataset, predicted: np.ndarray) -> tuple[np.ndarray, d
     self-atomic energies): relative energies and forces are unchanged by it.
     """
     species = frames.elements
-    counts = composition(frames, species)
+    counts = frames.composition(species)
     offsets, *_ = np.linalg.lstsq(counts, frames.energy - predicted, rcond=None)
     return predicted + counts @ offsets, {int(z): float(o) for z, o in zip(species, offsets)}
 

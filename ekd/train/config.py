@@ -35,6 +35,8 @@ class TrainConfig(pydantic.BaseModel):
     ema_decay: float = pydantic.Field(0.99, ge=0, lt=1, description="0 disables the EMA of weights")
     val_fraction: float = pydantic.Field(0.1, gt=0, lt=1)
     test_fraction: float = pydantic.Field(0.1, ge=0, lt=1)
+    batch_cache_mb: float = pydantic.Field(
+        2048, ge=0, description="converted batches kept in memory per rank; the rest are converted again when used (same training, slower)")
     seed: int = 0
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "auto"

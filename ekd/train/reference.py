@@ -9,20 +9,12 @@ import numpy as np
 from ekd.errors import DataError
 
 if TYPE_CHECKING:  # for annotations only, so that no import cycle forms
-    from ekd.data.frames import Dataset
+    from ekd.data.frames import PerConformation
 
-__all__ = ["fit_reference_energies", "composition"]
-
-
-def composition(frames: Dataset, species: list[int]) -> np.ndarray:
-    """(N, S) count of each species in each conformation."""
-    column = {z: i for i, z in enumerate(species)}
-    counts = np.zeros((len(frames), len(species)))
-    np.add.at(counts, (frames.conformation_index, [column[int(z)] for z in frames.numbers]), 1.0)
-    return counts
+__all__ = ["fit_reference_energies"]
 
 
-def fit_reference_energies(frames: Dataset, species: list[int] | None = None) -> dict[int, float]:
+def fit_reference_energies(frames: PerConformation, species: list[int] | None = None) -> dict[int, float]:
     """Least-squares per-element energies (eV) of the conformations' total energies.
 
     With few distinct compositions the system is underdetermined; the minimum-norm solution is
@@ -31,5 +23,5 @@ def fit_reference_energies(frames: Dataset, species: list[int] | None = None) ->
     if frames.energy is None:
         raise DataError(f"{frames.metadata.get('source', 'data')}: reference energies are needed to fit per-element energies")
     species = species or frames.elements
-    solution, *_ = np.linalg.lstsq(composition(frames, species), frames.energy, rcond=None)
+    solution, *_ = np.linalg.lstsq(frames.composition(species), frames.energy, rcond=None)
     return {int(z): float(e) for z, e in zip(species, solution)}

@@ -32,13 +32,13 @@ import numpy as np
 import torch
 
 from ekd._io import atomic_path
-from ekd.data import Dataset
+from ekd.data.frames import PerConformation
 from ekd.graph import check_geometries
 from ekd import distributed
 from ekd.errors import ConfigError, DataError, Preempted, TrainingDiverged
 from ekd.model import Model, to_voigt
 from ekd.progress import progress_bar
-from ekd.provenance import config_hash, frames_fingerprint, sha256_file
+from ekd.provenance import config_hash, sha256_file
 from ekd.train.config import TrainConfig
 from ekd.train.loss import LossTotals, ekd_loss
 from ekd.backend import Backend, Batch, Statistics, validate_options
@@ -59,16 +59,16 @@ class TrainResult:
     seconds: float
 
 
-def _run_fingerprint(backend: str, options: dict, config: TrainConfig, train_frames: Dataset, val_frames: Dataset) -> str:
+def _run_fingerprint(backend: str, options: dict, config: TrainConfig, train_frames: PerConformation, val_frames: PerConformation) -> str:
     """What a checkpoint must match to be resumed (the epoch bound and device may change)."""
     start = sha256_file(config.init_from) if config.init_from else None
-    return config_hash(backend, options, config.model_dump(exclude={"epochs", "device"}), start, frames_fingerprint(train_frames), frames_fingerprint(val_frames))
+    return config_hash(backend, options, config.model_dump(exclude={"epochs", "device", "batch_cache_mb"}), start, train_frames.fingerprint(), val_frames.fingerprint())
 
 
 def train(
     backend: str,
-    train_frames: Dataset,
-    val_frames: Dataset,
+    train_frames: PerConformation,
+    val_frames: PerConformation,
     out_dir: str | Path,
     config: TrainConfig | None = None,
     options: dict | None = None,
@@ -76,7 +76,9 @@ def train(
     show_progress: bool = True,
     on_epoch_end: Callable[[int, dict], None] | None = None,
 ) -> TrainResult:
-    """Train a ``backend`` model on ``train_frames``, selecting on ``val_frames``; resumable.
+    """Train a ``backend`` model on ``train_frames``, selecting on ``val_frames`` (each a
+    :class:`ekd.data.Dataset` or, for data larger than memory, a streamed one:
+    :func:`ekd.data.stream`); resumable.
 
     Args:
         config: training options; ``config.force_weight > 0`` needs force labels,
@@ -93,7 +95,7 @@ def train(
         where = frames.metadata.get("source", name)
         if frames.energy is None:
             raise DataError(f"{where}: the {name} data have no energies")
-        if config.force_weight > 0 and frames.forces is None:
+        if config.force_weight > 0 and not frames.has_forces:
             raise DataError(f"{where}: force_weight > 0 but the {name} data have no forces")
         if config.stress_weight > 0 and (frames.stress is None or not np.isfinite(frames.stress[frames.periodic]).all() or not frames.periodic.any()):
             raise DataError(f"{where}: stress_weight > 0 but the {name} data have no stress on every periodic conformation "
@@ -133,8 +135,9 @@ def train(
     stopped_early = state["bad_epochs"] >= config.early_stopping
     finished = stopped_early or state["epoch"] >= config.epochs
     # conversion (padding, graphs, ...) happens once; epochs reuse the cached batches (this rank's part of each)
-    train_batches = [] if finished else _shared_batches(model, train_frames, config.batch_size, shuffle=True, seed=config.seed)
-    val_batches = [] if finished else _shared_batches(model, val_frames, max(config.batch_size, 256))
+    cache = _BatchCache(config.batch_cache_mb * 2**20)
+    train_batches = [] if finished else _SharedBatches(model, train_frames, train_frames.batch_indices(config.batch_size, True, config.seed), cache)
+    val_batches = [] if finished else _SharedBatches(model, val_frames, val_frames.batch_indices(max(config.batch_size, 256)), cache)
     main = distributed.is_main()
 
     def validation_loss() -> float:
@@ -207,15 +210,62 @@ def train(
     return TrainResult(best, state["best_epoch"], state["best_val"], state["epoch"], stopped_early, time.perf_counter() - started)
 
 
-def _shared_batches(model: Model, frames: Dataset, batch_size: int, shuffle: bool = False, seed: int = 0) -> list[tuple[Batch | None, LossTotals]]:
-    """Each batch of ``frames`` as this rank's part of it, converted (None when the part is
-    empty), with the whole batch's loss denominators."""
-    ranks, me = distributed.world(), distributed.rank()
-    batches = []
-    for part in frames.batches(batch_size, shuffle=shuffle, seed=seed):
-        mine = distributed.shard(part.sizes, ranks, me)
-        batches.append((model.batch(part.subset(mine)) if len(mine) else None, LossTotals.of(part, part.atom_data.get("force_weight"))))
-    return batches
+class _BatchCache:
+    """A memory budget (bytes) for converted batches, shared by a training's batch lists."""
+
+    def __init__(self, budget: float):
+        self.left = budget
+
+    def keep(self, batch: Batch) -> bool:
+        """Whether ``batch`` still fits (it is then counted against the budget)."""
+        size = _nbytes(batch)
+        if size > self.left:
+            return False
+        self.left -= size
+        return True
+
+
+class _SharedBatches:
+    """The batches ``plan`` (conformation indices) of ``frames``, each as this rank's part of it,
+    converted (None when the part is empty), with the whole batch's loss denominators. Parts are
+    converted when first used and kept while ``cache`` has room; the others are read and
+    converted again at each use (the same batches: the same training, only slower)."""
+
+    def __init__(self, model: Model, frames: PerConformation, plan: list[np.ndarray], cache: _BatchCache):
+        self.model, self.frames, self.plan, self.cache = model, frames, plan, cache
+        self.kept: dict[int, tuple[Batch | None, LossTotals]] = {}
+        self.full = False
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, k: int) -> tuple[Batch | None, LossTotals]:
+        if k in self.kept:
+            return self.kept[k]
+        part = self.frames.subset(self.plan[k]).load()
+        mine = distributed.shard(part.sizes, distributed.world(), distributed.rank())
+        converted = (self.model.batch(part.subset(mine)) if len(mine) else None, LossTotals.of(part, part.atom_data.get("force_weight")))
+        if not self.full and (converted[0] is None or self.cache.keep(converted[0])):
+            self.kept[k] = converted
+        else:
+            self.full = True  # once one batch did not fit, keep no more (a fixed set is reused every epoch)
+        return converted
+
+    def __iter__(self):
+        return (self[k] for k in range(len(self)))
+
+
+def _nbytes(value) -> int:
+    """Bytes of the tensors in ``value`` (a tensor, or dataclasses, dicts and sequences of them)."""
+    if isinstance(value, torch.Tensor):
+        return value.nelement() * value.element_size()
+    if dataclasses.is_dataclass(value):
+        return sum(_nbytes(getattr(value, f.name)) for f in dataclasses.fields(value))
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(v) for v in value)
+    return 0
 
 
 def _zero(model: Model) -> torch.Tensor:
@@ -248,7 +298,7 @@ def _warm_start(model: Model, path: Path) -> None:
     model.module.load_state_dict(start.module.state_dict())
 
 
-def build_from_data(backend: str | Backend, train_frames: Dataset, val_frames: Dataset, options: dict | None, config: TrainConfig) -> Model:
+def build_from_data(backend: str | Backend, train_frames: PerConformation, val_frames: PerConformation, options: dict | None, config: TrainConfig) -> Model:
     """A new model for this training: its statistics measured on ``train_frames`` before it is
     built (as upstream trainers do), species from both parts, seed, dtype and device from ``config``."""
     species = sorted(set(train_frames.elements) | set(val_frames.elements))

@@ -126,5 +126,5 @@ def test_nan_energy_in_a_layout_without_a_not_computed_convention(tmp_path):
         group["species"] = np.array([b"H", b"H"])
         group["coordinates"] = np.zeros((2, 2, 3))
         group["energies"] = np.array([-1.0, np.nan])
-    with pytest.raises(DataError, match=r"nan.h5: key 'energies' has a non-finite energy at conformation 1"):
+    with pytest.raises(DataError, match=r"nan.h5, group 'm0': key 'energies' has a non-finite energy at conformation 1"):
         read(bad)

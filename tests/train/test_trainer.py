@@ -250,3 +250,20 @@ def test_a_preempted_training_saves_its_step_and_resumes_to_the_same_weights(tmp
     train("pairmlp", *parts, tmp_path / "cut", config, show_progress=False)
     assert_same_weights(weights(tmp_path / "cut/model.pt"), weights(tmp_path / "whole/model.pt"))
     assert len(history(tmp_path / "cut")) == 3
+
+
+def test_a_streamed_dataset_trains_the_weights_of_the_same_data_in_memory_with_or_without_the_batch_cache(tmp_path):
+    from ekd.data import stream
+    from ekd.testing import on_ranks
+
+    data = labelled_molecules(8, 3)
+    write(data, tmp_path / "data.h5")
+    streamed = stream(tmp_path / "data.h5")
+    config = CONFIG.model_copy(update={"epochs": 3, "batch_size": 5, "force_weight": 1.0})
+    train("pairmlp", data.subset(range(0, 33)), data.subset(range(33, 40)), tmp_path / "memory", config, show_progress=False)
+    parts = streamed.subset(range(0, 33)), streamed.subset(range(33, 40))
+    train("pairmlp", *parts, tmp_path / "uncached", config.model_copy(update={"batch_cache_mb": 0}), show_progress=False)
+    assert_same_weights(weights(tmp_path / "uncached/model.pt"), weights(tmp_path / "memory/model.pt"))
+    on_ranks(2, "ekd.train:train", "pairmlp", *parts, tmp_path / "two", config, show_progress=False)  # views travel to the ranks
+    for key, value in weights(tmp_path / "memory/model.pt").items():
+        torch.testing.assert_close(weights(tmp_path / "two/model.pt")[key], value, rtol=0, atol=1e-10)

@@ -1,0 +1,176 @@
+"""Datasets larger than memory: an ekd HDF5 frames file read lazily, a batch at a time.
+
+:func:`stream` opens a file as a :class:`StreamedDataset`. Its per-conformation arrays (offsets,
+energies, molecule ids, cells, stresses and the element count of each conformation: a few tens of
+bytes per conformation) are read at once; its per-atom arrays (positions, atomic numbers, forces,
+extras) stay on disk and are read for the conformations a batch needs. Splits and subsets are
+views (index arrays), so a training or a rank holds only the batch it works on. Make such a file
+from any format with ``ekd convert`` (:func:`ekd.data.convert`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ekd.data.frames import Dataset, PerConformation, atom_rows
+from ekd.data.hdf5 import FORMAT_VERSION
+from ekd.errors import DataError
+from ekd.provenance import sha256_file
+
+__all__ = ["StreamedDataset", "stream"]
+
+#: conformations read per pass when the element counts are made (bounds that pass's memory)
+_BLOCK = 1 << 14
+
+
+class _File:
+    """The open file behind a StreamedDataset and its views (the handle is reopened after pickling)."""
+
+    def __init__(self, path: Path):
+        self.path, self._handle = path, None
+        handle = self.handle
+        if handle.attrs.get("format") not in ("ekd-frames", "ekd-labels"):
+            raise DataError(f"{path}: not an ekd HDF5 file; convert it first with 'ekd convert {path} OUT.h5'")
+        if int(handle.attrs.get("format_version", -1)) != FORMAT_VERSION:
+            raise DataError(f"{path}: ekd format version {handle.attrs.get('format_version')}, this ekd reads version {FORMAT_VERSION}")
+        optional = lambda key: handle[key][()] if key in handle else None  # noqa: E731
+        self.ptr = handle["ptr"][()].astype(np.int64)
+        self.molecule = np.asarray(handle["molecule"].asstr()[()], dtype=str)
+        self.energy, self.cell, self.stress = optional("energy"), optional("cell"), optional("stress")
+        self.pbc = None if "pbc" not in handle else handle["pbc"][()].astype(bool)
+        self.per_atom = ["numbers", "positions"] + [k for k in ("forces",) if k in handle] + [f"atom_data/{k}" for k in handle.get("atom_data", {})]
+        self.metadata = {**json.loads(handle.attrs.get("metadata", "{}")), "source": str(path), "sha256": sha256_file(path), "format": "ekd"}
+        self.species, self.counts = self._element_counts()
+
+    @property
+    def handle(self) -> h5py.File:
+        if self._handle is None:
+            self._handle = h5py.File(self.path, "r")
+        return self._handle
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_handle": None}
+
+    def _element_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Elements present, and (N, S) how many atoms of each every conformation has, in one
+        pass over the atomic numbers, a block of conformations at a time."""
+        blocks = []
+        for start in range(0, len(self.ptr) - 1, _BLOCK):
+            stop = min(start + _BLOCK, len(self.ptr) - 1)
+            numbers = self.handle["numbers"][self.ptr[start] : self.ptr[stop]].astype(np.int64)
+            conformation = np.repeat(np.arange(stop - start), np.diff(self.ptr[start : stop + 1]))
+            blocks.append(np.bincount(conformation * 128 + numbers, minlength=(stop - start) * 128).reshape(-1, 128).astype(np.uint16))
+        counts = np.concatenate(blocks) if blocks else np.zeros((0, 128), dtype=np.uint16)
+        species = np.flatnonzero(counts.any(axis=0))
+        return species, counts[:, species]
+
+    def read(self, key: str, rows: np.ndarray) -> np.ndarray:
+        """The rows ``rows`` (increasing) of the per-atom array ``key``, read run by run."""
+        dataset = self.handle[key]
+        if not len(rows):
+            return np.zeros((0, *dataset.shape[1:]), dtype=dataset.dtype)
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        starts, stops = rows[np.r_[0, breaks]], rows[np.r_[breaks - 1, len(rows) - 1]] + 1
+        return np.concatenate([dataset[a:b] for a, b in zip(starts, stops)])
+
+
+class StreamedDataset(PerConformation):
+    """Conformations of an ekd HDF5 file, atoms read from disk on demand (see the module).
+
+    It offers what training needs of a :class:`Dataset`: ``len``, ``sizes``, ``energy`` (N,) eV,
+    ``molecule``, ``cell``/``pbc``/``stress``, ``elements``, :meth:`composition`,
+    :meth:`subset` and :meth:`split` (views: nothing is read), :meth:`batches` and :meth:`load`
+    (in-memory :class:`Dataset` parts). Its per-atom arrays are never all in memory: there is no
+    ``positions`` or ``forces`` attribute.
+    """
+
+    def __init__(self, file: _File, index: np.ndarray):
+        self._file, self.index = file, np.asarray(index, dtype=np.int64)
+        self.ptr = np.concatenate([[0], np.cumsum(np.diff(file.ptr)[self.index])]).astype(np.int64)
+
+    def __repr__(self) -> str:
+        return f"StreamedDataset({self._file.path}, {len(self)} of {len(self._file.ptr) - 1} conformations)"
+
+    def _rows(self, array: np.ndarray | None) -> np.ndarray | None:
+        return None if array is None else array[self.index]
+
+    molecule = property(lambda self: self._rows(self._file.molecule), doc="(N,) molecule id of each conformation.")
+    energy = property(lambda self: self._rows(self._file.energy), doc="(N,) eV, or None.")
+    cell = property(lambda self: self._rows(self._file.cell), doc="(N, 3, 3) Å, or None.")
+    pbc = property(lambda self: self._rows(self._file.pbc), doc="(N, 3) bool, or None.")
+    stress = property(lambda self: self._rows(self._file.stress), doc="(N, 6) eV/Å³ Voigt, or None.")
+
+    @property
+    def metadata(self) -> dict:
+        return self._file.metadata
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.ptr[-1])
+
+    @property
+    def has_forces(self) -> bool:
+        return "forces" in self._file.per_atom
+
+    @property
+    def elements(self) -> list[int]:
+        """Sorted atomic numbers present (from the element counts: nothing is read)."""
+        return [int(z) for z in self._file.species[self._file.counts[self.index].any(axis=0)]]
+
+    def composition(self, species: list[int]) -> np.ndarray:
+        """(N, S) count of each of ``species`` in each conformation (nothing is read)."""
+        column = {int(z): i for i, z in enumerate(self._file.species)}
+        counts = np.zeros((len(self), len(species)))
+        for j, z in enumerate(species):
+            if z in column:
+                counts[:, j] = self._file.counts[self.index, column[z]]
+        return counts
+
+    def subset(self, index) -> "StreamedDataset":
+        """The conformations at ``index`` (in that order): a view, nothing is read."""
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        if index.size and (index.min() < -len(self) or index.max() >= len(self)):
+            raise IndexError(f"conformation index out of range for {len(self)} conformations")
+        return StreamedDataset(self._file, self.index[index % max(len(self), 1)])
+
+    def load(self) -> Dataset:
+        """These conformations in memory (read in file order, then put in this view's order)."""
+        order = np.argsort(self.index, kind="stable")
+        in_file_order = atom_rows(self._file.ptr, self.index[order])
+        local_ptr = np.concatenate([[0], np.cumsum(np.diff(self._file.ptr)[self.index[order]])])
+        position = np.empty_like(order)
+        position[order] = np.arange(len(order))
+        gather = atom_rows(local_ptr, position)
+        arrays = {key: self._file.read(key, in_file_order)[gather] for key in self._file.per_atom}
+        return Dataset(
+            numbers=arrays.pop("numbers").astype(np.int64),
+            positions=arrays.pop("positions").astype(np.float64),
+            ptr=self.ptr,
+            molecule=self.molecule,
+            energy=self.energy,
+            forces=arrays.pop("forces", None),
+            atom_data={key.split("/", 1)[1]: values for key, values in arrays.items()},
+            metadata=self.metadata,
+            cell=self.cell,
+            pbc=self.pbc,
+            stress=self.stress,
+        )
+
+    def fingerprint(self) -> str:
+        """sha256 of the file's and the view's conformations (equal views, equal fingerprints)."""
+        return hashlib.sha256(self.metadata["sha256"].encode() + self.index.tobytes()).hexdigest()
+
+
+def stream(path: str | os.PathLike) -> StreamedDataset:
+    """Open an ekd HDF5 file (``ekd convert`` makes one from any format) for lazy reading."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    file = _File(path)
+    return StreamedDataset(file, np.arange(len(file.ptr) - 1))

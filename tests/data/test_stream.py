@@ -1,0 +1,94 @@
+"""Data larger than memory: the one-pass converter (``ekd convert``) and the lazy reader
+(``ekd.data.stream``), checked array by array against reading the same files whole."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from ekd.data import Dataset, ReadOptions, convert, hdf5, read, stream
+from ekd.errors import DataError
+
+SHARED = "../shared/data/"
+ARRAYS = ("numbers", "positions", "ptr", "molecule", "energy", "forces", "cell", "pbc", "stress")
+
+
+def assert_same(a: Dataset, b: Dataset) -> None:
+    for key in ARRAYS:
+        x, y = getattr(a, key), getattr(b, key)
+        assert (x is None) == (y is None), key
+        if x is not None:
+            assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), key
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("ani1x/ani1x_sample.h5", {}),
+    ("comp6/s66x8_wb97x6-31gd.h5", {}),  # stored gradients: the converted file holds forces
+    ("ani2x/ani2x_dimers.h5", {}),
+    ("md17/ethanol_md17_2000.xyz", {"energy_unit": "kcal/mol"}),  # a layout read whole, then written
+])
+def test_a_converted_file_reads_as_the_source_does(tmp_path, name, kwargs):
+    source = read(SHARED + name, **kwargs)
+    convert(SHARED + name, tmp_path / "out.h5", ReadOptions(**kwargs), show_progress=False)
+    converted = read(tmp_path / "out.h5")
+    assert_same(converted, source)
+    origin = converted.metadata["converted_from"]
+    assert origin["sha256"] == source.metadata["sha256"] and origin["format"] == source.metadata["format"]
+    assert origin["energy_key"] == source.metadata["energy_key"] and origin["force_sign"] == source.metadata["force_sign"]
+
+
+def test_conversion_holds_one_molecule_at_a_time(tmp_path, monkeypatch):
+    blocks = []
+    append = hdf5.FramesWriter.append
+    monkeypatch.setattr(hdf5.FramesWriter, "append", lambda self, frames: (blocks.append(len(frames)), append(self, frames)))
+    convert(SHARED + "ani1x/ani1x_sample.h5", tmp_path / "out.h5", show_progress=False)
+    whole = read(SHARED + "ani1x/ani1x_sample.h5")
+    assert len(blocks) == len(whole.molecules) == 50 and sum(blocks) == len(whole)
+
+
+def test_a_failed_conversion_names_the_block_and_leaves_no_file(tmp_path):
+    import h5py
+
+    bad = tmp_path / "bad.h5"
+    with h5py.File(SHARED + "ani1/ani_gdb_s01.h5") as source, h5py.File(bad, "w") as out:
+        source.copy(source["/"], out, "copy")
+        out["copy/gdb11_s01/gdb11_s01-2/energies"][1] = np.nan  # no not-computed convention in this layout
+    with pytest.raises(DataError, match=r"bad.h5, group 'copy/gdb11_s01/gdb11_s01-2': key 'energies' has a non-finite energy at conformation 1"):
+        convert(bad, tmp_path / "out.h5", show_progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.h5"]
+
+
+@pytest.fixture(scope="module")
+def on_disk(tmp_path_factory):
+    """The embedded metals set (periodic, with stresses) and S66x8 (forces) as ekd files, streamed."""
+    folder = tmp_path_factory.mktemp("stream")
+    files = {"metals": Dataset.embedded(True, "metals"), "s66x8": read(SHARED + "comp6/s66x8_wb97x6-31gd.h5")}
+    for name, frames in files.items():
+        frames.write(folder / f"{name}.h5")
+    return {name: (read(folder / f"{name}.h5"), stream(folder / f"{name}.h5")) for name in files}
+
+
+@pytest.mark.parametrize("name", ["metals", "s66x8"])
+def test_views_splits_and_batches_load_what_the_in_memory_reader_holds(on_disk, name):
+    whole, streamed = on_disk[name]
+    assert len(streamed) == len(whole) and streamed.n_atoms == whole.n_atoms and streamed.elements == whole.elements
+    for a, b in zip(whole.split((0.7, 0.2, 0.1), "molecule", seed=4), streamed.split((0.7, 0.2, 0.1), "molecule", seed=4)):
+        assert_same(b.load(), a)
+        assert b.elements == a.elements and np.array_equal(b.composition(a.elements), a.composition(a.elements))
+    for a, b in zip(whole.batches(37, shuffle=True, seed=2), streamed.batches(37, shuffle=True, seed=2)):
+        assert_same(b, a)
+    index = [9, 3, 3, len(whole) - 1, 0]  # any order, repeats
+    assert_same(streamed.subset(index).subset([4, 1, 2]).load(), whole.subset(index).subset([4, 1, 2]))
+    assert_same(pickle.loads(pickle.dumps(streamed.subset(index))).load(), whole.subset(index))  # to spawned ranks
+    assert streamed.subset(index).fingerprint() != streamed.subset(index[::-1]).fingerprint()
+
+
+def test_a_view_lacking_an_element_reports_its_own_elements(on_disk):
+    whole, streamed = on_disk["metals"]
+    aluminium = np.flatnonzero([set(whole.numbers[whole.atoms_of(i)]) == {13} for i in range(len(whole))])
+    assert streamed.subset(aluminium).elements == [13] and streamed.elements == whole.elements == [13, 28, 29]
+
+
+def test_streaming_a_file_of_another_layout_says_to_convert_it():
+    with pytest.raises(DataError, match=r"ani_gdb_s01.h5: not an ekd HDF5 file; convert it first with 'ekd convert"):
+        stream(SHARED + "ani1/ani_gdb_s01.h5")
