@@ -126,12 +126,18 @@ def data_info(path, as_json, **read_kwargs) -> None:
 @click.argument("target")
 @read_options
 def data_convert(source, target, **read_kwargs) -> None:
-    """Convert SOURCE to TARGET: .h5 (ekd HDF5) or .xyz (extended XYZ), in eV and Å."""
-    from ekd.data import write
+    """Convert SOURCE to TARGET: .h5 (ekd HDF5, what --stream reads; the ANI releases are copied
+    one molecule at a time, so files larger than memory convert) or .xyz (extended XYZ), in eV and Å."""
+    from ekd.data import convert, write
+    from ekd.data.embedded import resolve
 
-    _, frames = _read(source, **read_kwargs)
-    write(frames, target)
-    click.echo(f"wrote {len(frames)} conformations to {target}")
+    if Path(target).suffix.lower() in (".h5", ".hdf5"):
+        written = convert(resolve(source), target, _read_options(**read_kwargs))
+    else:
+        _, frames = _read(source, **read_kwargs)
+        write(frames, target)
+        written = len(frames)
+    click.echo(f"wrote {written} conformations to {target}")
 
 
 @cli.command("backends")
@@ -167,13 +173,14 @@ def backends_command(as_json) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs (overrides the config).")
 @click.option("--seed", type=int, help="Seed of the split, the initialisation and the batch order.")
 @click.option("--force-weight", type=float, help="Weight of the force term (with --forces; default 0.1).")
+@click.option("--stream", is_flag=True, help="Read the data lazily, a batch at a time (an ekd HDF5 file: 'ekd data convert' makes one).")
 @read_options
-def train_command(backend, data_path, forces, out, config_path, epochs, seed, force_weight, **read_kwargs) -> None:
+def train_command(backend, data_path, forces, out, config_path, epochs, seed, force_weight, stream, **read_kwargs) -> None:
     """Train one model; energies only unless --forces. Scores it on a held-out test split."""
     from ekd.pipeline import train_model
 
     summary = train_model(
-        backend, out, data_path, forces, config_path, _read_options(**read_kwargs),
+        backend, out, data_path, forces, config_path, _read_options(**read_kwargs), stream=stream,
         epochs=epochs, seed=seed, force_weight=force_weight,
     )
     test = summary.test

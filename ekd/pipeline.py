@@ -17,6 +17,8 @@ from ekd import distributed
 from ekd._io import atomic_path
 from ekd.config import dump_yaml, load_yaml, validate
 from ekd.data import DEFAULT_DATASET, Dataset, ReadOptions
+from ekd.data import stream as streamed
+from ekd.data.embedded import resolve
 from ekd.data.labels import Labels, TeacherRecord, data_identity, make_provenance
 from ekd.ensemble import Ensemble
 from ekd.errors import ConfigError, DataError
@@ -73,6 +75,7 @@ def train_model(
     config: str | os.PathLike | dict | None = None,
     read_options: ReadOptions | None = None,
     show_progress: bool = True,
+    stream: bool = False,
     **overrides,
 ) -> "TrainSummary":
     """``ekd train``: train one model and score it on a held-out test split.
@@ -84,6 +87,8 @@ def train_model(
         forces: train on the data's reference forces too (otherwise they are never seen).
         config: YAML path or mapping with sections ``train`` (:class:`TrainConfig`) and
             ``options`` (the backend's hyperparameters).
+        stream: read the data lazily, a batch at a time (an ekd HDF5 file; for data larger than
+            memory, see :func:`ekd.data.stream`); only the held-out test split is loaded whole.
         overrides: ``TrainConfig`` fields that win over the config (e.g. ``epochs=20``).
     Returns the :class:`TrainSummary` written to ``out/summary.json``.
     """
@@ -102,10 +107,12 @@ def train_model(
             raise ConfigError(f"train.{key} > 0 trains on reference forces and stresses: pass --forces to confirm")
 
     path = Path(data) if data is not None else DEFAULT_DATASET
-    frames = Dataset.read(path, read_options or ReadOptions())
+    if stream and (read_options or ReadOptions()).given():
+        raise ConfigError(f"{path}: reading options do not apply with --stream (the file is ekd HDF5: convert it with them first)")
+    frames = streamed(resolve(path)) if stream else Dataset.read(path, read_options or ReadOptions())
     if frames.energy is None:
         raise DataError(f"{path}: no energies to train on")
-    if forces and frames.forces is None:
+    if forces and not frames.has_forces:
         raise DataError(f"{path}: --forces needs forces in the data, and it has none")
     fractions = (1 - train_config.val_fraction - train_config.test_fraction, train_config.val_fraction, train_config.test_fraction)
     train_part, val_part, test_part = frames.split(fractions, seed=train_config.seed)
@@ -128,7 +135,7 @@ def train_model(
         best_epoch=result.best_epoch,
         stopped_early=result.stopped_early,
         seconds=round(result.seconds, 1),
-        test=Scores(**evaluate(result.model, {"test": test_part})["test"]) if len(test_part) else None,
+        test=Scores(**evaluate(result.model, {"test": test_part.load()})["test"]) if len(test_part) else None,
         data=str(path),
         data_sha256=frames.metadata.get("sha256"),
     )

@@ -19,9 +19,9 @@ from ekd.provenance import sha256_file
 __all__ = ["convert"]
 
 
-def convert(source: str | os.PathLike, destination: str | os.PathLike, options: ReadOptions | None = None, show_progress: bool = True) -> Path:
+def convert(source: str | os.PathLike, destination: str | os.PathLike, options: ReadOptions | None = None, show_progress: bool = True) -> int:
     """Write ``source`` (any layout :func:`ekd.data.read` knows) to ``destination`` as an ekd HDF5
-    frames file (eV, Å), atomically.
+    frames file (eV, Å), atomically; returns the number of conformations written.
 
     Layouts that can be read a block at a time (the ANI-1, ANI-1x/1ccx and ANI-2x releases: one
     molecule's conformations per block) are copied in one pass holding one block in memory, so
@@ -45,4 +45,4 @@ def convert(source: str | os.PathLike, destination: str | os.PathLike, options: 
             metadata = {key: value for key, value in block.metadata.items() if key not in ("sha256", "format")}
         keys = {key: metadata.pop(key) for key in ("energy_key", "force_key", "force_sign") if key in metadata}
         writer.finish({**metadata, "converted_from": {"path": str(path), "sha256": sha256_file(path), "format": reader.name, **keys}})
-    return Path(destination)
+    return writer.conformations

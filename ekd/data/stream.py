@@ -26,7 +26,7 @@ from ekd.provenance import sha256_file
 __all__ = ["StreamedDataset", "stream"]
 
 #: conformations read per pass when the element counts are made (bounds that pass's memory)
-_BLOCK = 1 << 14
+_BLOCK = 1 << 12
 
 
 class _File:
@@ -41,7 +41,7 @@ class _File:
             raise DataError(f"{path}: ekd format version {handle.attrs.get('format_version')}, this ekd reads version {FORMAT_VERSION}")
         optional = lambda key: handle[key][()] if key in handle else None  # noqa: E731
         self.ptr = handle["ptr"][()].astype(np.int64)
-        self.molecule = np.asarray(handle["molecule"].asstr()[()], dtype=str)
+        self.molecule_names, self.molecule_codes = self._molecule_codes()
         self.energy, self.cell, self.stress = optional("energy"), optional("cell"), optional("stress")
         self.pbc = None if "pbc" not in handle else handle["pbc"][()].astype(bool)
         self.per_atom = ["numbers", "positions"] + [k for k in ("forces",) if k in handle] + [f"atom_data/{k}" for k in handle.get("atom_data", {})]
@@ -65,10 +65,24 @@ class _File:
             stop = min(start + _BLOCK, len(self.ptr) - 1)
             numbers = self.handle["numbers"][self.ptr[start] : self.ptr[stop]].astype(np.int64)
             conformation = np.repeat(np.arange(stop - start), np.diff(self.ptr[start : stop + 1]))
-            blocks.append(np.bincount(conformation * 128 + numbers, minlength=(stop - start) * 128).reshape(-1, 128).astype(np.uint16))
-        counts = np.concatenate(blocks) if blocks else np.zeros((0, 128), dtype=np.uint16)
-        species = np.flatnonzero(counts.any(axis=0))
-        return species, counts[:, species]
+            counts = np.bincount(conformation * 128 + numbers, minlength=(stop - start) * 128).reshape(-1, 128)
+            present = np.flatnonzero(counts.any(axis=0))
+            blocks.append((present, counts[:, present].astype(np.uint16)))
+        species = np.unique(np.concatenate([present for present, _ in blocks])) if blocks else np.zeros(0, dtype=np.int64)
+        table = np.zeros((len(self.ptr) - 1, len(species)), dtype=np.uint16)
+        for k, (present, counts) in enumerate(blocks):
+            table[k * _BLOCK : k * _BLOCK + len(counts), np.searchsorted(species, present)] = counts
+        return species, table
+
+    def _molecule_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct molecule ids and (N,) each conformation's code into them, a block at a time
+        (a dataset has few molecules and many conformations)."""
+        stored, names = self.handle["molecule"].asstr(), {}
+        codes = np.empty(len(self.ptr) - 1, dtype=np.int32)
+        for start in range(0, len(codes), _BLOCK):
+            distinct, inverse = np.unique(np.asarray(stored[start : start + _BLOCK], dtype=str), return_inverse=True)
+            codes[start : start + len(inverse)] = np.array([names.setdefault(str(n), len(names)) for n in distinct], dtype=np.int32)[inverse]
+        return np.array(list(names), dtype=str), codes
 
     def read(self, key: str, rows: np.ndarray) -> np.ndarray:
         """The rows ``rows`` (increasing) of the per-atom array ``key``, read run by run."""
@@ -85,13 +99,14 @@ class StreamedDataset(PerConformation):
 
     It offers what training needs of a :class:`Dataset`: ``len``, ``sizes``, ``energy`` (N,) eV,
     ``molecule``, ``cell``/``pbc``/``stress``, ``elements``, :meth:`composition`,
-    :meth:`subset` and :meth:`split` (views: nothing is read), :meth:`batches` and :meth:`load`
+    :meth:`subset`, :meth:`split` and :meth:`without_forces` (views: nothing is read),
+    :meth:`batches` and :meth:`load`
     (in-memory :class:`Dataset` parts). Its per-atom arrays are never all in memory: there is no
     ``positions`` or ``forces`` attribute.
     """
 
-    def __init__(self, file: _File, index: np.ndarray):
-        self._file, self.index = file, np.asarray(index, dtype=np.int64)
+    def __init__(self, file: _File, index: np.ndarray, derivatives: bool = True):
+        self._file, self.index, self._derivatives = file, np.asarray(index, dtype=np.int64), derivatives
         self.ptr = np.concatenate([[0], np.cumsum(np.diff(file.ptr)[self.index])]).astype(np.int64)
 
     def __repr__(self) -> str:
@@ -100,11 +115,11 @@ class StreamedDataset(PerConformation):
     def _rows(self, array: np.ndarray | None) -> np.ndarray | None:
         return None if array is None else array[self.index]
 
-    molecule = property(lambda self: self._rows(self._file.molecule), doc="(N,) molecule id of each conformation.")
+    molecule = property(lambda self: self._file.molecule_names[self._file.molecule_codes[self.index]], doc="(N,) molecule id of each conformation.")
     energy = property(lambda self: self._rows(self._file.energy), doc="(N,) eV, or None.")
     cell = property(lambda self: self._rows(self._file.cell), doc="(N, 3, 3) Å, or None.")
     pbc = property(lambda self: self._rows(self._file.pbc), doc="(N, 3) bool, or None.")
-    stress = property(lambda self: self._rows(self._file.stress), doc="(N, 6) eV/Å³ Voigt, or None.")
+    stress = property(lambda self: self._rows(self._file.stress) if self._derivatives else None, doc="(N, 6) eV/Å³ Voigt, or None.")
 
     @property
     def metadata(self) -> dict:
@@ -116,7 +131,11 @@ class StreamedDataset(PerConformation):
 
     @property
     def has_forces(self) -> bool:
-        return "forces" in self._file.per_atom
+        return self._derivatives and "forces" in self._file.per_atom
+
+    def without_forces(self) -> "StreamedDataset":
+        """The same view with no force or stress labels (what energy-only training may see)."""
+        return StreamedDataset(self._file, self.index, derivatives=False)
 
     @property
     def elements(self) -> list[int]:
@@ -137,7 +156,7 @@ class StreamedDataset(PerConformation):
         index = np.asarray(index, dtype=np.int64).reshape(-1)
         if index.size and (index.min() < -len(self) or index.max() >= len(self)):
             raise IndexError(f"conformation index out of range for {len(self)} conformations")
-        return StreamedDataset(self._file, self.index[index % max(len(self), 1)])
+        return StreamedDataset(self._file, self.index[index % max(len(self), 1)], self._derivatives)
 
     def load(self) -> Dataset:
         """These conformations in memory (read in file order, then put in this view's order)."""
@@ -147,7 +166,8 @@ class StreamedDataset(PerConformation):
         position = np.empty_like(order)
         position[order] = np.arange(len(order))
         gather = atom_rows(local_ptr, position)
-        arrays = {key: self._file.read(key, in_file_order)[gather] for key in self._file.per_atom}
+        keys = [key for key in self._file.per_atom if key != "forces" or self._derivatives]
+        arrays = {key: self._file.read(key, in_file_order)[gather] for key in keys}
         return Dataset(
             numbers=arrays.pop("numbers").astype(np.int64),
             positions=arrays.pop("positions").astype(np.float64),
@@ -164,7 +184,7 @@ class StreamedDataset(PerConformation):
 
     def fingerprint(self) -> str:
         """sha256 of the file's and the view's conformations (equal views, equal fingerprints)."""
-        return hashlib.sha256(self.metadata["sha256"].encode() + self.index.tobytes()).hexdigest()
+        return hashlib.sha256(f"{self.metadata['sha256']} {self._derivatives}".encode() + self.index.tobytes()).hexdigest()
 
 
 def stream(path: str | os.PathLike) -> StreamedDataset:
