@@ -54,7 +54,8 @@ DEFAULT_DATASET = EMBEDDED["molecules"]
 
 
 def load_default(with_forces: bool = False, name: str = "molecules") -> Dataset:
-    """An embedded dataset (``molecules``: the default; ``metals``: periodic, EMT). Its forces
+    """An embedded dataset (``molecules``: the default; ``metals``: periodic, EMT; ``ccsdt``:
+    coupled-cluster energies of the molecules). Its forces
     and stresses are held-out truth: only returned when asked."""
     frames = read(resolve(PREFIX + name))
     return frames if with_forces else frames.without_forces()

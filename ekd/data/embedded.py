@@ -1,5 +1,5 @@
 """ekd's embedded datasets, made by its own scripts (docs/reference_set.md), and their names:
-``--data embedded:molecules`` (the default data) or ``--data embedded:metals`` wherever a path
+``--data embedded:molecules`` (the default data), ``embedded:metals`` or ``embedded:ccsdt`` wherever a path
 is read (a leaf module: it imports nothing of ekd)."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ __all__ = ["EMBEDDED", "PREFIX", "resolve"]
 
 _FOLDER = Path(str(resources.files("ekd") / "datasets"))
 
-#: name → file: wB97X/6-31G(d) small molecules; EMT fcc Cu, Al, Ni and CuNi in periodic cells
-EMBEDDED = {"molecules": _FOLDER / "ekd_ref_wb97x_631gd.h5", "metals": _FOLDER / "ekd_periodic_emt.h5"}
+#: name → file: wB97X/6-31G(d) small molecules; EMT fcc Cu, Al, Ni and CuNi in periodic cells;
+#: CCSD(T)/cc-pVDZ energies of the molecules (its held-out forces in a file of their own)
+EMBEDDED = {"molecules": _FOLDER / "ekd_ref_wb97x_631gd.h5", "metals": _FOLDER / "ekd_periodic_emt.h5", "ccsdt": _FOLDER / "ekd_ref_ccsdt_ccpvdz.h5"}
 PREFIX = "embedded:"
 
 

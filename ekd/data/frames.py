@@ -364,11 +364,13 @@ class Dataset(PerConformation):
         return _IO["read"](path, options, **kwargs)
 
     @classmethod
-    def embedded(cls, with_forces: bool = False, name: Literal["molecules", "metals"] = "molecules") -> "Dataset":
+    def embedded(cls, with_forces: bool = False, name: Literal["molecules", "metals", "ccsdt"] = "molecules") -> "Dataset":
         """An embedded reference set: ``molecules``, wB97X/6-31G(d), 1,600 conformations of ten
         small H/C/N/O molecules (the default data); ``metals``, EMT, 784 periodic cells of fcc
-        Cu, Al, Ni and CuNi (docs/reference_set.md). Forces (and stresses) are held-out truth,
-        returned only with ``with_forces``."""
+        Cu, Al, Ni and CuNi; ``ccsdt``, CCSD(T)/cc-pVDZ energies of the molecules' training and
+        validation conformations, whose held-out CCSD(T) forces are a file of their own
+        (docs/reference_set.md). Forces (and stresses) are held-out truth, returned only with
+        ``with_forces``."""
         return _IO["embedded"](with_forces, name)
 
     @classmethod
