@@ -8,8 +8,7 @@ gradients). Then labelling the whole embedded set with four ANI teachers on 1 an
 conformations per second, and the time to merge the shards. Prints a table and writes
 ``benchmarks/results/scaling.json``. Run it on a quiet machine.
 
-The memory of the streaming reader against dataset size is not measured: that reader does not
-exist yet (docs/scaling.md).
+Memory against dataset size, the streaming reader against the in-memory one: ``benchmarks/memory.py``.
 
     .venv/bin/python benchmarks/scaling.py [--conformations 256] [--epochs 3]
 """
