@@ -8,29 +8,56 @@ Errors are pooled (not averaged per molecule) and never divided by the number of
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ekd.data import Dataset
 from ekd.units import KCAL_PER_MOL
 
-__all__ = ["relative_energy_errors", "comp6_errors", "comp6_metrics", "refit_offsets"]
+__all__ = ["ErrorSums", "comp6_errors", "comp6_metrics", "refit_offsets", "relative_energy_errors"]
 
 
-def mae_rmse(errors: np.ndarray) -> tuple[float, float]:
-    """Mean absolute and root-mean-square of an error array."""
-    errors = np.asarray(errors, dtype=float).reshape(-1)
-    return float(np.mean(np.abs(errors))), float(np.sqrt(np.mean(errors**2)))
+class ErrorSums(NamedTuple):
+    """What MAE and RMSE need of a set of errors, which pools across datasets by addition:
+    their count, the sum of their absolute values and the sum of their squares."""
+
+    count: int
+    absolute: float
+    squared: float
+
+    @classmethod
+    def of(cls, errors: np.ndarray) -> "ErrorSums":
+        errors = np.asarray(errors, dtype=float).reshape(-1)
+        return cls(len(errors), float(np.abs(errors).sum()), float((errors**2).sum()))
+
+    def __add__(self, other: "ErrorSums") -> "ErrorSums":
+        return ErrorSums(self.count + other.count, self.absolute + other.absolute, self.squared + other.squared)
+
+    def scaled(self, factor: float) -> "ErrorSums":
+        """The sums of the errors multiplied by ``factor`` > 0 (a change of unit)."""
+        return ErrorSums(self.count, self.absolute * factor, self.squared * factor**2)
+
+    def mae_rmse(self) -> tuple[float, float]:
+        """Mean absolute and root-mean-square error."""
+        return self.absolute / self.count, float(np.sqrt(self.squared / self.count))
 
 
-def relative_energy_errors(predicted: np.ndarray, reference: np.ndarray, molecule: np.ndarray) -> np.ndarray:
-    """(E_a − E_b)_pred − (E_a − E_b)_ref over every pair a < b of the same molecule (input units)."""
-    errors = []
+def relative_energy_errors(predicted: np.ndarray, reference: np.ndarray, molecule: np.ndarray) -> ErrorSums:
+    """Sums of the errors (E_a − E_b)_pred − (E_a − E_b)_ref over every pair a < b of the same
+    molecule (input units), from each molecule's sorted residuals: O(n log n) time and O(n)
+    memory, where the pairs themselves would take O(n²) (16.7 million for 10,000 conformations
+    of three molecules)."""
+    total = ErrorSums(0, 0.0, 0.0)
     residual = np.asarray(predicted, float) - np.asarray(reference, float)
     for name in np.unique(molecule):
-        r = residual[molecule == name]
-        a, b = np.triu_indices(len(r), 1)
-        errors.append(r[a] - r[b])
-    return np.concatenate(errors) if errors else np.zeros(0)
+        r = np.sort(residual[molecule == name])
+        n = len(r)
+        # Σ_{i<j} |r_j − r_i| = Σ_k r_k (2k − n + 1) over sorted r; Σ_{i<j} (r_i − r_j)² = n Σ (r − r̄)²
+        absolute = float(np.dot(r, 2 * np.arange(n) - n + 1))
+        squared = float(n * ((r - r.mean()) ** 2).sum()) if n else 0.0
+        total = total + ErrorSums(n * (n - 1) // 2, absolute, squared)
+    return total
 
 
 def refit_offsets(frames: Dataset, predicted: np.ndarray) -> tuple[np.ndarray, dict[int, float]]:
@@ -45,22 +72,21 @@ def refit_offsets(frames: Dataset, predicted: np.ndarray) -> tuple[np.ndarray, d
     return predicted + counts @ offsets, {int(z): float(o) for z, o in zip(species, offsets)}
 
 
-def comp6_errors(frames: Dataset, energy: np.ndarray, forces: np.ndarray | None) -> dict[str, np.ndarray]:
-    """The raw error arrays (kcal/mol, kcal/mol/Å) of one dataset, for pooling across files."""
+def comp6_errors(frames: Dataset, energy: np.ndarray, forces: np.ndarray | None) -> dict[str, ErrorSums]:
+    """The error sums (kcal/mol, kcal/mol/Å) of one dataset, which pool across files by addition."""
     errors = {}
     if frames.energy is not None:
-        errors["energy"] = (energy - frames.energy) / KCAL_PER_MOL
-        errors["relative_energy"] = relative_energy_errors(energy, frames.energy, frames.molecule) / KCAL_PER_MOL
+        errors["energy"] = ErrorSums.of((energy - frames.energy) / KCAL_PER_MOL)
+        errors["relative_energy"] = relative_energy_errors(energy, frames.energy, frames.molecule).scaled(1 / KCAL_PER_MOL)
     if frames.forces is not None and forces is not None:
-        errors["force"] = ((forces - frames.forces) / KCAL_PER_MOL).reshape(-1)
+        errors["force"] = ErrorSums.of((forces - frames.forces) / KCAL_PER_MOL)
     return errors
 
 
-def comp6_metrics(errors: dict[str, np.ndarray]) -> dict[str, float]:
+def comp6_metrics(errors: dict[str, ErrorSums]) -> dict[str, float]:
     """``energy_mae``, ``energy_rmse``, ``relative_energy_mae``/``rmse``, ``force_mae``/``rmse``."""
     metrics = {}
-    for key, values in errors.items():
-        if len(values):
-            mae, rmse = mae_rmse(values)
-            metrics[f"{key}_mae"], metrics[f"{key}_rmse"] = mae, rmse
+    for key, sums in errors.items():
+        if sums.count:
+            metrics[f"{key}_mae"], metrics[f"{key}_rmse"] = sums.mae_rmse()
     return metrics

@@ -44,11 +44,11 @@ a dataset with periodic conformations also their :func:`materials_metrics` (meV/
         if periodic:
             entry.update(materials_metrics(frames, energy, prediction.forces, getattr(prediction, "stress", None)))
         results[name] = entry
-        for key, values in errors.items():
-            pooled.setdefault(key, []).append(values)
+        for key, sums in errors.items():
+            pooled[key] = pooled[key] + sums if key in pooled else sums
         curves[name] = (frames, energy, prediction.forces)
     if len(datasets) > 1:
-        results["all"] = comp6_metrics({k: np.concatenate(v) for k, v in pooled.items()})
+        results["all"] = comp6_metrics(pooled)
     if plot_dir is not None:
         from ekd.evaluate.plots import parity_plots
 

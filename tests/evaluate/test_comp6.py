@@ -6,6 +6,7 @@ import pytest
 
 from ekd.data import Dataset, read
 from ekd.evaluate import comp6_errors, comp6_metrics, evaluate, refit_offsets, relative_energy_errors
+from ekd.evaluate.comp6 import ErrorSums
 from ekd.model import Prediction
 from ekd.units import KCAL_PER_MOL
 
@@ -23,9 +24,24 @@ class Shifted:
 
 def test_relative_energy_errors_by_hand():
     # molecule a: residuals (1, 3, 6) -> pair differences 1-3, 1-6, 3-6 = -2, -5, -3; molecule b: one conformation
-    predicted = np.array([1.0, 3.0, 6.0, 10.0])
+    predicted = np.array([1.0, 6.0, 3.0, 10.0])
     errors = relative_energy_errors(predicted, np.zeros(4), np.array(["a", "a", "a", "b"]))
-    assert sorted(errors) == [-5.0, -3.0, -2.0]
+    assert errors == ErrorSums(3, 10.0, 38.0)
+
+
+def test_relative_energy_sums_equal_those_of_every_pair():
+    rng = np.random.default_rng(5)
+    molecule = rng.choice(["a", "b", "c"], size=300)
+    predicted, reference = rng.normal(size=300), rng.normal(size=300) + 4.0
+    pairs = []
+    for name in "abc":
+        r = (predicted - reference)[molecule == name]
+        i, j = np.triu_indices(len(r), 1)
+        pairs.append(r[i] - r[j])
+    count, absolute, squared = relative_energy_errors(predicted, reference, molecule)
+    assert count == sum(map(len, pairs))
+    assert absolute == pytest.approx(np.abs(np.concatenate(pairs)).sum(), rel=1e-12)
+    assert squared == pytest.approx((np.concatenate(pairs) ** 2).sum(), rel=1e-12)
 
 
 def test_metrics_by_hand():
@@ -67,7 +83,7 @@ def test_s66x8_pooling_counts_and_values(shared_data):
     # a constant +1 kcal/mol error: energy MAE 1, relative energy error 0; forces off by 0.5 everywhere
     predictor = Shifted(lambda f: np.full(len(f), KCAL_PER_MOL), 0.5 * KCAL_PER_MOL)
     errors = comp6_errors(frames, predictor.predict(frames).energy, predictor.predict(frames).forces)
-    assert len(errors["relative_energy"]) == 66 * 28 and len(errors["force"]) == 3 * frames.n_atoms
+    assert errors["relative_energy"].count == 66 * 28 and errors["force"].count == 3 * frames.n_atoms
     result = evaluate(predictor, {"s66x8": frames, "again": frames})
     assert result["s66x8"]["energy_mae"] == pytest.approx(1.0)
     assert result["s66x8"]["relative_energy_mae"] == pytest.approx(0.0, abs=1e-9)
