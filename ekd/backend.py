@@ -269,9 +269,24 @@ class Periodic(Protocol):
     periodic: bool
 
 
+@runtime_checkable
+class SharedFeatures(Protocol):
+    """Capability: the energy is a readout of per-atom features (ANI's AEVs) that every model
+    with the same ``feature_key`` of its options computes identically, so an ensemble of such
+    members computes the features once per batch and each member's forces take a backward pass
+    through the features only. ``energy(module, batch)`` must equal
+    ``readout(module, batch, features(module, batch))`` (the conformance suite checks it)."""
+
+    def feature_key(self, options: BackendOptions) -> str: ...
+
+    def features(self, module: torch.nn.Module, batch: Batch) -> torch.Tensor: ...
+
+    def readout(self, module: torch.nn.Module, batch: Batch, features: torch.Tensor) -> torch.Tensor: ...
+
+
 #: the optional capabilities a backend may declare, by name
-CAPABILITIES: dict[str, type] = {"convert": Converts, "export": Exportable, "periodic": Periodic, "pretrained": Pretrained, "sized": Sized,
-                                 "variations": Varied}
+CAPABILITIES: dict[str, type] = {"convert": Converts, "export": Exportable, "features": SharedFeatures, "periodic": Periodic, "pretrained": Pretrained,
+                                 "sized": Sized, "variations": Varied}
 
 
 def capabilities(backend: Backend) -> set[str]:

@@ -11,11 +11,14 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
+import torch
+
+from ekd.backend import SharedFeatures
 from ekd.data import Dataset
 from ekd.errors import ConfigError, DataError
 from ekd.model import Model, Prediction, as_dataset
 
-__all__ = ["Ensemble", "EnsemblePrediction", "PRETRAINED", "load_pretrained", "load_predictor", "pretrained_spec"]
+__all__ = ["Ensemble", "EnsemblePrediction", "PRETRAINED", "load_pretrained", "load_predictor", "pretrained_spec", "shared_predictions"]
 
 #: suffix of a backend name that marks a published ensemble: ``ani-pretrained:PATH``
 PRETRAINED = "-pretrained"
@@ -68,7 +71,12 @@ class Ensemble:
         """Mean, spread and per-member predictions on a Dataset or a list of ASE ``Atoms``
         (stress: the members' mean, eV/Å³, as :meth:`Model.predict`)."""
         frames = as_dataset(frames)
-        members = [model.predict(frames, forces=forces, batch_size=batch_size, stress=stress) for model in self.models]
+        members: list[Prediction | None] = [None] * len(self.models)
+        for group in self.sharing(stress):
+            predictions = (shared_predictions([self.models[k] for k in group], frames, forces, batch_size) if len(group) > 1
+                           else [self.models[group[0]].predict(frames, forces=forces, batch_size=batch_size, stress=stress)])
+            for k, prediction in zip(group, predictions):
+                members[k] = prediction
         energy = np.stack([m.energy for m in members])
         member_forces = np.stack([m.forces for m in members]) if forces else None
         member_stress = np.stack([m.stress for m in members]) if stress else None
@@ -85,6 +93,18 @@ class Ensemble:
     def species(self) -> list[int]:
         return sorted(set.intersection(*(set(m.species) for m in self.models)))
 
+    def sharing(self, stress: bool = False) -> list[list[int]]:
+        """Members (indices) that run in one pass: those whose backend declares
+        :class:`ekd.backend.SharedFeatures` and that have equal feature keys, elements, dtype and
+        device (a published ANI ensemble: all of them); every other member runs alone, as does
+        everyone when stress is asked."""
+        groups: dict = {}
+        for k, model in enumerate(self.models):
+            shares = isinstance(model.backend, SharedFeatures) and not stress
+            key = (model.backend.name, model.backend.feature_key(model.options), tuple(model.species), model.dtype, str(model.device)) if shares else k
+            groups.setdefault(key, []).append(k)
+        return list(groups.values())
+
     def calculator(self):
         """An ASE calculator of the committee: ``energy`` and ``forces`` are the mean; it also
         returns ``energy_spread`` (eV), ``force_spread`` (n_atoms,) eV/Å, ``energies`` (M,) and
@@ -92,6 +112,37 @@ class Ensemble:
         from ekd.calculator import EkdCalculator
 
         return EkdCalculator(self)
+
+
+def shared_predictions(models: list[Model], frames: Dataset, forces: bool = True, batch_size: int = 256) -> list[Prediction]:
+    """Each member's energies (N,) eV and forces (A, 3) eV/Å for members that share their
+    features (:meth:`Ensemble.sharing`): per batch the features are computed once, each member
+    reads them out, and its forces are −∂E/∂x through the features (one backward pass over the
+    features per member; the readouts are not differentiated twice)."""
+    first = models[0]
+    energies: list[list[np.ndarray]] = [[] for _ in models]
+    member_forces: list[list[np.ndarray]] = [[] for _ in models]
+    modes = [model.module.training for model in models]
+    for model in models:
+        model.module.eval()
+    try:
+        for part in frames.batches(batch_size):
+            batch = first.batch(part)
+            with torch.set_grad_enabled(forces):
+                batch = dataclasses.replace(batch, positions=batch.positions.detach().requires_grad_(forces))
+                features = first.backend.features(first.module, batch)
+                readable = features.detach().requires_grad_(forces)
+                for k, model in enumerate(models):
+                    energy = model.backend.readout(model.module, batch, readable)
+                    energies[k].append(energy.detach().cpu().double().numpy())
+                    if forces:
+                        (slope,) = torch.autograd.grad(energy.sum(), readable)
+                        (gradient,) = torch.autograd.grad(features, batch.positions, grad_outputs=slope, retain_graph=k + 1 < len(models))
+                        member_forces[k].append(-gradient.detach().cpu().double().numpy())
+    finally:
+        for model, mode in zip(models, modes):
+            model.module.train(mode)
+    return [Prediction(np.concatenate(e), np.concatenate(f) if forces else None) for e, f in zip(energies, member_forces)]
 
 
 def pretrained_spec(text: str) -> tuple[str, str] | None:

@@ -51,7 +51,7 @@ def test_backends_command(capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["name", "version", "package", "elements", "capabilities"]
     ani = next(line for line in out.splitlines() if line.startswith("ani "))
-    assert ani.split()[-5:] == ["convert", "export", "periodic", "pretrained", "variations"]
+    assert ani.split()[-6:] == ["convert", "export", "features", "periodic", "pretrained", "variations"]
     assert any(line.startswith("ani ") for line in out.splitlines())
 
 
@@ -92,7 +92,7 @@ def test_a_backend_that_breaks_the_contract_is_refused_naming_the_plugin(changes
 def test_capabilities_are_declared_types():
     from ekd.backend import capabilities
 
-    assert capabilities(plugins.get_backend("ani")) == {"convert", "export", "periodic", "pretrained", "variations"}
+    assert capabilities(plugins.get_backend("ani")) == {"convert", "export", "features", "periodic", "pretrained", "variations"}
     assert capabilities(plugins.get_backend("pairmlp")) == {"periodic"}
     assert capabilities(_Pair(variations=({}, {"width": 4}))) == {"variations"}
 

@@ -28,6 +28,7 @@ from ekd.backend import Statistics, capabilities
 from ekd.data import Dataset
 from ekd.errors import DataError
 from ekd.graph import neighbour_edges
+from ekd.ensemble import Ensemble
 from ekd.model import Model
 from ekd.plugins import get_backend
 from ekd.train import TrainConfig, train
@@ -211,6 +212,20 @@ class BackendConformance:
             target = tmp_path / f"model{backend.export_suffix}"
             model.export(target)
             assert target.is_file() and target.stat().st_size > 0
+
+    def test_members_sharing_features_predict_what_they_predict_alone(self, backend, model, frames):
+        if "features" not in capabilities(backend):
+            pytest.skip(f"backend '{backend.name}' does not declare shared features")
+        other = self.build(backend, seed=1)
+        assert backend.feature_key(other.options) == backend.feature_key(model.options)
+        ensemble = Ensemble([model, other])
+        assert ensemble.sharing() == [[0, 1]] and ensemble.sharing(stress=True) == [[0], [1]]
+        together = ensemble.predict(frames)
+        for k, member in enumerate((model, other)):
+            alone = member.predict(frames)
+            np.testing.assert_allclose(together.member_energy[k], alone.energy, atol=self.atol)
+            np.testing.assert_allclose(together.member_forces[k], alone.forces, atol=self.atol)
+        assert np.abs(together.member_forces[0] - together.member_forces[1]).max() > 1e-3  # two members, not one twice
 
     # periodic cells: checked for a backend that declares them, refused by one that does not ----------
     def periodic_model(self, backend) -> Model:

@@ -115,12 +115,27 @@ class AniBackend:
         return {"elements": model.species_converter(batch.numbers[None]), "half": half.nonzero()[:, 0]}
 
     def energy(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-        from torchani.neighbors import Neighbors
+        return self.readout(model, batch, self.features(model, batch))
+
+    def feature_key(self, options: AniOptions) -> str:
+        """The AEV's options: members that differ only in their networks share their AEVs."""
+        return options.model_dump_json(exclude={"hidden", "element_hidden", "activation"})
+
+    def features(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        """(1, A, F) AEVs of the batch's atoms (torchani's ``AEVComputer`` on the core's edges)."""
+        from torchani.neighbors import Neighbors, discard_outside_cutoff
 
         half = batch.inputs["half"]
         difference = -batch.edge_vectors()[half]  # torchani's sign: centre − neighbour (its image)
         neighbors = Neighbors(batch.edge_index[:, half], difference.norm(dim=-1), difference)
-        atomic = model.compute_from_neighbors(batch.inputs["elements"], batch.positions[None], neighbors, atomic=True).energies[0]
+        potential = model.potentials["nnp"]
+        neighbors = discard_outside_cutoff(neighbors, potential.cutoff)
+        return potential.aev_computer.compute_from_neighbors(batch.inputs["elements"], batch.positions[None], neighbors)
+
+    def readout(self, model: torch.nn.Module, batch: Batch, features: torch.Tensor) -> torch.Tensor:
+        """(N,) eV: the atomic networks on the AEVs plus the self energies, summed per conformation."""
+        elements = batch.inputs["elements"]
+        atomic = model.potentials["nnp"].neural_networks(elements, features, atomic=True)[0] + model.energy_shifter(elements, atomic=True)[0]
         energy = atomic.new_zeros(batch.n_conformations).index_add(0, batch.conformation, atomic)
         return energy * units.Hartree
 
