@@ -105,7 +105,7 @@ def main() -> None:
         ratios[size] = streaming["above_baseline_mib"] / memory["above_baseline_mib"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"rows": rows, "streaming_over_in_memory": ratios, "cache_mb": args.cache_mb, "cpu_count": os.cpu_count()}, indent=2))
-    print(f"\n| conformations | file (MiB) | in-memory reader (MiB above baseline) | streaming reader | ratio |\n|---|---|---|---|---|")
+    print("\n| conformations | file (MiB) | in-memory reader (MiB above baseline) | streaming reader | ratio |\n|---|---|---|---|---|")
     for size in args.sizes:
         memory, streaming = (next(r for r in rows if r["conformations"] == size and r["reader"] == reader) for reader in ("in-memory", "streaming"))
         print(f"| {size:,} | {memory['file_mib']:.0f} | {memory['above_baseline_mib']:.0f} | {streaming['above_baseline_mib']:.0f} | {ratios[size]:.2f} |")

@@ -17,6 +17,7 @@ from ekd.backend import SharedFeatures
 from ekd.data import Dataset
 from ekd.errors import ConfigError, DataError
 from ekd.model import Model, Prediction, as_dataset
+from ekd.progress import progress_bar
 
 __all__ = ["Ensemble", "EnsemblePrediction", "PRETRAINED", "load_pretrained", "load_predictor", "pretrained_spec", "shared_predictions"]
 
@@ -67,16 +68,20 @@ class Ensemble:
     def __repr__(self) -> str:
         return f"Ensemble({len(self.models)} members: {', '.join(f'{n} ({m.backend.name})' for n, m in zip(self.names, self.models))})"
 
-    def predict(self, frames: Dataset | Sequence[Atoms], forces: bool = True, batch_size: int = 256, stress: bool = False) -> EnsemblePrediction:
+    def predict(self, frames: Dataset | Sequence[Atoms], forces: bool = True, batch_size: int = 256, stress: bool = False,
+                show_progress: bool = False) -> EnsemblePrediction:
         """Mean, spread and per-member predictions on a Dataset or a list of ASE ``Atoms``
-        (stress: the members' mean, eV/Å³, as :meth:`Model.predict`)."""
+        (stress: the members' mean, eV/Å³, as :meth:`Model.predict`); members that share their
+        features (:meth:`sharing`) run in one pass; ``show_progress``: a bar over the members."""
         frames = as_dataset(frames)
         members: list[Prediction | None] = [None] * len(self.models)
-        for group in self.sharing(stress):
-            predictions = (shared_predictions([self.models[k] for k in group], frames, forces, batch_size) if len(group) > 1
-                           else [self.models[group[0]].predict(frames, forces=forces, batch_size=batch_size, stress=stress)])
-            for k, prediction in zip(group, predictions):
-                members[k] = prediction
+        with progress_bar("teachers", len(self.models), enabled=show_progress, unit="teacher") as bar:
+            for group in self.sharing(stress):
+                predictions = (shared_predictions([self.models[k] for k in group], frames, forces, batch_size) if len(group) > 1
+                               else [self.models[group[0]].predict(frames, forces=forces, batch_size=batch_size, stress=stress)])
+                for k, prediction in zip(group, predictions):
+                    members[k] = prediction
+                bar.update(advance=len(group), info=", ".join(self.names[k] for k in group))
         energy = np.stack([m.energy for m in members])
         member_forces = np.stack([m.forces for m in members]) if forces else None
         member_stress = np.stack([m.stress for m in members]) if stress else None

@@ -27,7 +27,7 @@ from ekd.backend import validate_options
 from ekd.model import CHECKPOINT_FORMAT, Model
 from ekd.parallel import TrainJob, run_jobs
 from ekd.plugins import get_backend
-from ekd.progress import ProgressCallback, progress_bar
+from ekd.progress import ProgressCallback
 from ekd.report import Scores
 from ekd.provenance import config_hash, frames_fingerprint, package_versions, sha256_file
 from ekd.runconfig import RunConfig, TeacherMember, parse_teacher_spec
@@ -276,15 +276,8 @@ def label(data: Dataset, ensemble: Ensemble, left_out: list[dict] | None = None,
 
 def _member_predictions(frames: Dataset, ensemble: Ensemble, periodic: bool, show_progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Every member's forces (M, A, 3), energies (M, N) and, for periodic data, stresses (M, N, 6)."""
-    forces, energies, stresses = [], [], []
-    with progress_bar("label", len(ensemble.models), enabled=show_progress, unit="teacher") as bar:
-        for name, model in zip(ensemble.names, ensemble.models):
-            prediction = model.predict(frames, forces=True, stress=periodic)
-            forces.append(prediction.forces)
-            energies.append(prediction.energy)
-            stresses.append(prediction.stress)
-            bar.update(advance=1, info=name)
-    return np.stack(forces), np.stack(energies), np.stack(stresses) if periodic else None
+    prediction = ensemble.predict(frames, forces=True, stress=periodic, show_progress=show_progress)
+    return prediction.member_forces, prediction.member_energy, prediction.member_stress if periodic else None
 
 
 # ------------------------------------------------------------------------------------------

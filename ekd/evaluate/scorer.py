@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 
 from ekd.data import Dataset
 from ekd.evaluate.comp6 import comp6_errors, comp6_metrics, refit_offsets
