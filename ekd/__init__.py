@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ekd.data import Dataset, Labels, ReadOptions, Split
     from ekd.ensemble import Ensemble, EnsemblePrediction
     from ekd.errors import BackendError, Cancelled, ConfigError, DataError, EkdError, PluginError
-    from ekd.grow import GrowSettings, grow
+    from ekd.active import GrowSettings, grow
     from ekd.model import Model, Prediction
     from ekd.pipeline import label, train_ensemble, train_model, train_students
     from ekd.plugins import backends, register_backend
@@ -44,8 +44,8 @@ _LAZY = {
     "DataError": "ekd.errors",
     "EkdError": "ekd.errors",
     "PluginError": "ekd.errors",
-    "GrowSettings": "ekd.grow",
-    "grow": "ekd.grow",
+    "GrowSettings": "ekd.active",
+    "grow": "ekd.active",
     "Model": "ekd.model",
     "Prediction": "ekd.model",
     "label": "ekd.pipeline",

@@ -294,7 +294,7 @@ def run_command(baseline, **kwargs) -> None:
 @click.option("--seed", type=int, help="Seed of the start subset, sampling and random selection (default 0).")
 def grow_command(rounds, per_round, strategy, initial, temperature, reference_name, reference_options, seed, **kwargs) -> None:
     """Active learning: rounds of EKD runs, each buying reference energies where the teachers disagree most."""
-    from ekd.grow import grow
+    from ekd.active import grow
 
     try:
         parsed_options = json.loads(reference_options) if reference_options is not None else None

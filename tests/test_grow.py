@@ -11,7 +11,7 @@ from ase.calculators.emt import EMT
 import ekd
 import ekd.reference as reference_module
 from ekd.errors import ConfigError
-from ekd.grow import GrowSettings, grow, select
+from ekd.active import GrowSettings, grow, select
 from ekd.reference import compute_reference
 from ekd.runconfig import RunConfig
 from ekd.testing import test_molecules

@@ -64,3 +64,14 @@ def test_report_stages_and_run_are_layered_even_in_function_level_imports():
     assert not everywhere["ekd.pipeline"] & {"ekd.run", "ekd.cli"}
     assert not everywhere["ekd.run"] & {"ekd.cli"}
     assert all("ekd.cli" not in found for name, found in everywhere.items() if name != "ekd.__main__")
+
+
+def test_every_lazy_name_is_what_it_names_whatever_was_imported_first():
+    import subprocess
+    import sys
+
+    # a module named like a function it exports would replace the function with itself once any
+    # of its names is imported (ekd.grow after ekd.GrowSettings, say)
+    code = "import ekd, types; [getattr(ekd, n) for n in ekd._LAZY]; print([n for n in ekd._LAZY if isinstance(getattr(ekd, n), types.ModuleType)])"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    assert not {name for name in ekd._LAZY if f"ekd.{name}" in MODULES}
