@@ -1,5 +1,5 @@
 """One-pass conversion of a dataset file into ekd's HDF5 layout, with bounded memory: the layout
-:func:`ekd.data.stream` reads lazily (``ekd convert``)."""
+:func:`ekd.data.stream` reads lazily (``ekd data convert``)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ energies, molecule ids, cells, stresses and the element count of each conformati
 bytes per conformation) are read at once; its per-atom arrays (positions, atomic numbers, forces,
 extras) stay on disk and are read for the conformations a batch needs. Splits and subsets are
 views (index arrays), so a training or a rank holds only the batch it works on. Make such a file
-from any format with ``ekd convert`` (:func:`ekd.data.convert`).
+from any format with ``ekd data convert`` (:func:`ekd.data.convert`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class _File:
         self.path, self._handle = path, None
         handle = self.handle
         if handle.attrs.get("format") not in ("ekd-frames", "ekd-labels"):
-            raise DataError(f"{path}: not an ekd HDF5 file; convert it first with 'ekd convert {path} OUT.h5'")
+            raise DataError(f"{path}: not an ekd HDF5 file; convert it first with 'ekd data convert {path} OUT.h5'")
         if int(handle.attrs.get("format_version", -1)) != FORMAT_VERSION:
             raise DataError(f"{path}: ekd format version {handle.attrs.get('format_version')}, this ekd reads version {FORMAT_VERSION}")
         optional = lambda key: handle[key][()] if key in handle else None  # noqa: E731
@@ -188,7 +188,7 @@ class StreamedDataset(PerConformation):
 
 
 def stream(path: str | os.PathLike) -> StreamedDataset:
-    """Open an ekd HDF5 file (``ekd convert`` makes one from any format) for lazy reading."""
+    """Open an ekd HDF5 file (``ekd data convert`` makes one from any format) for lazy reading."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")

@@ -1,4 +1,4 @@
-"""Data larger than memory: the one-pass converter (``ekd convert``) and the lazy reader
+"""Data larger than memory: the one-pass converter (``ekd data convert``) and the lazy reader
 (``ekd.data.stream``), checked array by array against reading the same files whole."""
 
 import pickle
@@ -90,5 +90,5 @@ def test_a_view_lacking_an_element_reports_its_own_elements(on_disk):
 
 
 def test_streaming_a_file_of_another_layout_says_to_convert_it():
-    with pytest.raises(DataError, match=r"ani_gdb_s01.h5: not an ekd HDF5 file; convert it first with 'ekd convert"):
+    with pytest.raises(DataError, match=r"ani_gdb_s01.h5: not an ekd HDF5 file; convert it first with 'ekd data convert"):
         stream(SHARED + "ani1/ani_gdb_s01.h5")
