@@ -142,6 +142,7 @@ def main() -> None:
     parser.add_argument("--redo", action="store_true", help="rerun pairs already in --out (finished stages are still reused)")
     parser.add_argument("--markdown", action="store_true", help="only print the measured pairs as a Markdown table (for the docs)")
     parser.add_argument("--data", help="dataset of every pair (default: the embedded molecules, scored on S66x8 too), e.g. embedded:metals")
+    parser.add_argument("--stress-weight", type=float, help="the students' stress term (periodic data; what ekd run --stress-weight sets)")
     args = parser.parse_args()
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     if args.markdown:
@@ -156,7 +157,8 @@ def main() -> None:
         resumed = (args.work / name).is_dir()
         teachers_from = share_teachers(args.work, name, results)
         overrides = {"teachers.spec": teacher, "student.backend": student, "student.baseline": True, "data.path": args.data,
-                     "evaluate.files": [str(S66X8)] if S66X8.is_file() and args.data is None else [], "epochs": args.epochs}
+                     "evaluate.files": [str(S66X8)] if S66X8.is_file() and args.data is None else [], "epochs": args.epochs,
+                     "student.train.stress_weight": args.stress_weight}
         config = ekd.RunConfig.load(None, overrides)
         report, walls = timed_stages(ekd.Run(args.work / name, config, show_progress=False))
         if teachers_from:
@@ -188,6 +190,7 @@ def main() -> None:
             "resumed": resumed,  # wall times of the rest only: the model-minutes are whole
             "cpu_count": os.cpu_count(),
             "epochs_bound": args.epochs,
+            "stress_weight": args.stress_weight,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))
