@@ -170,7 +170,7 @@ def teacher_jobs(out: Path, config: RunConfig, members: list[TeacherMember], tra
         if config.teachers.subset_fraction < 1:
             keep = np.random.default_rng(m.seed).permutation(len(train_part))[: max(1, round(config.teachers.subset_fraction * len(train_part)))]
             subset = train_part.subset(np.sort(keep))
-        stage = Stage(out / m.name, config_hash("teacher", CHECKPOINT_FORMAT, dataclasses.asdict(m), train_config.model_dump(), start, frames_fingerprint(subset), frames_fingerprint(validation)))
+        stage = Stage(out / m.name, config_hash("teacher", CHECKPOINT_FORMAT, dataclasses.asdict(m), train_config.hashed(), start, frames_fingerprint(subset), frames_fingerprint(validation)))
         info = {"role": "teacher", "member": dataclasses.asdict(m), "data_sha256": train_part.metadata.get("sha256"), "level_of_theory": train_part.metadata.get("level_of_theory")}
         jobs.append(TrainJob(stage, m.backend, subset, validation, train_config, m.options, info))
     return jobs
@@ -297,7 +297,7 @@ def student_jobs(out: Path, config: RunConfig, train_part: Dataset, validation: 
         seed = config.student.seed + k
         train_config, start = warm_started(config, config.train_config(role, seed=seed), f"{role}s", f"seed-{seed}")
         digest = config_hash(role, CHECKPOINT_FORMAT, config.student.backend, config.student_options, None if baseline else config.student.weighting,
-                             train_config.model_dump(), start, *(frames_fingerprint(p) for p in parts))
+                             train_config.hashed(), start, *(frames_fingerprint(p) for p in parts))
         stage = Stage(out / f"{role}s" / f"seed-{seed}", digest)
         jobs.append(TrainJob(stage, config.student.backend, *parts, train_config, config.student_options, {"role": role, "seed": seed, **info}))
     return jobs

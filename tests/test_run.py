@@ -396,3 +396,14 @@ def test_a_run_on_two_ranks_spreads_the_members_shards_the_labels_and_matches_on
     assert sorted(p.name for p in (tmp_path / "two/label").iterdir()) == ["shard-0-of-2.npz", "shard-1-of-2.npz", "stage.json"]
     assert two.report.held_out.student_force_mae.mean == pytest.approx(one.report.held_out.student_force_mae.mean, rel=1e-8)
     assert not list((tmp_path / "two").glob("**/*.tmp*"))
+
+
+def test_the_batch_cache_bound_changes_no_stage_and_no_checkpoint(tmp_path, data_path):
+    from ekd.pipeline import student_jobs, teacher_jobs
+
+    configs = [config_for(data_path, **{"train": {"batch_cache_mb": mb}}) for mb in (2048, 0)]
+    assert [c.train_config("teachers").batch_cache_mb for c in configs] == [2048, 0]
+    runs = [ekd.Run(tmp_path / "run", config, show_progress=False) for config in configs]
+    teachers = [[job.stage.digest for job in teacher_jobs(tmp_path, run.config, run.members, *run.split[:2])] for run in runs]
+    students = [[job.stage.digest for job in student_jobs(tmp_path, run.config, *run.split[:2], {}, False)] for run in runs]
+    assert teachers[0] == teachers[1] and students[0] == students[1]  # a run resumed with another bound retrains nothing

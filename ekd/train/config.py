@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pydantic
 
@@ -19,6 +19,8 @@ class TrainConfig(pydantic.BaseModel):
     """
 
     model_config = pydantic.ConfigDict(extra="forbid")
+    #: settings that change how fast a training runs, not what it computes: never hashed
+    NOT_HASHED: ClassVar[frozenset[str]] = frozenset({"batch_cache_mb"})
 
     epochs: int = pydantic.Field(400, ge=1, description="upper bound; early stopping usually ends sooner")
     batch_size: int = pydantic.Field(32, ge=1)
@@ -43,3 +45,8 @@ class TrainConfig(pydantic.BaseModel):
     # warm start: a model.pt of the same backend, options and elements whose weights start the
     # training (its file's hash is part of what a checkpoint must match to be resumed)
     init_from: str | None = None
+
+    def hashed(self, *exclude: str) -> dict:
+        """The settings that decide what a training computes (a stage's or checkpoint's hash),
+        less ``exclude``."""
+        return self.model_dump(exclude=set(self.NOT_HASHED) | set(exclude))

@@ -62,7 +62,7 @@ class TrainResult:
 def _run_fingerprint(backend: str, options: dict, config: TrainConfig, train_frames: PerConformation, val_frames: PerConformation) -> str:
     """What a checkpoint must match to be resumed (the epoch bound and device may change)."""
     start = sha256_file(config.init_from) if config.init_from else None
-    return config_hash(backend, options, config.model_dump(exclude={"epochs", "device", "batch_cache_mb"}), start, train_frames.fingerprint(), val_frames.fingerprint())
+    return config_hash(backend, options, config.hashed("epochs", "device"), start, train_frames.fingerprint(), val_frames.fingerprint())
 
 
 def train(
