@@ -311,16 +311,28 @@ class Run:
             references[name] = self.data.metadata.get("level_of_theory") if self.energy_source == "reference" else self.teacher_level()
         for name, data in self.eval_data.items():
             datasets[name], references[name] = data, data.metadata.get("level_of_theory")
-        stages = {str(p.parent.relative_to(self.directory)): json.loads(p.read_text()).get("seconds") for p in sorted(self.directory.glob("**/stage.json"))}
-        md = (self.config.evaluate.md, self.data) if self.config.evaluate.md else None
-        if distributed.is_main():  # (the others wait, then read it)
+        stage = self._evaluate_stage(datasets)
+        if distributed.is_main() and not (stage.done and (self.directory / "report.json").is_file()):  # (the others wait, then read it)
+            stage.start()
+            stages = {str(p.parent.relative_to(self.directory)): json.loads(p.read_text()).get("seconds")
+                      for p in sorted(self.directory.glob("**/stage.json")) if p.parent != stage.directory}
+            md = (self.config.evaluate.md, self.data) if self.config.evaluate.md else None
             report = build_report(self.models(), datasets, references, self.config.model_dump(), self.config.evaluate.refit_offsets,
                                   self.directory / "plots", stages, md, self.data.metadata.get("materials"))
             report.write(self.directory)
+            stage.finish()
         distributed.barrier()
         report = Report.read(self.directory)
         self._notify("evaluate")
         return report
+
+    def _evaluate_stage(self, datasets: dict[str, Dataset]) -> Stage:
+        """The evaluation as a stage: the report is redone only when a model, the labels (which
+        teachers were left out), a scored dataset or the config changed (MD stability is slow)."""
+        files = sorted(self.directory.glob("*/*/model.pt")) + sorted(self.directory.glob("labels.h5"))
+        digest = config_hash("evaluate", {str(p.relative_to(self.directory)): sha256_file(p) for p in files},
+                             {name: data_identity(data) for name, data in datasets.items()}, data_identity(self.data), self.config.model_dump())
+        return Stage(self.directory / "evaluate", digest)
 
     def run(self) -> Report:
         """Every stage in order, each skipped when finished with the same inputs."""

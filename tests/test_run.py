@@ -124,8 +124,11 @@ def test_rerun_skips_finished_stages_and_config_changes_redo_only_dependents(tmp
     run_dir = tmp_path / "run"
     first_report = ekd.distill(config_for(data_path), out=run_dir, show_progress=False).report
     first = mtimes(run_dir)
+    report_written = (run_dir / "report.json").stat().st_mtime_ns
     assert ekd.distill(config_for(data_path), out=run_dir, show_progress=False).report.models == first_report.models
-    assert mtimes(run_dir) == first
+    assert mtimes(run_dir) == first and (run_dir / "report.json").stat().st_mtime_ns == report_written  # not even re-scored
+    rescored = ekd.distill(config_for(data_path, **{"evaluate.refit_offsets": True}), out=run_dir, show_progress=False).report
+    assert mtimes(run_dir) == first and rescored.config["evaluate"]["refit_offsets"] and rescored.models != first_report.models
     ekd.distill(config_for(data_path, **{"student.weighting": "inverse_spread"}), out=run_dir, show_progress=False)
     again = mtimes(run_dir)
     assert all(again[k] == first[k] for k in first if k.startswith(("teachers", "baselines")))

@@ -1,16 +1,21 @@
 """ekd's own HDF5 format: one file, ragged arrays, units in the attributes.
 
-Layout (``format = "ekd-frames"``, ``format_version = 1``)::
+Layout (``format = "ekd-frames"``, ``format_version = 2``)::
 
     numbers   (A,)    int      atomic numbers, conformation after conformation
     positions (A, 3)  float64  Å
     ptr       (N+1,)  int64    conformation i owns atoms ptr[i]:ptr[i+1]
-    molecule  (N,)    str      molecule / group id
+    molecule  (N,)    int32    index of each conformation's molecule / group id in molecule_names
+    molecule_names (M,) str    the distinct molecule / group ids
     energy    (N,)    float64  eV          (optional)
     forces    (A, 3)  float64  eV/Å        (optional; true forces, −dE/dx)
     stress    (N, 6)  float64  eV/Å³       (optional; Voigt xx yy zz yz xz xy, NaN for molecules)
     atom_data/<name>  (A, ...)             (optional per-atom extras)
     attrs: format, format_version, energy_unit, length_unit, force_unit, metadata (JSON)
+
+Version 1 files (the ids stored as strings, conformation by conformation) are still read. Version 2
+stores each id once: reading millions of variable-length strings costs time, and memory that the
+HDF5 library keeps (about 12 MiB for 300,000 conformations, measured).
 
 The labels file (``ekd.data.labels``) is this format plus the teachers' arrays.
 """
@@ -31,7 +36,9 @@ from ekd.errors import DataError
 
 __all__ = ["FORMAT_VERSION", "READER", "FramesWriter", "is_hdf5", "read_ekd_h5", "write_ekd_h5"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: format versions this ekd reads
+_READS = (1, 2)
 #: bytes per chunk of a stored array: what one random read of a few conformations costs
 _CHUNK_BYTES = 1 << 16
 _UNITS = {"energy_unit": "eV", "length_unit": "Å", "force_unit": "eV/Å", "stress_unit": "eV/Å³"}
@@ -55,6 +62,7 @@ class FramesWriter:
 
     def __init__(self, handle: h5py.File):
         self.handle, self.conformations, self.atoms, self.labels = handle, 0, 0, None
+        self.molecule_codes: dict[str, int] = {}
 
     def append(self, frames: Dataset) -> None:
         """Add ``frames``'s conformations after those written so far."""
@@ -68,7 +76,9 @@ class FramesWriter:
         self._extend("numbers", frames.numbers.astype(np.uint8 if frames.numbers.max(initial=0) < 256 else np.int64))
         self._extend("positions", frames.positions)
         self._extend("ptr", frames.ptr[1:] + self.atoms)
-        self._extend("molecule", frames.molecule.astype(object))
+        names, inverse = np.unique(frames.molecule, return_inverse=True)
+        codes = np.array([self.molecule_codes.setdefault(str(name), len(self.molecule_codes)) for name in names], dtype=np.int32)
+        self._extend("molecule", codes[inverse.reshape(-1)])
         for key, values in (("energy", frames.energy), ("forces", frames.forces), *((f"atom_data/{k}", v) for k, v in frames.atom_data.items())):
             if values is not None:
                 self._extend(key, values)
@@ -83,6 +93,7 @@ class FramesWriter:
 
     def finish(self, metadata: dict) -> None:
         """Write the units, version and ``metadata`` (after the last block)."""
+        self.handle.create_dataset("molecule_names", data=np.array(list(self.molecule_codes), dtype=object), dtype=h5py.string_dtype())
         self.handle.attrs.update(_UNITS)
         self.handle.attrs["format_version"] = FORMAT_VERSION
         self.handle.attrs["metadata"] = json.dumps(metadata, default=str)
@@ -112,20 +123,41 @@ def write_ekd_h5(frames: Dataset, path: str | os.PathLike) -> None:
         write_frames_to_group(handle, frames)
 
 
-def read_frames_from_group(handle: h5py.File, path: Path) -> Dataset:
-    """Read the Dataset part of an ekd HDF5 file (frames or labels)."""
+def check_layout(handle: h5py.File, path: Path) -> None:
+    """Raise a DataError unless ``handle`` is an ekd HDF5 file of a version this ekd reads."""
     version = int(handle.attrs.get("format_version", -1))
-    if version != FORMAT_VERSION:
-        raise DataError(f"{path}: ekd format version {version}, this ekd reads version {FORMAT_VERSION}")
-    missing = [k for k in ("numbers", "positions", "ptr", "molecule") if k not in handle]
+    if version not in _READS:
+        raise DataError(f"{path}: ekd format version {version}, this ekd reads versions {', '.join(map(str, _READS))}")
+    required = ("numbers", "positions", "ptr", "molecule") + (("molecule_names",) if version > 1 else ())
+    missing = [k for k in required if k not in handle]
     if missing:
         raise DataError(f"{path}: ekd HDF5 file lacks key(s) {', '.join(missing)}")
+
+
+def read_molecule_codes(handle: h5py.File, block: int = 1 << 12) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct molecule ids (M,) str and each conformation's index into them (N,) int32.
+
+    A version 1 file (ids stored per conformation) is read ``block`` conformations at a time."""
+    if "molecule_names" in handle:
+        return np.asarray(handle["molecule_names"].asstr()[()], dtype=str), handle["molecule"][()].astype(np.int32)
+    stored, names = handle["molecule"].asstr(), {}
+    codes = np.empty(len(stored), dtype=np.int32)
+    for start in range(0, len(codes), block):
+        distinct, inverse = np.unique(np.asarray(stored[start : start + block], dtype=str), return_inverse=True)
+        codes[start : start + len(inverse)] = np.array([names.setdefault(str(n), len(names)) for n in distinct], dtype=np.int32)[inverse.reshape(-1)]
+    return np.array(list(names), dtype=str), codes
+
+
+def read_frames_from_group(handle: h5py.File, path: Path) -> Dataset:
+    """Read the Dataset part of an ekd HDF5 file (frames or labels)."""
+    check_layout(handle, path)
     optional = lambda key: handle[key][()] if key in handle else None  # noqa: E731
+    names, codes = read_molecule_codes(handle)
     return Dataset(
         numbers=handle["numbers"][()].astype(np.int64),
         positions=handle["positions"][()].astype(np.float64),
         ptr=handle["ptr"][()].astype(np.int64),
-        molecule=np.asarray(handle["molecule"].asstr()[()], dtype=str),
+        molecule=names[codes],
         energy=optional("energy"),
         forces=optional("forces"),
         atom_data={k: v[()] for k, v in handle.get("atom_data", {}).items()},

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from ekd.data.frames import Dataset, PerConformation, atom_rows
-from ekd.data.hdf5 import FORMAT_VERSION
+from ekd.data.hdf5 import check_layout, read_molecule_codes
 from ekd.errors import DataError
 from ekd.provenance import sha256_file
 
@@ -37,11 +37,10 @@ class _File:
         handle = self.handle
         if handle.attrs.get("format") not in ("ekd-frames", "ekd-labels"):
             raise DataError(f"{path}: not an ekd HDF5 file; convert it first with 'ekd data convert {path} OUT.h5'")
-        if int(handle.attrs.get("format_version", -1)) != FORMAT_VERSION:
-            raise DataError(f"{path}: ekd format version {handle.attrs.get('format_version')}, this ekd reads version {FORMAT_VERSION}")
+        check_layout(handle, path)
         optional = lambda key: handle[key][()] if key in handle else None  # noqa: E731
         self.ptr = handle["ptr"][()].astype(np.int64)
-        self.molecule_names, self.molecule_codes = self._molecule_codes()
+        self.molecule_names, self.molecule_codes = read_molecule_codes(handle, _BLOCK)
         self.energy, self.cell, self.stress = optional("energy"), optional("cell"), optional("stress")
         self.pbc = None if "pbc" not in handle else handle["pbc"][()].astype(bool)
         self.per_atom = ["numbers", "positions"] + [k for k in ("forces",) if k in handle] + [f"atom_data/{k}" for k in handle.get("atom_data", {})]
@@ -73,16 +72,6 @@ class _File:
         for k, (present, counts) in enumerate(blocks):
             table[k * _BLOCK : k * _BLOCK + len(counts), np.searchsorted(species, present)] = counts
         return species, table
-
-    def _molecule_codes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Distinct molecule ids and (N,) each conformation's code into them, a block at a time
-        (a dataset has few molecules and many conformations)."""
-        stored, names = self.handle["molecule"].asstr(), {}
-        codes = np.empty(len(self.ptr) - 1, dtype=np.int32)
-        for start in range(0, len(codes), _BLOCK):
-            distinct, inverse = np.unique(np.asarray(stored[start : start + _BLOCK], dtype=str), return_inverse=True)
-            codes[start : start + len(inverse)] = np.array([names.setdefault(str(n), len(names)) for n in distinct], dtype=np.int32)[inverse]
-        return np.array(list(names), dtype=str), codes
 
     def read(self, key: str, rows: np.ndarray) -> np.ndarray:
         """The rows ``rows`` (increasing) of the per-atom array ``key``, read run by run."""
