@@ -361,6 +361,7 @@ def build_report(
     stage_seconds: dict[str, float] | None = None,
     md: tuple[MDSettings, Dataset] | None = None,
     materials: dict | None = None,
+    show_progress: bool = True,
 ) -> Report:
     """Score every model on every dataset whose elements it covers and summarise the seeds.
 
@@ -373,6 +374,7 @@ def build_report(
         plot_dir: parity plots of the ensemble, students and baselines go to ``plot_dir/<model>``.
         md: MD settings and the data whose molecules start the runs, or None for no MD.
         materials: the crystals to check (a dataset's ``metadata["materials"]``), or None.
+        show_progress: a progress bar for the MD runs.
     """
     results, refits, predictions = {}, {}, {}
     for name, predictor in models.items():
@@ -401,7 +403,7 @@ def build_report(
     md_results = None
     if md is not None:
         settings, starts = md
-        runs = {name: md_stability(p, starts, settings) for name, p in models.items() if name.startswith(("teacher ensemble", "student", "baseline"))}
+        runs = {name: md_stability(p, starts, settings, show_progress=show_progress) for name, p in models.items() if name.startswith(("teacher ensemble", "student", "baseline"))}
         md_results = {"settings": settings.model_dump(), "models": {n: {k: v for k, v in r.items() if k != "settings"} for n, r in runs.items()}}
     checked = {name: p for name, p in models.items() if name.startswith(("teacher ensemble", "student", "baseline"))}
     properties = material_properties_of(checked, materials) if materials else None
