@@ -40,6 +40,7 @@ from ekd.data import Dataset
 from ekd.ensemble import Ensemble
 from ekd.errors import ConfigError, DataError
 from ekd.evaluate.md import MDSettings, bond_deviation, bonds, run_md
+from ekd.graph import MIN_DISTANCE
 from ekd.model import Model
 from ekd.provenance import config_hash, frames_fingerprint, sha256_file
 from ekd.report import HELD_OUT
@@ -47,6 +48,9 @@ from ekd.run import Run
 from ekd.runconfig import RunConfig
 
 __all__ = ["GrowSettings", "grow", "select"]
+
+#: which MD frames are candidates (in the sampling's hash: candidates kept by other rules are redone)
+_SAMPLING_RULES = f"finite, bonds within max_bond_deviation, no pair closer than {MIN_DISTANCE} Å"
 
 Strategy = Literal["force_spread", "energy_spread", "random"]
 
@@ -99,7 +103,8 @@ def select(candidates: Dataset, scores: np.ndarray | None, count: int, min_dista
 
 def sample(model: Model, data: Dataset, settings: GrowSettings, folder: Path, seed: int) -> Dataset:
     """MD frames from ``settings.starts_per_molecule`` random conformations of every molecule of
-    ``data``, with ``model``; frames after a bond broke are left out. Trajectories in ``folder``."""
+    ``data``, with ``model``; frames after a bond broke, or with two atoms closer than
+    :data:`ekd.graph.MIN_DISTANCE` (data ekd refuses), are left out. Trajectories in ``folder``."""
     rng = np.random.default_rng(seed)
     md = MDSettings(steps=settings.md_steps, temperature_K=settings.temperature_K, check_every=settings.sample_every)
     folder.mkdir(parents=True, exist_ok=True)
@@ -113,13 +118,19 @@ def sample(model: Model, data: Dataset, settings: GrowSettings, folder: Path, se
             run_md(model, start_numbers, start, md.model_copy(update={"seed": int(rng.integers(2**31))}), path)
             pairs, lengths = bonds(start_numbers, start)
             for frame in _frames(path):
-                if np.all(np.isfinite(frame)) and bond_deviation(frame, pairs, lengths) <= md.max_bond_deviation:
+                if np.all(np.isfinite(frame)) and bond_deviation(frame, pairs, lengths) <= md.max_bond_deviation and _closest_pair(frame) >= MIN_DISTANCE:
                     numbers.append(start_numbers)
                     positions.append(frame)
                     molecules.append(name)
     if not numbers:
         raise DataError(f"{folder}: sampling gave no intact frame (every bond broke: a student this unstable cannot sample)")
     return Dataset.from_arrays(numbers, positions, molecules)
+
+
+def _closest_pair(positions: np.ndarray) -> float:
+    """Å between the two closest atoms of a molecule (inf for one atom)."""
+    i, j = np.triu_indices(len(positions), 1)
+    return float(np.min(np.linalg.norm(positions[i] - positions[j], axis=-1), initial=np.inf))
 
 
 def _frames(path: Path) -> list[np.ndarray]:
@@ -218,7 +229,7 @@ def _new_data(run: Run, folder: Path, settings: GrowSettings, calculator: str, o
     from ekd.reference import compute_reference
 
     student = run.students[0]
-    digest = config_hash("sample", settings.model_dump(exclude={"rounds"}), sha256_file(student.path), frames_fingerprint(run.data), rng_seed)
+    digest = config_hash("sample", _SAMPLING_RULES, settings.model_dump(exclude={"rounds"}), sha256_file(student.path), frames_fingerprint(run.data), rng_seed)
     candidates_path = folder / "candidates.h5"
     candidates = Dataset.read(candidates_path) if candidates_path.is_file() else None
     if candidates is None or candidates.metadata.get("hash") != digest:

@@ -11,7 +11,8 @@ from ase.calculators.emt import EMT
 import ekd
 import ekd.reference as reference_module
 from ekd.errors import ConfigError
-from ekd.active import GrowSettings, grow, select
+import ekd.active as active
+from ekd.active import GrowSettings, grow, sample, select
 from ekd.reference import compute_reference
 from ekd.runconfig import RunConfig
 from ekd.testing import test_molecules
@@ -37,6 +38,18 @@ def test_select_takes_the_highest_spread_but_no_near_copies():
     assert list(select(shifted, scores, 3, min_distance=0.0, rng=np.random.default_rng(0))) == [0, 14, 15]
     random = select(shifted, None, 4, min_distance=0.01, rng=np.random.default_rng(0))
     assert len(set(random)) == 4 and list(random) == sorted(random)
+
+
+def test_sampling_leaves_out_broken_bonds_and_atoms_ekd_would_refuse(tmp_path, monkeypatch):
+    water = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
+    squeezed = water * [[1, 1, 1], [0.5, 1, 1], [1, 1, 1]]  # O-H 0.48 Å: a bond change of 0.48 Å, within the MD check, but closer than 0.5 Å
+    stretched = water * [[1, 1, 1], [1.6, 1, 1], [1, 1, 1]]  # O-H 1.54 Å: a broken bond
+    moved = water + [[0.0, 0.0, 0.0], [0.05, 0.0, 0.0], [0.0, -0.05, 0.0]]
+    monkeypatch.setattr(active, "run_md", lambda *args, **kwargs: None)
+    monkeypatch.setattr(active, "_frames", lambda path: [moved, squeezed, stretched, np.full((3, 3), np.nan), water])
+    data = ekd.Dataset.from_arrays([np.array([8, 1, 1])], [water], ["H2O"])
+    candidates = sample(None, data, GrowSettings(starts_per_molecule=1), tmp_path, seed=0)
+    assert len(candidates) == 2 and np.array_equal(candidates.positions, np.concatenate([moved, water]))
 
 
 @pytest.fixture
