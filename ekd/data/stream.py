@@ -62,11 +62,10 @@ class _File:
         blocks = []
         for start in range(0, len(self.ptr) - 1, _BLOCK):
             stop = min(start + _BLOCK, len(self.ptr) - 1)
-            numbers = self.handle["numbers"][self.ptr[start] : self.ptr[stop]].astype(np.int64)
+            present, column = np.unique(self.handle["numbers"][self.ptr[start] : self.ptr[stop]], return_inverse=True)
             conformation = np.repeat(np.arange(stop - start), np.diff(self.ptr[start : stop + 1]))
-            counts = np.bincount(conformation * 128 + numbers, minlength=(stop - start) * 128).reshape(-1, 128)
-            present = np.flatnonzero(counts.any(axis=0))
-            blocks.append((present, counts[:, present].astype(np.uint16)))
+            counts = np.bincount(conformation * len(present) + column.reshape(-1), minlength=(stop - start) * len(present))
+            blocks.append((present.astype(np.int64), counts.reshape(-1, len(present)).astype(np.uint16)))
         species = np.unique(np.concatenate([present for present, _ in blocks])) if blocks else np.zeros(0, dtype=np.int64)
         table = np.zeros((len(self.ptr) - 1, len(species)), dtype=np.uint16)
         for k, (present, counts) in enumerate(blocks):
@@ -96,7 +95,19 @@ class StreamedDataset(PerConformation):
 
     def __init__(self, file: _File, index: np.ndarray, derivatives: bool = True):
         self._file, self.index, self._derivatives = file, np.asarray(index, dtype=np.int64), derivatives
-        self.ptr = np.concatenate([[0], np.cumsum(np.diff(file.ptr)[self.index])]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """(N,) number of atoms of each conformation."""
+        return self._file.ptr[self.index + 1] - self._file.ptr[self.index]
+
+    @property
+    def ptr(self) -> np.ndarray:
+        """(N + 1,) atom offsets of this view's conformations, as loaded (made on demand, not kept)."""
+        return np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
 
     def __repr__(self) -> str:
         return f"StreamedDataset({self._file.path}, {len(self)} of {len(self._file.ptr) - 1} conformations)"
@@ -116,7 +127,7 @@ class StreamedDataset(PerConformation):
 
     @property
     def n_atoms(self) -> int:
-        return int(self.ptr[-1])
+        return int(self.sizes.sum())
 
     @property
     def has_forces(self) -> bool:

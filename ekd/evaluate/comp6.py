@@ -78,7 +78,7 @@ def comp6_errors(frames: Dataset, energy: np.ndarray, forces: np.ndarray | None)
     if frames.energy is not None:
         errors["energy"] = ErrorSums.of((energy - frames.energy) / KCAL_PER_MOL)
         errors["relative_energy"] = relative_energy_errors(energy, frames.energy, frames.molecule).scaled(1 / KCAL_PER_MOL)
-    if frames.forces is not None and forces is not None:
+    if forces is not None and frames.forces is not None:  # (a streamed dataset has no forces attribute: its forces are scored a block at a time)
         errors["force"] = ErrorSums.of((forces - frames.forces) / KCAL_PER_MOL)
     return errors
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 
 from ekd.data import Dataset
-from ekd.evaluate.comp6 import comp6_errors, comp6_metrics, refit_offsets
+from ekd.data.frames import PerConformation
+from ekd.evaluate.comp6 import ErrorSums, comp6_errors, comp6_metrics, refit_offsets
 from ekd.evaluate.materials import materials_metrics
+from ekd.units import KCAL_PER_MOL
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "evaluate_streamed"]
 
 
 def evaluate(predictor, datasets: dict[str, Dataset], refit: bool = False, plot_dir: str | Path | None = None, predictions: dict | None = None) -> dict:
@@ -53,3 +56,28 @@ a dataset with periodic conformations also their :func:`materials_metrics` (meV/
 
         parity_plots(curves, Path(plot_dir))
     return results
+
+
+def evaluate_streamed(predictor, frames: PerConformation, block: int = 4096) -> dict:
+    """:func:`evaluate`'s scores of one dataset larger than memory (a streamed one; any
+    :class:`PerConformation`), predicted ``block`` conformations at a time: only per-conformation
+    arrays (energies, stresses) are held whole, the force errors are summed block by block."""
+    energies, stresses = [], []
+    force = periodic_force = ErrorSums(0, 0.0, 0.0)  # kcal/mol/Å; eV/Å of periodic conformations' atoms
+    for _, part in frames.blocks(block):
+        stress = {"stress": True} if part.periodic.any() and part.stress is not None else {}
+        prediction = predictor.predict(part, forces=part.forces is not None, **stress)
+        energies.append(prediction.energy)
+        stresses.append(getattr(prediction, "stress", None) if stress else np.full((len(part), 6), np.nan))
+        if part.forces is not None:
+            error = prediction.forces - part.forces
+            force = force + ErrorSums.of(error / KCAL_PER_MOL)
+            periodic_force = periodic_force + ErrorSums.of(error[part.periodic[part.conformation_index]])
+    energy = np.concatenate(energies) if energies else np.zeros(0)
+    errors = comp6_errors(frames, energy, None) | ({"force": force} if force.count else {})
+    entry = {"n_conformations": len(frames), "n_molecules": len(frames.molecules), **comp6_metrics(errors)}
+    if frames.periodic.any():
+        entry.update(materials_metrics(frames, energy, None, np.concatenate(stresses)))
+        if periodic_force.count:
+            entry["force_mae_meV"] = periodic_force.mae_rmse()[0] * 1000
+    return entry

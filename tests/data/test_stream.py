@@ -92,3 +92,18 @@ def test_a_view_lacking_an_element_reports_its_own_elements(on_disk):
 def test_streaming_a_file_of_another_layout_says_to_convert_it():
     with pytest.raises(DataError, match=r"ani_gdb_s01.h5: not an ekd HDF5 file; convert it first with 'ekd data convert"):
         stream(SHARED + "ani1/ani_gdb_s01.h5")
+
+
+@pytest.mark.parametrize("name", ["metals", "s66x8"])
+def test_a_streamed_dataset_is_scored_block_by_block_as_the_same_data_in_memory(on_disk, name):
+    import torch
+
+    from ekd.backend import Statistics
+    from ekd.evaluate import evaluate, evaluate_streamed
+    from ekd.model import Model
+
+    whole, streamed = on_disk[name]
+    model = Model.build("pairmlp", whole.elements, Statistics.of(whole, whole.elements, 4.0), {"cutoff": 4.0, "width": 8, "n_rbf": 4}, dtype=torch.float64)
+    expected = evaluate(model, {name: whole})[name]
+    assert "force_mae" in expected and ("stress_mae_GPa" in expected) == (name == "metals")
+    assert evaluate_streamed(model, streamed, block=37) == pytest.approx(expected, rel=1e-10)
