@@ -8,7 +8,7 @@ process runs what ``ekd train --backend ani --data FILE --epochs 1 [--stream]`` 
 float32, batches of 256, the default 80/10/10 split, the held-out tenth scored at the end) with the same cache
 bound for converted batches (``--cache-mb``), and reports its peak resident memory (VmHWM) above
 its resident memory after the imports (torch with its optimizer machinery, ekd and the ANI backend
-loaded). Prints a table and
+with torchani loaded). Prints a table and
 writes ``benchmarks/results/memory.json``.
 
     .venv/bin/python benchmarks/memory.py [--sizes 10000 100000 300000] [--cache-mb 64]
@@ -66,10 +66,10 @@ def measure(path: str, stream: bool, cache_mb: float, out: str) -> None:
     """In a fresh process: one epoch of ``ekd train`` on ``path``; print the memory as JSON."""
     import torch
 
+    from ekd.model import Model
     from ekd.pipeline import train_model
-    from ekd.plugins import get_backend
 
-    get_backend("ani")
+    Model.build("ani", [1, 6, 7, 8], device="cpu")  # the backend imports torchani (and its own imports) on first use
     torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])  # torch loads its optimizer machinery (about 60 MiB) on first use
     baseline = _resident("VmRSS")
     started = time.perf_counter()

@@ -211,15 +211,17 @@ def train(
 
 
 class _BatchCache:
-    """A memory budget (bytes) for converted batches, shared by a training's batch lists."""
+    """A memory budget (bytes) for converted batches, shared by a training's batch lists. Once
+    one batch did not fit, no more are kept (a fixed set is reused every epoch)."""
 
     def __init__(self, budget: float):
-        self.left = budget
+        self.left, self.full = budget, False
 
     def keep(self, batch: Batch) -> bool:
-        """Whether ``batch`` still fits (it is then counted against the budget)."""
+        """Whether ``batch`` is kept (it is then counted against the budget)."""
         size = _nbytes(batch)
-        if size > self.left:
+        self.full = self.full or size > self.left
+        if self.full:
             return False
         self.left -= size
         return True
@@ -234,7 +236,6 @@ class _SharedBatches:
     def __init__(self, model: Model, frames: PerConformation, plan: list[np.ndarray], cache: _BatchCache):
         self.model, self.frames, self.plan, self.cache = model, frames, plan, cache
         self.kept: dict[int, tuple[Batch | None, LossTotals]] = {}
-        self.full = False
 
     def __len__(self) -> int:
         return len(self.plan)
@@ -245,10 +246,8 @@ class _SharedBatches:
         part = self.frames.subset(self.plan[k]).load()
         mine = distributed.shard(part.sizes, distributed.world(), distributed.rank())
         converted = (self.model.batch(part.subset(mine)) if len(mine) else None, LossTotals.of(part, part.atom_data.get("force_weight")))
-        if not self.full and (converted[0] is None or self.cache.keep(converted[0])):
+        if converted[0] is None or self.cache.keep(converted[0]):
             self.kept[k] = converted
-        else:
-            self.full = True  # once one batch did not fit, keep no more (a fixed set is reused every epoch)
         return converted
 
     def __iter__(self):
