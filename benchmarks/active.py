@@ -26,7 +26,7 @@ import ekd
 from ekd.evaluate.md import MDSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-#: MD stability per round: each molecule 0.5 ps at 300 K (ekd md runs 2 ps; here 4 rounds × 3 rules × 3 seeds)
+#: MD stability per round, of the students only: each molecule 0.5 ps at 300 K (ekd md runs 2 ps; here 4 rounds × 3 rules × 3 seeds)
 MD = MDSettings(steps=1000)
 
 
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/active.json")
     args = parser.parse_args()
     config = ekd.RunConfig.load(None, {"data.path": args.data, "teachers.spec": "ani", "student.backend": "ani", "student.seeds": 1,
-                                       "evaluate.md": MD.model_dump()})
+                                       "evaluate.md": MD.model_dump(), "evaluate.md_models": ["student"]})
     results: dict[str, list[dict]] = {rule: [] for rule in args.rules}
     walls = {}
     for seed in args.seeds:

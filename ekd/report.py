@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -359,7 +360,7 @@ def build_report(
     refit_offsets: bool = False,
     plot_dir: Path | None = None,
     stage_seconds: dict[str, float] | None = None,
-    md: tuple[MDSettings, Dataset] | None = None,
+    md: tuple[MDSettings, Dataset, Sequence[str]] | None = None,
     materials: dict | None = None,
     show_progress: bool = True,
 ) -> Report:
@@ -372,7 +373,8 @@ def build_report(
         references: dataset name → level of theory of its energies (offsets are refit for a
             model on another known level).
         plot_dir: parity plots of the ensemble, students and baselines go to ``plot_dir/<model>``.
-        md: MD settings and the data whose molecules start the runs, or None for no MD.
+        md: MD settings, the data whose molecules start the runs and the models that run (name
+            prefixes: ``teacher ensemble``, ``student``, ``baseline``), or None for no MD.
         materials: the crystals to check (a dataset's ``metadata["materials"]``), or None.
         show_progress: a progress bar for the MD runs.
     """
@@ -402,8 +404,8 @@ def build_report(
             headline[dataset] = Headline.of(student, SeedSpread.of(force_mae("baseline")), ensemble_mae)
     md_results = None
     if md is not None:
-        settings, starts = md
-        runs = {name: md_stability(p, starts, settings, show_progress=show_progress) for name, p in models.items() if name.startswith(("teacher ensemble", "student", "baseline"))}
+        settings, starts, roles = md
+        runs = {name: md_stability(p, starts, settings, show_progress=show_progress) for name, p in models.items() if name.startswith(tuple(roles))}
         md_results = {"settings": settings.model_dump(), "models": {n: {k: v for k, v in r.items() if k != "settings"} for n, r in runs.items()}}
     checked = {name: p for name, p in models.items() if name.startswith(("teacher ensemble", "student", "baseline"))}
     properties = material_properties_of(checked, materials) if materials else None

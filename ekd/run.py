@@ -316,7 +316,7 @@ class Run:
             stage.start()
             stages = {str(p.parent.relative_to(self.directory)): json.loads(p.read_text()).get("seconds")
                       for p in sorted(self.directory.glob("**/stage.json")) if p.parent != stage.directory}
-            md = (self.config.evaluate.md, self.data) if self.config.evaluate.md else None
+            md = (self.config.evaluate.md, self.data, self.config.evaluate.md_models) if self.config.evaluate.md else None
             report = build_report(self.models(), datasets, references, self.config.model_dump(), self.config.evaluate.refit_offsets,
                                   self.directory / "plots", stages, md, self.data.metadata.get("materials"), self.show_progress)
             report.write(self.directory)

@@ -118,6 +118,7 @@ class EvaluateSection(pydantic.BaseModel):
     files: list[str] = []  # datasets scored beside the held-out split (e.g. COMP6 S66x8)
     refit_offsets: bool = False
     md: MDSettings | None = None  # MD stability of the ensemble, students and baselines; None: off
+    md_models: list[Literal["teacher ensemble", "student", "baseline"]] = ["teacher ensemble", "student", "baseline"]  # which models run MD (the ensemble costs a member's time per member)
 
 
 class RunConfig(pydantic.BaseModel):

@@ -270,6 +270,8 @@ def test_md_stability_in_the_report_when_asked(tmp_path, data_path):
     assert set(md["models"]) == {"teacher ensemble", "student seed-200", "student seed-201", "baseline seed-200", "baseline seed-201"}
     assert md["settings"]["steps"] == 20 and all(r["n_molecules"] == 2 for r in md["models"].values())
     assert "## MD stability" in (tmp_path / "run/report.md").read_text()
+    only = {"evaluate.md": {"steps": 20, "max_molecules": 2}, "evaluate.md_models": ["student"]}
+    assert set(ekd.distill(config_for(data_path, **only), out=tmp_path / "run", show_progress=False).report.md_stability["models"]) == {"student seed-200", "student seed-201"}
     assert ekd.distill(config_for(data_path), out=tmp_path / "run", show_progress=False).report.md_stability is None  # off by default
 
 
