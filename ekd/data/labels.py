@@ -183,14 +183,7 @@ class Labels:
         if not path.is_file():
             raise DataError(f"{path}: no such labels file")
         with h5py.File(path, "r") as handle:
-            if handle.attrs.get("format") != "ekd-labels":
-                raise DataError(f"{path}: not an ekd labels file (attribute 'format' is not 'ekd-labels')")
-            version = int(handle.attrs.get("labels_format_version", LABELS_FORMAT_VERSION))
-            if version != LABELS_FORMAT_VERSION:
-                raise DataError(f"{path}: labels format version {version}, this ekd reads version {LABELS_FORMAT_VERSION}; run 'ekd label' again")
-            missing = [k for k in ("teacher_forces", "provenance") if k not in handle and k not in handle.attrs]
-            if missing:
-                raise DataError(f"{path}: labels file lacks key(s) {', '.join(missing)}")
+            check_labels_layout(handle, path)
             data = read_frames_from_group(handle, path)
             provenance = json.loads(handle.attrs["provenance"])
             teachers = [TeacherRecord(**t) for t in provenance.pop("teachers", [])]
@@ -204,6 +197,18 @@ class Labels:
                 provenance=provenance,
                 member_stress=handle["teacher_stress"][()] if "teacher_stress" in handle else None,
             )
+
+
+def check_labels_layout(handle: h5py.File, path: Path) -> None:
+    """Raise a DataError unless ``handle`` is a labels file of the version this ekd reads."""
+    if handle.attrs.get("format") != "ekd-labels":
+        raise DataError(f"{path}: not an ekd labels file (attribute 'format' is not 'ekd-labels')")
+    version = int(handle.attrs.get("labels_format_version", LABELS_FORMAT_VERSION))
+    if version != LABELS_FORMAT_VERSION:
+        raise DataError(f"{path}: labels format version {version}, this ekd reads version {LABELS_FORMAT_VERSION}; run 'ekd label' again")
+    missing = [k for k in ("teacher_forces", "teacher_force_mean", "teacher_force_spread", "provenance") if k not in handle and k not in handle.attrs]
+    if missing:
+        raise DataError(f"{path}: labels file lacks key(s) {', '.join(missing)}")
 
 
 def make_provenance(data: Dataset, config: dict | None = None) -> dict:

@@ -14,12 +14,14 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Literal
 
 import h5py
 import numpy as np
 
 from ekd.data.frames import Dataset, PerConformation, atom_rows
 from ekd.data.hdf5 import check_layout, read_molecule_codes
+from ekd.data.labels import check_labels_layout
 from ekd.errors import DataError
 from ekd.provenance import sha256_file
 
@@ -32,20 +34,44 @@ _BLOCK = 1 << 12
 class _File:
     """The open file behind a StreamedDataset and its views (the handle is reopened after pickling)."""
 
-    def __init__(self, path: Path):
-        self.path, self._handle = path, None
+    #: a labels file's arrays behind the training view's (its forces are the teachers' mean)
+    _LABELS = {"forces": "teacher_force_mean", "atom_data/force_spread": "teacher_force_spread"}
+
+    def __init__(self, path: Path, energies: Literal["reference", "teachers"] = "reference"):
+        self.path, self._handle, self.energies = path, None, energies
         handle = self.handle
         if handle.attrs.get("format") not in ("ekd-frames", "ekd-labels"):
             raise DataError(f"{path}: not an ekd HDF5 file; convert it first with 'ekd data convert {path} OUT.h5'")
         check_layout(handle, path)
+        labels = handle.attrs["format"] == "ekd-labels"
+        if labels:
+            check_labels_layout(handle, path)
+        elif energies != "reference":
+            raise DataError(f"{path}: energies='{energies}' needs a labels file (teacher energies), this is a frames file")
         optional = lambda key: handle[key][()] if key in handle else None  # noqa: E731
         self.ptr = handle["ptr"][()].astype(np.int64)
         self.molecule_names, self.molecule_codes = read_molecule_codes(handle, _BLOCK)
         self.energy, self.cell, self.stress = optional("energy"), optional("cell"), optional("stress")
         self.pbc = None if "pbc" not in handle else handle["pbc"][()].astype(bool)
-        self.per_atom = ["numbers", "positions"] + [k for k in ("forces",) if k in handle] + [f"atom_data/{k}" for k in handle.get("atom_data", {})]
+        self.keys = self._LABELS if labels else {key: key for key in ["forces"] + [f"atom_data/{k}" for k in handle.get("atom_data", {})] if key in handle}
+        self.per_atom = ["numbers", "positions", *self.keys]
         self.metadata = {**json.loads(handle.attrs.get("metadata", "{}")), "source": str(path), "sha256": sha256_file(path), "format": "ekd"}
+        if labels:
+            self.stress = self._teacher_mean("teacher_stress")
+            if energies == "teachers":
+                if "teacher_energy" not in handle:
+                    raise DataError(f"{path}: no teacher energies recorded (labels made without them)")
+                self.energy = self._teacher_mean("teacher_energy")
+            self.metadata.update(labels=True, provenance=json.loads(handle.attrs["provenance"]))
         self.species, self.counts = self._element_counts()
+
+    def _teacher_mean(self, key: str) -> np.ndarray | None:
+        """The mean over the teachers (first axis) of the per-conformation array ``key``, read a
+        block of conformations at a time, or None if absent."""
+        if key not in self.handle:
+            return None
+        stored = self.handle[key]
+        return np.concatenate([stored[:, start : start + _BLOCK].mean(axis=0) for start in range(0, stored.shape[1], _BLOCK)])
 
     @property
     def handle(self) -> h5py.File:
@@ -74,7 +100,7 @@ class _File:
 
     def read(self, key: str, rows: np.ndarray) -> np.ndarray:
         """The rows ``rows`` (increasing) of the per-atom array ``key``, read run by run."""
-        dataset = self.handle[key]
+        dataset = self.handle[self.keys.get(key, key)]
         if not len(rows):
             return np.zeros((0, *dataset.shape[1:]), dtype=dataset.dtype)
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
@@ -184,13 +210,18 @@ class StreamedDataset(PerConformation):
 
     def fingerprint(self) -> str:
         """sha256 of the file's and the view's conformations (equal views, equal fingerprints)."""
-        return hashlib.sha256(f"{self.metadata['sha256']} {self._derivatives}".encode() + self.index.tobytes()).hexdigest()
+        return hashlib.sha256(f"{self.metadata['sha256']} {self._file.energies} {self._derivatives}".encode() + self.index.tobytes()).hexdigest()
 
 
-def stream(path: str | os.PathLike) -> StreamedDataset:
-    """Open an ekd HDF5 file (``ekd data convert`` makes one from any format) for lazy reading."""
+def stream(path: str | os.PathLike, energies: Literal["reference", "teachers"] = "reference") -> StreamedDataset:
+    """Open an ekd HDF5 file (``ekd data convert`` makes one from any format) for lazy reading.
+
+    A labels file (``ekd label``) opens as its training view, as ``Labels.read(path).dataset(energies)``
+    does, less ``atom_data['teacher_forces']``: the teachers' mean forces and stress, the
+    per-atom ``force_spread``, the reference energies or (``energies="teachers"``) the teachers'
+    mean; the per-teacher forces are never read."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    file = _File(path)
+    file = _File(path, energies)
     return StreamedDataset(file, np.arange(len(file.ptr) - 1))

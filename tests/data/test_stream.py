@@ -1,6 +1,7 @@
 """Data larger than memory: the one-pass converter (``ekd data convert``) and the lazy reader
 (``ekd.data.stream``), checked array by array against reading the same files whole."""
 
+import importlib
 import pickle
 
 import numpy as np
@@ -8,6 +9,8 @@ import pytest
 
 from ekd.data import Dataset, ReadOptions, convert, hdf5, read, stream
 from ekd.errors import DataError
+
+stream_module = importlib.import_module("ekd.data.stream")  # (ekd.data.stream is also a function's name)
 
 SHARED = "../shared/data/"
 ARRAYS = ("numbers", "positions", "ptr", "molecule", "energy", "forces", "cell", "pbc", "stress")
@@ -107,3 +110,33 @@ def test_a_streamed_dataset_is_scored_block_by_block_as_the_same_data_in_memory(
     expected = evaluate(model, {name: whole})[name]
     assert "force_mae" in expected and ("stress_mae_GPa" in expected) == (name == "metals")
     assert evaluate_streamed(model, streamed, block=37) == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("energies", ["reference", "teachers"])
+def test_a_streamed_labels_file_is_the_training_view_without_reading_the_teachers_forces(tmp_path, on_disk, monkeypatch, energies):
+    from ekd.data import Labels, TeacherRecord
+    from ekd.data.labels import make_provenance
+
+    whole, _ = on_disk["metals"]  # periodic: the teachers' stresses too
+    rng = np.random.default_rng(0)
+    teachers = [TeacherRecord("pairmlp", f"pairmlp:{k}", None, k) for k in range(3)]
+    labels = Labels(whole.without_forces(), rng.normal(size=(3, whole.n_atoms, 3)), teachers, whole.energy + rng.normal(size=(3, len(whole))),
+                    [], make_provenance(whole), rng.normal(size=(3, len(whole), 6)))
+    labels.write(tmp_path / "labels.h5")
+    expected = labels.dataset(energies)
+    read_key = stream_module._File.read
+    monkeypatch.setattr(stream_module._File, "read", lambda self, key, rows: read_key(self, key, rows) if self.keys.get(key, key) != "teacher_forces" else pytest.fail("teacher forces read"))
+    streamed = stream(tmp_path / "labels.h5", energies)
+    index = [5, 0, len(whole) - 1, 2]
+    got, want = streamed.subset(index).load(), expected.subset(index)
+    assert_same(got, want)
+    assert np.array_equal(got.atom_data["force_spread"], want.atom_data["force_spread"]) and "teacher_forces" not in got.atom_data
+    assert np.array_equal(streamed.energy, expected.energy)
+    provenance = streamed.metadata["provenance"]
+    assert provenance["source_sha256"] == labels.provenance["source_sha256"] and provenance["teachers"][1]["spec"] == "pairmlp:1"
+    assert streamed.fingerprint() != stream(tmp_path / "labels.h5", "teachers" if energies == "reference" else "reference").fingerprint()
+
+
+def test_teacher_energies_need_a_labels_file(on_disk):
+    with pytest.raises(DataError, match=r"metals.h5: energies='teachers' needs a labels file"):
+        stream(on_disk["metals"][1]._file.path, "teachers")
