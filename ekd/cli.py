@@ -191,7 +191,7 @@ def train_command(backend, data_path, forces, out, config_path, epochs, seed, fo
     if test is not None and test.energy_mae is not None:
         click.echo(f"held-out test ({test.n_conformations} conformations): energy MAE {test.energy_mae:.3f} kcal/mol")
     if test is not None and test.force_mae is not None:
-        click.echo(f"held-out test force MAE {test.force_mae:.3f} kcal/mol/Å (reference forces)")
+        click.echo(f"held-out test force MAE {test.force_mae:.3f} kcal/mol/Å (against the data's forces)")
     click.echo(f"model: {summary.model.path}; log: {Path(out) / 'history.csv'}")
 
 
