@@ -15,7 +15,7 @@ import numpy as np
 from ekd.data import Dataset
 from ekd.units import KCAL_PER_MOL
 
-__all__ = ["ErrorSums", "comp6_errors", "comp6_metrics", "refit_offsets", "relative_energy_errors"]
+__all__ = ["ErrorSums", "comp6_errors", "comp6_metrics", "refit_offsets", "relative_energy_sums"]
 
 
 class ErrorSums(NamedTuple):
@@ -43,7 +43,7 @@ class ErrorSums(NamedTuple):
         return self.absolute / self.count, float(np.sqrt(self.squared / self.count))
 
 
-def relative_energy_errors(predicted: np.ndarray, reference: np.ndarray, molecule: np.ndarray) -> ErrorSums:
+def relative_energy_sums(predicted: np.ndarray, reference: np.ndarray, molecule: np.ndarray) -> ErrorSums:
     """Sums of the errors (E_a − E_b)_pred − (E_a − E_b)_ref over every pair a < b of the same
     molecule (input units), from each molecule's sorted residuals: O(n log n) time and O(n)
     memory, where the pairs themselves would take O(n²) (16.7 million for 10,000 conformations
@@ -77,7 +77,7 @@ def comp6_errors(frames: Dataset, energy: np.ndarray, forces: np.ndarray | None)
     errors = {}
     if frames.energy is not None:
         errors["energy"] = ErrorSums.of((energy - frames.energy) / KCAL_PER_MOL)
-        errors["relative_energy"] = relative_energy_errors(energy, frames.energy, frames.molecule).scaled(1 / KCAL_PER_MOL)
+        errors["relative_energy"] = relative_energy_sums(energy, frames.energy, frames.molecule).scaled(1 / KCAL_PER_MOL)
     if forces is not None and frames.forces is not None:  # (a streamed dataset has no forces attribute: its forces are scored a block at a time)
         errors["force"] = ErrorSums.of((forces - frames.forces) / KCAL_PER_MOL)
     return errors

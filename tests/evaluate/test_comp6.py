@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ekd.data import Dataset, read
-from ekd.evaluate import comp6_errors, comp6_metrics, evaluate, refit_offsets, relative_energy_errors
+from ekd.evaluate import comp6_errors, comp6_metrics, evaluate, refit_offsets, relative_energy_sums
 from ekd.evaluate.comp6 import ErrorSums
 from ekd.model import Prediction
 from ekd.units import KCAL_PER_MOL
@@ -22,10 +22,10 @@ class Shifted:
         return Prediction(energy, None if not forces else frames.forces + self.force_error)
 
 
-def test_relative_energy_errors_by_hand():
+def test_relative_energy_sums_by_hand():
     # molecule a: residuals (1, 3, 6) -> pair differences 1-3, 1-6, 3-6 = -2, -5, -3; molecule b: one conformation
     predicted = np.array([1.0, 6.0, 3.0, 10.0])
-    errors = relative_energy_errors(predicted, np.zeros(4), np.array(["a", "a", "a", "b"]))
+    errors = relative_energy_sums(predicted, np.zeros(4), np.array(["a", "a", "a", "b"]))
     assert errors == ErrorSums(3, 10.0, 38.0)
 
 
@@ -38,7 +38,7 @@ def test_relative_energy_sums_equal_those_of_every_pair():
         r = (predicted - reference)[molecule == name]
         i, j = np.triu_indices(len(r), 1)
         pairs.append(r[i] - r[j])
-    count, absolute, squared = relative_energy_errors(predicted, reference, molecule)
+    count, absolute, squared = relative_energy_sums(predicted, reference, molecule)
     assert count == sum(map(len, pairs))
     assert absolute == pytest.approx(np.abs(np.concatenate(pairs)).sum(), rel=1e-12)
     assert squared == pytest.approx((np.concatenate(pairs) ** 2).sum(), rel=1e-12)
