@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from ekd import distributed
@@ -19,7 +20,8 @@ from ekd.config import dump_yaml, load_yaml, validate
 from ekd.data import DEFAULT_DATASET, Dataset, ReadOptions
 from ekd.data import stream as streamed
 from ekd.data.embedded import resolve
-from ekd.data.labels import Labels, TeacherRecord, data_identity, make_provenance
+from ekd.data.frames import PerConformation
+from ekd.data.labels import Labels, LabelsWriter, TeacherRecord, data_identity, make_provenance
 from ekd.ensemble import Ensemble
 from ekd.errors import ConfigError, DataError
 from ekd.evaluate import evaluate, evaluate_streamed
@@ -27,14 +29,14 @@ from ekd.backend import validate_options
 from ekd.model import CHECKPOINT_FORMAT, Model
 from ekd.parallel import TrainJob, run_jobs
 from ekd.plugins import get_backend
-from ekd.progress import ProgressCallback
+from ekd.progress import ProgressCallback, progress_bar
 from ekd.report import Scores
 from ekd.provenance import config_hash, frames_fingerprint, package_versions, sha256_file
 from ekd.runconfig import RunConfig, TeacherMember, parse_teacher_spec
 from ekd.stages import Stage
 from ekd.train import TrainConfig, inverse_spread_weights, train
 
-__all__ = ["DEFAULT_FORCE_WEIGHT", "TrainSummary", "failed_teachers", "label", "train_ensemble", "train_model", "train_students"]
+__all__ = ["DEFAULT_FORCE_WEIGHT", "TrainSummary", "failed_teachers", "label", "label_to_file", "train_ensemble", "train_model", "train_students"]
 
 #: force weight used by ``--forces`` when the config sets none
 DEFAULT_FORCE_WEIGHT = 0.1
@@ -249,8 +251,7 @@ def label(data: Dataset, ensemble: Ensemble, left_out: list[dict] | None = None,
     """
     unlabelled = data.without_forces()
     periodic = bool(data.periodic.any())
-    records = [TeacherRecord(m.backend.name, name, sha256_file(m.path) if m.path else None, (m.info.get("member") or {}).get("seed"), m.info.get("pretrained"))
-               for name, m in zip(ensemble.names, ensemble.models)]
+    records = _teacher_records(ensemble)
     ranks = distributed.world()
     if ranks == 1:
         forces, energies, stresses = _member_predictions(unlabelled, ensemble, periodic, show_progress)
@@ -272,6 +273,30 @@ def label(data: Dataset, ensemble: Ensemble, left_out: list[dict] | None = None,
         energies = np.concatenate([p["energies"] for p in parts], axis=1)
         stresses = np.concatenate([p["stresses"] for p in parts], axis=1) if periodic else None
     return Labels(unlabelled, forces, records, energies, left_out or [], make_provenance(data, config), stresses)
+
+
+def label_to_file(data: PerConformation, ensemble: Ensemble, path: str | os.PathLike, left_out: list[dict] | None = None, config: dict | None = None,
+                  block: int = 4096, show_progress: bool = True) -> None:
+    """:func:`label` for data larger than memory (a streamed dataset, ``ekd.data.stream``), in one
+    process: the labels file ``path`` is written ``block`` conformations at a time, holding one
+    block's member forces. ``ekd.data.stream(path)`` opens it as the students' training data."""
+    if not len(data):
+        raise DataError(f"{data.metadata.get('source', 'data')}: no conformations to label")
+    unlabelled, periodic = data.without_forces(), bool(data.periodic.any())
+    records, provenance = _teacher_records(ensemble), make_provenance(data, config)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle, progress_bar("label", len(data), show_progress, unit="conformation") as bar:
+        writer = LabelsWriter(handle)
+        for _, part in unlabelled.blocks(block):
+            forces, energies, stresses = _member_predictions(part, ensemble, periodic, False)
+            block_labels = Labels(part, forces, records, energies, left_out or [], provenance, stresses)
+            writer.append(block_labels)
+            bar.update(len(part))
+        writer.finish(block_labels)
+
+
+def _teacher_records(ensemble: Ensemble) -> list[TeacherRecord]:
+    return [TeacherRecord(m.backend.name, name, sha256_file(m.path) if m.path else None, (m.info.get("member") or {}).get("seed"), m.info.get("pretrained"))
+            for name, m in zip(ensemble.names, ensemble.models)]
 
 
 def _member_predictions(frames: Dataset, ensemble: Ensemble, periodic: bool, show_progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -99,28 +99,32 @@ class FramesWriter:
         self.handle.attrs["metadata"] = json.dumps(metadata, default=str)
 
     def _extend(self, key: str, values: np.ndarray) -> None:
-        if key not in self.handle:
-            dtype = h5py.string_dtype() if values.dtype == object else values.dtype
-            self.handle.create_dataset(key, shape=(0, *values.shape[1:]), maxshape=(None, *values.shape[1:]), dtype=dtype,
-                                       chunks=(max(1, _CHUNK_BYTES // max(values[:1].nbytes, 8)), *values.shape[1:]))
-        dataset = self.handle[key]
-        start = len(dataset)
-        dataset.resize(start + len(values), axis=0)
-        dataset[start:] = values
+        extend(self.handle, key, values)
 
 
-def write_frames_to_group(handle: h5py.File, frames: Dataset) -> None:
-    """Write the Dataset arrays and attributes into an open, empty HDF5 file."""
-    writer = FramesWriter(handle)
-    writer.append(frames)
-    writer.finish(frames.metadata)
+def extend(handle: h5py.File, key: str, values: np.ndarray, axis: int = 0) -> None:
+    """Append ``values`` to the array ``key`` of ``handle`` along ``axis`` (created resizable and
+    chunked, about 64 KiB a chunk, on first use)."""
+    if key not in handle:
+        shape = list(values.shape)
+        rows = max(1, _CHUNK_BYTES // max(values.take([0], axis=axis).nbytes if shape[axis] else 8, 8))
+        shape[axis] = 0
+        maxshape = [None if k == axis else n for k, n in enumerate(shape)]
+        chunks = [rows if k == axis else n for k, n in enumerate(values.shape)]
+        handle.create_dataset(key, shape=shape, maxshape=maxshape, chunks=tuple(chunks), dtype=values.dtype)
+    dataset = handle[key]
+    start = dataset.shape[axis]
+    dataset.resize(start + values.shape[axis], axis=axis)
+    dataset[(slice(None),) * axis + (slice(start, None),)] = values
 
 
 def write_ekd_h5(frames: Dataset, path: str | os.PathLike) -> None:
     """Write Dataset to ``path`` in ekd's HDF5 format, atomically."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
         handle.attrs["format"] = "ekd-frames"
-        write_frames_to_group(handle, frames)
+        writer = FramesWriter(handle)
+        writer.append(frames)
+        writer.finish(frames.metadata)
 
 
 def check_layout(handle: h5py.File, path: Path) -> None:

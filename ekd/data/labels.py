@@ -34,11 +34,11 @@ import numpy as np
 from ekd._io import atomic_path
 from ekd.data.frames import Dataset
 from ekd.data.formats import Reader
-from ekd.data.hdf5 import has_format, read_frames_from_group, write_frames_to_group
+from ekd.data.hdf5 import FramesWriter, extend, has_format, read_frames_from_group
 from ekd.errors import DataError
 from ekd.provenance import frames_fingerprint, package_versions
 
-__all__ = ["LABELS_FORMAT_VERSION", "READER", "Labels", "TeacherRecord", "ensemble_statistics", "read_labels"]
+__all__ = ["LABELS_FORMAT_VERSION", "READER", "Labels", "LabelsWriter", "TeacherRecord", "ensemble_statistics", "read_labels"]
 
 #: layout version of the labels file (attribute ``labels_format_version``)
 LABELS_FORMAT_VERSION = 1
@@ -161,20 +161,10 @@ class Labels:
     # file ---------------------------------------------------------------------------------------
     def write(self, path: str | os.PathLike) -> None:
         """Write the labels file atomically (layout in the module docstring)."""
-        mean, spread = ensemble_statistics(self.member_forces)
-        body = dataclasses.replace(self.data.without_forces(), atom_data={})  # no reference forces or stresses
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
-            handle.attrs["format"] = "ekd-labels"
-            write_frames_to_group(handle, body)
-            handle.attrs["labels_format_version"] = LABELS_FORMAT_VERSION
-            handle.create_dataset("teacher_forces", data=np.asarray(self.member_forces, dtype=np.float64))
-            handle.create_dataset("teacher_force_mean", data=mean)
-            handle.create_dataset("teacher_force_spread", data=spread)
-            if self.member_energy is not None:
-                handle.create_dataset("teacher_energy", data=np.asarray(self.member_energy, dtype=np.float64))
-            if self.member_stress is not None:
-                handle.create_dataset("teacher_stress", data=np.asarray(self.member_stress, dtype=np.float64))
-            handle.attrs["provenance"] = json.dumps({**self.provenance, "teachers": [dataclasses.asdict(t) for t in self.teachers], "left_out": self.left_out}, default=str)
+            writer = LabelsWriter(handle)
+            writer.append(self)
+            writer.finish(self)
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "Labels":
@@ -197,6 +187,32 @@ class Labels:
                 provenance=provenance,
                 member_stress=handle["teacher_stress"][()] if "teacher_stress" in handle else None,
             )
+
+
+class LabelsWriter:
+    """Writes a labels file (an open, empty HDF5 file) one block of conformations at a time, so
+    that labels larger than memory are written holding one block's."""
+
+    def __init__(self, handle: h5py.File):
+        handle.attrs["format"] = "ekd-labels"
+        self.handle, self.frames = handle, FramesWriter(handle)
+
+    def append(self, block: Labels) -> None:
+        """Add the conformations of ``block`` after those written so far."""
+        self.frames.append(dataclasses.replace(block.data.without_forces(), atom_data={}))  # no reference forces or stresses
+        mean, spread = ensemble_statistics(block.member_forces)
+        extend(self.handle, "teacher_forces", np.asarray(block.member_forces, dtype=np.float64), axis=1)
+        extend(self.handle, "teacher_force_mean", mean)
+        extend(self.handle, "teacher_force_spread", spread)
+        for key, values in (("teacher_energy", block.member_energy), ("teacher_stress", block.member_stress)):
+            if values is not None:
+                extend(self.handle, key, np.asarray(values, dtype=np.float64), axis=1)
+
+    def finish(self, labels: Labels) -> None:
+        """Write the metadata, version and provenance (the data's, teachers and left-out of ``labels``)."""
+        self.frames.finish(labels.data.metadata)
+        self.handle.attrs["labels_format_version"] = LABELS_FORMAT_VERSION
+        self.handle.attrs["provenance"] = json.dumps({**labels.provenance, "teachers": [dataclasses.asdict(t) for t in labels.teachers], "left_out": labels.left_out}, default=str)
 
 
 def check_labels_layout(handle: h5py.File, path: Path) -> None:

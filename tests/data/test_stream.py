@@ -140,3 +140,28 @@ def test_a_streamed_labels_file_is_the_training_view_without_reading_the_teacher
 def test_teacher_energies_need_a_labels_file(on_disk):
     with pytest.raises(DataError, match=r"metals.h5: energies='teachers' needs a labels file"):
         stream(on_disk["metals"][1]._file.path, "teachers")
+
+
+@pytest.mark.parametrize("name", ["metals", "s66x8"])
+def test_labelling_a_streamed_dataset_block_by_block_writes_the_labels_of_the_whole(tmp_path, on_disk, name):
+    import h5py
+    import torch
+
+    from ekd.backend import Statistics
+    from ekd.ensemble import Ensemble
+    from ekd.model import Model
+    from ekd.pipeline import label, label_to_file
+
+    whole, streamed = on_disk[name]
+    statistics = Statistics.of(whole, whole.elements, 4.0)
+    ensemble = Ensemble([Model.build("pairmlp", whole.elements, statistics, {"cutoff": 4.0, "width": 8, "n_rbf": 4}, seed=k, dtype=torch.float64)
+                         for k in range(3)], ["a", "b", "c"])
+    label(whole, ensemble, show_progress=False).write(tmp_path / "whole.h5")
+    label_to_file(streamed, ensemble, tmp_path / "blocks.h5", block=37, show_progress=False)
+    with h5py.File(tmp_path / "whole.h5") as expected, h5py.File(tmp_path / "blocks.h5") as got:
+        keys = set(expected) - {"molecule", "molecule_names"}  # (codes numbered in the order met: compared as ids below)
+        assert keys == set(got) - {"molecule", "molecule_names"} and {"teacher_forces", "teacher_energy"} <= keys and ("teacher_stress" in keys) == (name == "metals")
+        for key in keys:
+            a, b = expected[key][()], got[key][()]
+            assert a.shape == b.shape and np.allclose(a, b, rtol=1e-12, atol=1e-12, equal_nan=True), key
+    assert np.array_equal(read(tmp_path / "blocks.h5").molecule, read(tmp_path / "whole.h5").molecule)
