@@ -24,7 +24,7 @@ from ekd.data.frames import PerConformation
 from ekd.data.labels import Labels, LabelsWriter, TeacherRecord, data_identity, make_provenance
 from ekd.ensemble import Ensemble
 from ekd.errors import ConfigError, DataError
-from ekd.evaluate import evaluate, evaluate_streamed
+from ekd.evaluate import evaluate_streamed
 from ekd.backend import validate_options
 from ekd.model import CHECKPOINT_FORMAT, Model
 from ekd.parallel import TrainJob, run_jobs
@@ -137,7 +137,7 @@ def train_model(
         best_epoch=result.best_epoch,
         stopped_early=result.stopped_early,
         seconds=round(result.seconds, 1),
-        test=(Scores(**evaluate_streamed(result.model, test_part)) if stream else Scores(**evaluate(result.model, {"test": test_part})["test"])) if len(test_part) else None,
+        test=Scores(**evaluate_streamed(result.model, test_part)) if len(test_part) else None,  # a block at a time: streamed or not
         data=str(path),
         data_sha256=frames.metadata.get("sha256"),
     )

@@ -72,22 +72,22 @@ class FramesWriter:
                             f"the blocks before it had {self.labels}")
         self.labels = labels
         if not self.conformations:
-            self._extend("ptr", np.zeros(1, dtype=np.int64))
-        self._extend("numbers", frames.numbers.astype(np.uint8 if frames.numbers.max(initial=0) < 256 else np.int64))
-        self._extend("positions", frames.positions)
-        self._extend("ptr", frames.ptr[1:] + self.atoms)
+            extend(self.handle, "ptr", np.zeros(1, dtype=np.int64))
+        extend(self.handle, "numbers", frames.numbers.astype(np.uint8 if frames.numbers.max(initial=0) < 256 else np.int64))
+        extend(self.handle, "positions", frames.positions)
+        extend(self.handle, "ptr", frames.ptr[1:] + self.atoms)
         names, inverse = np.unique(frames.molecule, return_inverse=True)
         codes = np.array([self.molecule_codes.setdefault(str(name), len(self.molecule_codes)) for name in names], dtype=np.int32)
-        self._extend("molecule", codes[inverse.reshape(-1)])
+        extend(self.handle, "molecule", codes[inverse.reshape(-1)])
         for key, values in (("energy", frames.energy), ("forces", frames.forces), *((f"atom_data/{k}", v) for k, v in frames.atom_data.items())):
             if values is not None:
-                self._extend(key, values)
+                extend(self.handle, key, values)
         periodic = {"cell": frames.cell, "pbc": frames.pbc, "stress": frames.stress}
         for key, values in periodic.items():
             if values is not None or key in self.handle:
                 if key not in self.handle and self.conformations:
-                    self._extend(key, self._FILLED[key](self.conformations))
-                self._extend(key, values if values is not None else self._FILLED[key](len(frames)))
+                    extend(self.handle, key, self._FILLED[key](self.conformations))
+                extend(self.handle, key, values if values is not None else self._FILLED[key](len(frames)))
         self.conformations += len(frames)
         self.atoms += frames.n_atoms
 
@@ -97,9 +97,6 @@ class FramesWriter:
         self.handle.attrs.update(_UNITS)
         self.handle.attrs["format_version"] = FORMAT_VERSION
         self.handle.attrs["metadata"] = json.dumps(metadata, default=str)
-
-    def _extend(self, key: str, values: np.ndarray) -> None:
-        extend(self.handle, key, values)
 
 
 def extend(handle: h5py.File, key: str, values: np.ndarray, axis: int = 0) -> None:

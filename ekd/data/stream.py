@@ -188,7 +188,7 @@ class StreamedDataset(PerConformation):
         """These conformations in memory (read in file order, then put in this view's order)."""
         order = np.argsort(self.index, kind="stable")
         in_file_order = atom_rows(self._file.ptr, self.index[order])
-        local_ptr = np.concatenate([[0], np.cumsum(np.diff(self._file.ptr)[self.index[order]])])
+        local_ptr = np.concatenate([[0], np.cumsum(self.sizes[order])])
         position = np.empty_like(order)
         position[order] = np.arange(len(order))
         gather = atom_rows(local_ptr, position)
