@@ -194,6 +194,8 @@ def grow(out: str | os.PathLike, config: RunConfig | None = None, settings: Grow
     """
     out = Path(out)
     config = config if config is not None else RunConfig()
+    if config.data.stream:
+        raise ConfigError("ekd grow adds conformations to its data in memory; data.stream (--stream) does not apply")
     settings = settings if isinstance(settings, GrowSettings) else validate(GrowSettings, settings or {}, "grow")
     start = Run(out / "source", config, data, show_progress=False)  # reads the data, and the held-out file they name
     pool, config = start.data, start.config

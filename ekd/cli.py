@@ -209,13 +209,15 @@ def run_options(command):
         click.option("--eval", "eval_paths", multiple=True, help="Also score on this dataset file (repeat; replaces evaluate.files)."),
         click.option("--size", type=click.Choice(["auto", "small", "upstream"]), help="Model size: small (CPU), upstream (the libraries' own, GPU); auto: by device."),
         click.option("--stress-weight", type=click.FloatRange(min=0), help="Weight of the student's stress term (periodic data; eV/Å³; default 0: off)."),
+        click.option("--stream", is_flag=True, default=None,
+                     help="Read the data lazily, a batch at a time, labels too (an ekd HDF5 file: 'ekd data convert' makes one)."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _config(out, config_path, data_path, test_path, teacher_spec, student_backend, epochs, jobs, eval_paths, size, stress_weight, **extra):
+def _config(out, config_path, data_path, test_path, teacher_spec, student_backend, epochs, jobs, eval_paths, size, stress_weight, stream, **extra):
     """The run configuration: the given YAML (or the saved config in ``out``) with the flags on top."""
     from ekd.runconfig import RunConfig
 
@@ -229,6 +231,7 @@ def _config(out, config_path, data_path, test_path, teacher_spec, student_backen
         "evaluate.files": list(eval_paths) or None,
         "size": size,
         "student.train.stress_weight": stress_weight,
+        "data.stream": stream,
         **extra,
     }
     saved = Path(out) / "config.yaml"
@@ -256,10 +259,13 @@ def teach_command(member, **kwargs) -> None:
 @run_options
 def label_command(**kwargs) -> None:
     """Label every conformation with each teacher's forces; write RUN_DIR/labels.h5."""
+    from ekd.data.labels import read_provenance
+
     run = _run(**kwargs)
-    labels = run.label()
-    left_out = f"; left out: {', '.join(t['name'] for t in labels.left_out)}" if labels.left_out else ""
-    click.echo(f"labels: {run.directory / 'labels.h5'} ({len(labels.teachers)} teachers, {len(labels.data)} conformations{left_out})")
+    run.label()
+    provenance = read_provenance(run.directory / "labels.h5")
+    left_out = f"; left out: {', '.join(t['name'] for t in provenance['left_out'])}" if provenance["left_out"] else ""
+    click.echo(f"labels: {run.directory / 'labels.h5'} ({len(provenance['teachers'])} teachers, {len(run.data)} conformations{left_out})")
 
 
 @cli.command("student")

@@ -25,7 +25,8 @@ def epoch_seconds(job: TrainJob, threads: int = 1, steps: int = 3) -> float:
     """Wall seconds one epoch of ``job`` takes on ``threads`` threads (training and validation):
     ``steps`` of the trainer's own optimizer steps timed after one warm-up step, scaled to the
     epoch's batches."""
-    config, frames = job.config, job.train_frames
+    config = job.config
+    frames = job.train_frames.subset(np.arange(min(len(job.train_frames), (steps + 1) * config.batch_size))).load()  # (the data may be streamed)
     if config.force_weight > 0 and frames.forces is None:
         frames = frames.with_forces(np.zeros_like(frames.positions))  # the cost does not depend on the values
     previous = torch.get_num_threads()
@@ -44,7 +45,7 @@ def epoch_seconds(job: TrainJob, threads: int = 1, steps: int = 3) -> float:
     finally:
         torch.set_num_threads(previous)
     # validation: a forward pass (and forces) per conformation, about a third of a training step
-    return per_conformation * (len(frames) + len(job.val_frames) / 3)
+    return per_conformation * (len(job.train_frames) + len(job.val_frames) / 3)
 
 
 def stage_seconds(jobs: list[TrainJob], workers: int | None = None, timed: dict | None = None) -> float:

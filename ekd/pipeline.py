@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -31,7 +32,7 @@ from ekd.parallel import TrainJob, run_jobs
 from ekd.plugins import get_backend
 from ekd.progress import ProgressCallback, progress_bar
 from ekd.report import Scores
-from ekd.provenance import config_hash, frames_fingerprint, package_versions, sha256_file
+from ekd.provenance import config_hash, package_versions, sha256_file
 from ekd.runconfig import RunConfig, TeacherMember, parse_teacher_spec
 from ekd.stages import Stage
 from ekd.train import TrainConfig, inverse_spread_weights, train
@@ -172,7 +173,7 @@ def teacher_jobs(out: Path, config: RunConfig, members: list[TeacherMember], tra
         if config.teachers.subset_fraction < 1:
             keep = np.random.default_rng(m.seed).permutation(len(train_part))[: max(1, round(config.teachers.subset_fraction * len(train_part)))]
             subset = train_part.subset(np.sort(keep))
-        stage = Stage(out / m.name, config_hash("teacher", CHECKPOINT_FORMAT, dataclasses.asdict(m), train_config.hashed(), start, frames_fingerprint(subset), frames_fingerprint(validation)))
+        stage = Stage(out / m.name, config_hash("teacher", CHECKPOINT_FORMAT, dataclasses.asdict(m), train_config.hashed(), start, subset.fingerprint(), validation.fingerprint()))
         info = {"role": "teacher", "member": dataclasses.asdict(m), "data_sha256": train_part.metadata.get("sha256"), "level_of_theory": train_part.metadata.get("level_of_theory")}
         jobs.append(TrainJob(stage, m.backend, subset, validation, train_config, m.options, info))
     return jobs
@@ -258,7 +259,7 @@ def label(data: Dataset, ensemble: Ensemble, left_out: list[dict] | None = None,
     else:
         if shards is None:
             raise ValueError("labelling on several ranks needs a folder for the shards")
-        digest = config_hash("label-shard", data_identity(data), [r.checkpoint_sha256 for r in records], ranks)
+        digest = config_hash("label-shard", data_identity(data), _weights_identity(ensemble), ranks)
         me = distributed.rank()
         path = Path(shards) / f"shard-{me}-of-{ranks}.npz"
         if not (path.is_file() and str(np.load(path)["digest"]) == digest):
@@ -276,22 +277,80 @@ def label(data: Dataset, ensemble: Ensemble, left_out: list[dict] | None = None,
 
 
 def label_to_file(data: PerConformation, ensemble: Ensemble, path: str | os.PathLike, left_out: list[dict] | None = None, config: dict | None = None,
-                  block: int = 4096, show_progress: bool = True) -> None:
-    """:func:`label` for data larger than memory (a streamed dataset, ``ekd.data.stream``), in one
-    process: the labels file ``path`` is written ``block`` conformations at a time, holding one
-    block's member forces. ``ekd.data.stream(path)`` opens it as the students' training data."""
+                  block: int = 4096, show_progress: bool = True, shards: Path | None = None) -> None:
+    """:func:`label` for data larger than memory (a streamed dataset, ``ekd.data.stream``): the
+    labels file ``path`` is written ``block`` conformations at a time, holding one block's member
+    forces. ``ekd.data.stream(path)`` opens it as the students' training data.
+
+    With ``shards`` (a folder), each block's predictions are first kept there as
+    ``block-<k>.npz``, so that an interrupted labelling redoes only missing blocks; under
+    ``torchrun`` (which needs it) rank ``r`` labels blocks ``r, r + W, …`` and rank 0 writes the
+    file, then removes the blocks."""
     if not len(data):
         raise DataError(f"{data.metadata.get('source', 'data')}: no conformations to label")
     unlabelled, periodic = data.without_forces(), bool(data.periodic.any())
     records, provenance = _teacher_records(ensemble), make_provenance(data, config)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle, progress_bar("label", len(data), show_progress, unit="conformation") as bar:
+    ranks = distributed.world()
+    if shards is None and ranks > 1:
+        raise ValueError("labelling on several ranks needs a folder for the shards")
+    predictions = _label_blocks(unlabelled, ensemble, periodic, block, shards, show_progress) if shards is not None else None
+    if not distributed.is_main():
+        return
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle, progress_bar("label" if predictions is None else "write labels", len(data),
+                                                                              show_progress, unit="conformation") as bar:
         writer = LabelsWriter(handle)
-        for _, part in unlabelled.blocks(block):
-            forces, energies, stresses = _member_predictions(part, ensemble, periodic, False)
+        for k, (_, part) in enumerate(unlabelled.blocks(block)):
+            if predictions is None:
+                forces, energies, stresses = _member_predictions(part, ensemble, periodic, False)
+            else:
+                with np.load(predictions[k]) as saved:
+                    forces, energies, stresses = saved["forces"], saved["energies"], saved["stresses"] if periodic else None
             block_labels = Labels(part, forces, records, energies, left_out or [], provenance, stresses)
             writer.append(block_labels)
             bar.update(len(part))
         writer.finish(block_labels)
+    for saved in predictions or []:
+        saved.unlink()
+
+
+def _label_blocks(unlabelled: PerConformation, ensemble: Ensemble, periodic: bool, block: int, shards: Path, show_progress: bool) -> list[Path]:
+    """Each rank's blocks' member predictions into ``shards/block-<k>.npz`` (those saved with the
+    same data, teachers and block size are kept); every block's file, in order, once all ranks are done."""
+    ranks, me = distributed.world(), distributed.rank()
+    digest = config_hash("label-block", unlabelled.fingerprint(), _weights_identity(ensemble), block)
+    files = [Path(shards) / f"block-{k}.npz" for k in range(-(-len(unlabelled) // block))]
+    mine = [(first, files[first // block]) for first in range(me * block, len(unlabelled), ranks * block)]
+    with progress_bar("label", sum(min(block, len(unlabelled) - first) for first, _ in mine), show_progress and distributed.is_main(),
+                      unit="conformation") as bar:
+        for first, file in mine:
+            part = unlabelled.subset(np.arange(first, min(first + block, len(unlabelled))))
+            if _saved_digest(file) != digest:
+                arrays = dict(zip(("forces", "energies", "stresses"), _member_predictions(part.load(), ensemble, periodic, False)))
+                file.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(file) as tmp, open(tmp, "wb") as handle:
+                    np.savez(handle, digest=digest, **{k: v for k, v in arrays.items() if v is not None})
+            bar.update(len(part))
+    distributed.barrier()
+    return files
+
+
+def _weights_identity(ensemble: Ensemble) -> list[str]:
+    """sha256 of each member's weights (saved predictions are reused only for the same members)."""
+    identities = []
+    for model in ensemble.models:
+        digest = hashlib.sha256()
+        for tensor in model.module.state_dict().values():
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+        identities.append(digest.hexdigest())
+    return identities
+
+
+def _saved_digest(file: Path) -> str | None:
+    """The digest a saved block of predictions was made with (None: no such file)."""
+    if not file.is_file():
+        return None
+    with np.load(file) as saved:
+        return str(saved["digest"])
 
 
 def _teacher_records(ensemble: Ensemble) -> list[TeacherRecord]:
@@ -322,7 +381,7 @@ def student_jobs(out: Path, config: RunConfig, train_part: Dataset, validation: 
         seed = config.student.seed + k
         train_config, start = warm_started(config, config.train_config(role, seed=seed), f"{role}s", f"seed-{seed}")
         digest = config_hash(role, CHECKPOINT_FORMAT, config.student.backend, config.student_options, None if baseline else config.student.weighting,
-                             train_config.hashed(), start, *(frames_fingerprint(p) for p in parts))
+                             train_config.hashed(), start, *(p.fingerprint() for p in parts))
         stage = Stage(out / f"{role}s" / f"seed-{seed}", digest)
         jobs.append(TrainJob(stage, config.student.backend, *parts, train_config, config.student_options, {"role": role, "seed": seed, **info}))
     return jobs

@@ -17,9 +17,10 @@ import numpy as np
 
 from ekd._io import atomic_path
 from ekd.data import Dataset
+from ekd.data.frames import PerConformation
 from ekd.ensemble import Ensemble
 from ekd.errors import DataError
-from ekd.evaluate import evaluate
+from ekd.evaluate import evaluate, evaluate_streamed
 from ekd.evaluate.calibration import calibration_plot, force_calibration
 from ekd.evaluate.materials import PROPERTIES, material_properties, system_elements
 from ekd.evaluate.md import MDSettings, md_stability
@@ -34,6 +35,8 @@ HELD_OUT = "held-out test"
 METRICS = ("energy_mae", "energy_rmse", "relative_energy_mae", "relative_energy_rmse", "force_mae", "force_rmse")
 #: the columns added for datasets with periodic conformations
 PERIODIC_METRICS = ("energy_per_atom_mae_meV", "force_mae_meV", "stress_mae_GPa")
+#: conformations of a streamed dataset its parity plots and calibration are made from
+PLOT_SAMPLE = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,6 +278,14 @@ def calibration_table(calibration: dict) -> list[str]:
     return lines
 
 
+def plot_sample(data: PerConformation, size: int) -> Dataset:
+    """At most ``size`` conformations of a streamed dataset, seeded, in memory: what its parity
+    plots and calibration are made from (its scores cover every conformation)."""
+    if len(data) <= size:
+        return data.load()
+    return data.subset(np.sort(np.random.default_rng(0).choice(len(data), size, replace=False))).load()
+
+
 def calibration_of(predictions: dict[str, dict], datasets: dict[str, Dataset], plot_dir: Path | None = None) -> dict | None:
     """:func:`force_calibration` of the teacher ensemble and the students on every dataset with
     reference forces the ensemble was scored on, from their ``predictions`` (model → dataset →
@@ -354,7 +365,7 @@ def _other_reference(model_level: str | None, data_level: str | None) -> bool:
 
 def build_report(
     models: dict[str, Model | Ensemble],
-    datasets: dict[str, Dataset],
+    datasets: dict[str, PerConformation],
     references: dict[str, str | None],
     config: dict,
     refit_offsets: bool = False,
@@ -369,7 +380,9 @@ def build_report(
     Args:
         models: name → model or ensemble; names starting with ``student``/``baseline`` are seeds
             of the headline, ``teacher ensemble`` is the ensemble the labels came from.
-        datasets: name → conformations with reference energies (and forces to score forces).
+        datasets: name → conformations with reference energies (and forces to score forces);
+            a streamed one (``ekd.data.stream``) is scored a block at a time, and its parity plots
+            and calibration come from a seeded sample of :data:`PLOT_SAMPLE` conformations.
         references: dataset name → level of theory of its energies (offsets are refit for a
             model on another known level).
         plot_dir: parity plots of the ensemble, students and baselines go to ``plot_dir/<model>``.
@@ -379,6 +392,7 @@ def build_report(
         show_progress: a progress bar for the MD runs.
     """
     results, refits, predictions = {}, {}, {}
+    samples = {dataset: plot_sample(data, PLOT_SAMPLE) for dataset, data in datasets.items() if not isinstance(data, Dataset)}
     for name, predictor in models.items():
         level = energy_level(predictor.models if isinstance(predictor, Ensemble) else [predictor])
         scores = {}
@@ -386,8 +400,14 @@ def build_report(
             if not set(data.elements) <= set(predictor.species):
                 continue
             refit = refit_offsets or _other_reference(level, references[dataset])
-            plots = plot_dir / name.replace(" ", "_") if plot_dir is not None and name.startswith(("student", "teacher ensemble", "baseline")) else None
-            scores.update(evaluate(predictor, {dataset: data}, refit=refit, plot_dir=plots, predictions=predictions.setdefault(name, {})))
+            plotted = name.startswith(("student", "teacher ensemble", "baseline"))
+            plots = plot_dir / name.replace(" ", "_") if plot_dir is not None and plotted else None
+            if dataset in samples:  # streamed: scored a block at a time; plots and calibration from the sample
+                scores[dataset] = evaluate_streamed(predictor, data, refit=refit)
+                if plotted:
+                    evaluate(predictor, {dataset: samples[dataset]}, refit=refit, plot_dir=plots, predictions=predictions.setdefault(name, {}))
+            else:
+                scores.update(evaluate(predictor, {dataset: data}, refit=refit, plot_dir=plots, predictions=predictions.setdefault(name, {})))
             if refit:
                 refits.setdefault(name, []).append(dataset)
         scores.pop("all", None)
@@ -409,5 +429,5 @@ def build_report(
         md_results = {"settings": settings.model_dump(), "models": {n: {k: v for k, v in r.items() if k != "settings"} for n, r in runs.items()}}
     checked = {name: p for name, p in models.items() if name.startswith(("teacher ensemble", "student", "baseline"))}
     properties = material_properties_of(checked, materials) if materials else None
-    calibration = calibration_of(predictions, datasets, plot_dir)
+    calibration = calibration_of(predictions, datasets | samples, plot_dir)
     return Report(results, headline, dict(stage_seconds or {}), config, dict(references), refits, md_results, properties, calibration)

@@ -15,21 +15,22 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 from ase import Atoms
 
 from ekd import distributed
 from ekd._io import atomic_path
 from ekd.config import dump_yaml, validate
-from ekd.data import DEFAULT_DATASET, Dataset, Split
+from ekd.data import DEFAULT_DATASET, Dataset, Split, StreamedDataset, stream
 from ekd.data.embedded import resolve
-from ekd.data.labels import Labels, data_identity
+from ekd.data.labels import Labels, data_identity, read_provenance
 from ekd.ensemble import Ensemble, load_predictor, load_pretrained, pretrained_spec
 from ekd.errors import ConfigError, DataError
 from ekd.estimate import stage_seconds
 from ekd.graph import check_geometries
 from ekd.model import Model
 from ekd.parallel import run_jobs
-from ekd.pipeline import failed_teachers, install_pretrained, label, pretrained_stage, student_jobs, teacher_jobs
+from ekd.pipeline import failed_teachers, install_pretrained, label, label_to_file, pretrained_stage, student_jobs, teacher_jobs
 from ekd.progress import ProgressCallback, ProgressEvent, duration, notify
 from ekd.report import HELD_OUT, Report, build_report, energy_level
 from ekd.provenance import config_hash, sha256_file
@@ -90,13 +91,22 @@ class Run:
         if self._given is not None:
             return self._given
         path = Path(self.config.data.path) if self.config.data.path else DEFAULT_DATASET
-        data = Dataset.read(path, self.config.data.reading_only())
+        data = self._stream(path) if self.config.data.stream else Dataset.read(path, self.config.data.reading_only())
         if data.energy is None and self.config.student.energy_labels == "reference":
             raise DataError(f"{path}: no reference energies (student.energy_labels: teachers labels energies too)")
         own = data.metadata.get("held_out")
         if own and not self.config.data.test_path:  # the file the data name as their held-out set (embedded:ccsdt)
             self.config = self.config.model_copy(update={"data": self.config.data.model_copy(update={"test_path": str(resolve(path).parent / own)})})
         return data
+
+    def _stream(self, path: Path) -> StreamedDataset:
+        """The data read lazily (``data.stream``), refused with settings that need them in memory."""
+        if self.config.data.reading_only().given():
+            raise ConfigError(f"{path}: reading options ({', '.join(sorted(self.config.data.reading_only().given()))}) do not apply with "
+                              "data.stream (the file is ekd HDF5: convert it with them first, 'ekd data convert')")
+        if self.config.student.weighting == "inverse_spread":
+            raise ConfigError("student.weighting: inverse_spread needs the labels in memory; it does not work with data.stream")
+        return stream(resolve(path))
 
     @functools.cached_property
     def held_out(self) -> Dataset | None:
@@ -111,7 +121,9 @@ class Run:
         held_out = Dataset.read(path)
         if held_out.energy is None and held_out.forces is None:
             raise DataError(f"{path}: the held-out test set has neither reference energies nor forces to score against")
-        shared = set(held_out.conformation_keys()) & set(self.data.conformation_keys())
+        keys, shared = set(held_out.conformation_keys()), set()
+        for _, block in self.data.blocks():  # (a block at a time: the data may be streamed)
+            shared |= keys.intersection(block.conformation_keys())
         if shared:
             raise DataError(f"{path}: {len(shared)} of its {len(held_out)} held-out conformations are also in the training data "
                             f"{self.data.metadata.get('source')}: a held-out set must not be trained on")
@@ -227,14 +239,20 @@ class Run:
                                   f"run 'ekd teach --out {self.directory}' to retrain it (or 'ekd run')")
         return stages
 
-    def label(self) -> Labels:
-        """Label every conformation with each (good) teacher's forces and energies: ``labels.h5``."""
+    def label(self) -> Labels | StreamedDataset:
+        """Label every conformation with each (good) teacher's forces and energies: ``labels.h5``.
+
+        Returns the :class:`Labels`, or for a streamed run (``data.stream``) the labels file
+        opened as the students' training view (``ekd.data.stream``: nothing per atom is read)."""
         stages = self._ready_teachers()
         self._save_config()
         digest = config_hash("labels", [s.digest for _, s in stages], data_identity(self.data), self.config.teachers.outlier_factor)
         path, stage = self.directory / "labels.h5", Stage(self.directory / "label", digest)
-        if stage.done and path.is_file():
-            return Labels.read(path)
+        made = self._make_labels(stages, digest, path, stage) if not (stage.done and path.is_file()) else None
+        return made or (self._labels_view() if self.streamed else Labels.read(path))
+
+    def _make_labels(self, stages: list[tuple[TeacherMember, Stage]], digest: str, path: Path, stage: Stage) -> Labels | None:
+        """Write ``labels.h5``; returns the labels when made in memory (None: streamed)."""
         if distributed.is_main():
             stage.start()  # (clears outputs of other inputs: the others wait for it)
         distributed.barrier()
@@ -243,23 +261,44 @@ class Run:
             print(f"ekd label: teacher {name} left out: {reason}", file=sys.stderr)
         kept = [(m, s) for m, s in stages if m.name not in failed]
         ensemble = Ensemble([Model.load(s.directory / "model.pt") for _, s in kept], [m.name for m, _ in kept])
-        labels = label(self.data, ensemble, left_out=[{"name": n, "reason": r} for n, r in failed.items()],
-                       config={"hash": digest, "run": self.config.model_dump()}, show_progress=self.show_progress, shards=stage.directory)
+        provenance = {"left_out": [{"name": n, "reason": r} for n, r in failed.items()], "config": {"hash": digest, "run": self.config.model_dump()}}
+        labels = None
+        if self.streamed:  # a block at a time, each rank its share of the blocks; rank 0 writes the file
+            label_to_file(self.data, ensemble, path, **provenance, show_progress=self.show_progress, shards=stage.directory)
+        else:
+            labels = label(self.data, ensemble, **provenance, show_progress=self.show_progress, shards=stage.directory)
+            if distributed.is_main():
+                labels.write(path)
         if distributed.is_main():
-            labels.write(path)
             stage.finish()
         distributed.barrier()
         self._notify("label")
         return labels
 
-    def _labelled_split(self, labels: Labels | None = None) -> Split:
+    @property
+    def streamed(self) -> bool:
+        """Whether the data are read lazily (``data.stream``): labels then stay on disk too."""
+        return isinstance(self.data, StreamedDataset)
+
+    def _labels_view(self) -> StreamedDataset:
+        """The labels file as a streamed training view, refused when made from other data."""
+        view = stream(self.directory / "labels.h5", energies=self.energy_source)
+        made_from = view.metadata["provenance"].get("source_sha256")
+        if made_from != data_identity(self.data) or len(view) != len(self.data):
+            raise DataError(f"{self.directory / 'labels.h5'}: labels were made from other data (sha256 {str(made_from)[:12]}…, "
+                            f"{len(view)} conformations) than {self.data.metadata.get('source')} ({len(self.data)}); run 'ekd label' again")
+        return view
+
+    def _labelled_split(self, labels: Labels | StreamedDataset | None = None) -> Split:
         """The labels' training view (teacher-mean forces), split like the data."""
         if labels is None:
             if not (self.directory / "labels.h5").is_file():
                 raise ConfigError(f"{self.directory / 'labels.h5'} does not exist: run 'ekd label --out {self.directory}' first")
-            labels = self.labels
-        labels.check_matches(self.data)
-        return labels.dataset(self.energy_source).split(self.config.data.fractions, by=self.config.data.split, seed=self.config.data.seed)
+            labels = self._labels_view() if self.streamed else self.labels
+        if isinstance(labels, Labels):
+            labels.check_matches(self.data)
+            labels = labels.dataset(self.energy_source)
+        return labels.split(self.config.data.fractions, by=self.config.data.split, seed=self.config.data.seed)
 
     def _student_parts(self, baseline: bool, label_now: bool = True) -> list[Dataset]:
         """(train, validation) of the students (or baselines); with ``label_now`` False and no
@@ -316,7 +355,7 @@ class Run:
             stage.start()
             stages = {str(p.parent.relative_to(self.directory)): json.loads(p.read_text()).get("seconds")
                       for p in sorted(self.directory.glob("**/stage.json")) if p.parent != stage.directory}
-            md = (self.config.evaluate.md, self.data, self.config.evaluate.md_models) if self.config.evaluate.md else None
+            md = (self.config.evaluate.md, self._md_starts(), self.config.evaluate.md_models) if self.config.evaluate.md else None
             report = build_report(self.models(), datasets, references, self.config.model_dump(), self.config.evaluate.refit_offsets,
                                   self.directory / "plots", stages, md, self.data.metadata.get("materials"), self.show_progress)
             report.write(self.directory)
@@ -325,6 +364,11 @@ class Run:
         report = Report.read(self.directory)
         self._notify("evaluate")
         return report
+
+    def _md_starts(self) -> Dataset:
+        """The first conformation of each molecule MD stability starts from, in memory."""
+        _, first = np.unique(self.data.molecule, return_index=True)
+        return self.data.subset(np.sort(first)[: self.config.evaluate.md.max_molecules]).load()
 
     def _evaluate_stage(self, datasets: dict[str, Dataset]) -> Stage:
         """The evaluation as a stage: the report is redone only when a model, the labels (which
@@ -383,7 +427,8 @@ class Run:
     def models(self) -> dict[str, Model | Ensemble]:
         """Every model of the run by report name: each teacher, the ensemble, students, baselines."""
         teachers = {p.parent.name: Model.load(p) for p in sorted(self.directory.glob("teachers/*/model.pt"))}
-        left_out = {t["name"] for t in self.labels.left_out} if (self.directory / "labels.h5").is_file() else set()
+        labels = self.directory / "labels.h5"
+        left_out = {t["name"] for t in read_provenance(labels)["left_out"]} if labels.is_file() else set()
         models: dict[str, Model | Ensemble] = {f"teacher {n}" + (" (left out)" if n in left_out else ""): m for n, m in teachers.items()}
         if teachers:
             kept = [n for n in teachers if n not in left_out]

@@ -55,6 +55,9 @@ class DataSection(ReadOptions):
     # test_fraction is cut from path then); None: the file the data name as theirs, if any
     # (embedded:ccsdt's coupled-cluster forces), else the test_fraction cut
     test_path: str | None = None
+    # read the data lazily, a batch at a time (an ekd HDF5 file: 'ekd data convert' makes one);
+    # the labels then stay on disk too: for data larger than memory (docs/scaling.md)
+    stream: bool = False
 
     @property
     def fractions(self) -> tuple[float, float, float]:

@@ -401,6 +401,11 @@ def test_a_run_on_two_ranks_spreads_the_members_shards_the_labels_and_matches_on
     assert sorted(p.name for p in (tmp_path / "two/label").iterdir()) == ["shard-0-of-2.npz", "shard-1-of-2.npz", "stage.json"]
     assert two.report.held_out.student_force_mae.mean == pytest.approx(one.report.held_out.student_force_mae.mean, rel=1e-8)
     assert not list((tmp_path / "two").glob("**/*.tmp*"))
+    on_ranks(2, "ekd.run:distill", config.model_copy(update={"data": config.data.model_copy(update={"stream": True})}), out=tmp_path / "streamed")
+    streamed = ekd.Run.open(tmp_path / "streamed")  # each rank labels every other block; rank 0 writes the file
+    np.testing.assert_allclose(ekd.Labels.read(tmp_path / "streamed/labels.h5").member_forces, one.labels.member_forces, rtol=0, atol=1e-10)
+    assert sorted(p.name for p in (tmp_path / "streamed/label").iterdir()) == ["stage.json"] and not list((tmp_path / "streamed").glob("**/*.tmp*"))
+    assert streamed.report.held_out.student_force_mae.mean == pytest.approx(one.report.held_out.student_force_mae.mean, rel=1e-8)
 
 
 def test_the_batch_cache_bound_changes_no_stage_and_no_checkpoint(tmp_path, data_path):
@@ -412,3 +417,35 @@ def test_the_batch_cache_bound_changes_no_stage_and_no_checkpoint(tmp_path, data
     teachers = [[job.stage.digest for job in teacher_jobs(tmp_path, run.config, run.members, *run.split[:2])] for run in runs]
     students = [[job.stage.digest for job in student_jobs(tmp_path, run.config, *run.split[:2], {}, False)] for run in runs]
     assert teachers[0] == teachers[1] and students[0] == students[1]  # a run resumed with another bound retrains nothing
+
+
+def test_a_streamed_run_scores_as_the_run_in_memory_with_its_data_and_labels_left_on_disk(tmp_path, data_path, monkeypatch):
+    import dataclasses
+
+    import ekd.report
+    from ekd.active import grow
+
+    memory = ekd.distill(config_for(data_path), out=tmp_path / "memory", show_progress=False)
+    whole = lambda *args, **kwargs: pytest.fail("read whole")  # noqa: E731
+    monkeypatch.setitem(frames_io, "read", whole)
+    monkeypatch.setattr(ekd.Labels, "read", classmethod(whole))
+    monkeypatch.setattr(ekd.report, "PLOT_SAMPLE", 3)  # parity plots and calibration from 3 of the test split's conformations
+    streamed = ekd.distill(config_for(data_path, **{"data.stream": True}), out=tmp_path / "streamed", show_progress=False)
+    assert isinstance(streamed.data, ekd.data.StreamedDataset)
+    assert list(streamed.report.models) == list(memory.report.models)
+    for name, scores in memory.report.models.items():  # every model: same labels, same trainings, same scores over every test conformation
+        for key, value in dataclasses.asdict(scores.datasets[HELD_OUT]).items():
+            assert (value is None) == (getattr(streamed.report.models[name].datasets[HELD_OUT], key) is None), (name, key)
+            assert value is None or getattr(streamed.report.models[name].datasets[HELD_OUT], key) == pytest.approx(value, rel=1e-9, abs=1e-12), (name, key)
+    calibration = streamed.report.calibration[HELD_OUT]["student seed-200"]["per_conformation"]["bins"]
+    assert sum(b["n"] for b in calibration) == 3 < memory.report.models["student seed-200"].datasets[HELD_OUT].n_conformations
+    assert sorted(p.name for p in (tmp_path / "streamed/label").iterdir()) == ["stage.json"]  # the labelled blocks, removed once written
+    monkeypatch.undo()
+    for name in ("member_forces", "member_energy"):
+        assert np.array_equal(getattr(ekd.Labels.read(tmp_path / "streamed/labels.h5"), name), getattr(memory.labels, name))
+    with pytest.raises(ConfigError, match=r"reading options \(energy_key\) do not apply with data.stream"):
+        ekd.Run(tmp_path / "x", config_for(data_path, **{"data.stream": True, "data.energy_key": "energy"})).data
+    with pytest.raises(ConfigError, match=r"student.weighting: inverse_spread needs the labels in memory"):
+        ekd.Run(tmp_path / "x", config_for(data_path, **{"data.stream": True, "student.weighting": "inverse_spread"})).data
+    with pytest.raises(ConfigError, match=r"ekd grow adds conformations to its data in memory; data.stream \(--stream\) does not apply"):
+        grow(tmp_path / "grow", config_for(data_path, **{"data.stream": True}))

@@ -38,7 +38,7 @@ from ekd.data.hdf5 import FramesWriter, extend, has_format, read_frames_from_gro
 from ekd.errors import DataError
 from ekd.provenance import frames_fingerprint, package_versions
 
-__all__ = ["LABELS_FORMAT_VERSION", "READER", "Labels", "LabelsWriter", "TeacherRecord", "ensemble_statistics", "read_labels"]
+__all__ = ["LABELS_FORMAT_VERSION", "READER", "Labels", "LabelsWriter", "TeacherRecord", "ensemble_statistics", "read_labels", "read_provenance"]
 
 #: layout version of the labels file (attribute ``labels_format_version``)
 LABELS_FORMAT_VERSION = 1
@@ -225,6 +225,14 @@ def check_labels_layout(handle: h5py.File, path: Path) -> None:
     missing = [k for k in ("teacher_forces", "teacher_force_mean", "teacher_force_spread", "provenance") if k not in handle and k not in handle.attrs]
     if missing:
         raise DataError(f"{path}: labels file lacks key(s) {', '.join(missing)}")
+
+
+def read_provenance(path: str | os.PathLike) -> dict:
+    """A labels file's provenance (teachers, teachers left out, source data, config, versions),
+    read without its arrays."""
+    with h5py.File(path, "r") as handle:
+        check_labels_layout(handle, Path(path))
+        return json.loads(handle.attrs["provenance"])
 
 
 def make_provenance(data: Dataset, config: dict | None = None) -> dict:

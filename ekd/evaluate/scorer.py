@@ -58,10 +58,11 @@ a dataset with periodic conformations also their :func:`materials_metrics` (meV/
     return results
 
 
-def evaluate_streamed(predictor, frames: PerConformation, block: int = 4096) -> dict:
+def evaluate_streamed(predictor, frames: PerConformation, block: int = 4096, refit: bool = False) -> dict:
     """:func:`evaluate`'s scores of one dataset larger than memory (a streamed one; any
     :class:`PerConformation`), predicted ``block`` conformations at a time: only per-conformation
-    arrays (energies, stresses) are held whole, the force errors are summed block by block."""
+    arrays (energies, stresses) are held whole, the force errors are summed block by block;
+    ``refit`` as in :func:`evaluate` (it needs only the per-conformation energies)."""
     energies, stresses = [], []
     force = periodic_force = ErrorSums(0, 0.0, 0.0)  # kcal/mol/Å; eV/Å of periodic conformations' atoms
     for _, part in frames.blocks(block):
@@ -74,8 +75,12 @@ def evaluate_streamed(predictor, frames: PerConformation, block: int = 4096) -> 
             force = force + ErrorSums.of(error / KCAL_PER_MOL)
             periodic_force = periodic_force + ErrorSums.of(error[part.periodic[part.conformation_index]])
     energy = np.concatenate(energies) if energies else np.zeros(0)
+    entry = {"n_conformations": len(frames), "n_molecules": len(frames.molecules)}
+    if refit and frames.energy is not None:
+        energy, offsets = refit_offsets(frames, energy)
+        entry["refit_offsets_eV"] = {str(z): o for z, o in offsets.items()}
     errors = comp6_errors(frames, energy, None) | ({"force": force} if force.count else {})
-    entry = {"n_conformations": len(frames), "n_molecules": len(frames.molecules), **comp6_metrics(errors)}
+    entry.update(comp6_metrics(errors))
     if frames.periodic.any():
         entry.update(materials_metrics(frames, energy, None, np.concatenate(stresses)))
         if periodic_force.count:

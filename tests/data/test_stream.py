@@ -142,26 +142,78 @@ def test_teacher_energies_need_a_labels_file(on_disk):
         stream(on_disk["metals"][1]._file.path, "teachers")
 
 
-@pytest.mark.parametrize("name", ["metals", "s66x8"])
-def test_labelling_a_streamed_dataset_block_by_block_writes_the_labels_of_the_whole(tmp_path, on_disk, name):
-    import h5py
+def tiny_ensemble(frames: Dataset):
     import torch
 
     from ekd.backend import Statistics
     from ekd.ensemble import Ensemble
     from ekd.model import Model
-    from ekd.pipeline import label, label_to_file
 
-    whole, streamed = on_disk[name]
-    statistics = Statistics.of(whole, whole.elements, 4.0)
-    ensemble = Ensemble([Model.build("pairmlp", whole.elements, statistics, {"cutoff": 4.0, "width": 8, "n_rbf": 4}, seed=k, dtype=torch.float64)
-                         for k in range(3)], ["a", "b", "c"])
-    label(whole, ensemble, show_progress=False).write(tmp_path / "whole.h5")
-    label_to_file(streamed, ensemble, tmp_path / "blocks.h5", block=37, show_progress=False)
-    with h5py.File(tmp_path / "whole.h5") as expected, h5py.File(tmp_path / "blocks.h5") as got:
+    statistics = Statistics.of(frames, frames.elements, 4.0)
+    return Ensemble([Model.build("pairmlp", frames.elements, statistics, {"cutoff": 4.0, "width": 8, "n_rbf": 4}, seed=k, dtype=torch.float64)
+                     for k in range(3)], ["a", "b", "c"])
+
+
+def assert_same_labels(expected_path, got_path) -> None:
+    """Every array of two labels files equal (to 1e-12; molecule ids compared as names)."""
+    import h5py
+
+    with h5py.File(expected_path) as expected, h5py.File(got_path) as got:
         keys = set(expected) - {"molecule", "molecule_names"}  # (codes numbered in the order met: compared as ids below)
-        assert keys == set(got) - {"molecule", "molecule_names"} and {"teacher_forces", "teacher_energy"} <= keys and ("teacher_stress" in keys) == (name == "metals")
+        assert keys == set(got) - {"molecule", "molecule_names"} and {"teacher_forces", "teacher_energy"} <= keys
         for key in keys:
             a, b = expected[key][()], got[key][()]
             assert a.shape == b.shape and np.allclose(a, b, rtol=1e-12, atol=1e-12, equal_nan=True), key
-    assert np.array_equal(read(tmp_path / "blocks.h5").molecule, read(tmp_path / "whole.h5").molecule)
+    assert np.array_equal(read(got_path).molecule, read(expected_path).molecule)
+
+
+@pytest.mark.parametrize("name", ["metals", "s66x8"])
+def test_labelling_a_streamed_dataset_block_by_block_writes_the_labels_of_the_whole(tmp_path, on_disk, name):
+    import h5py
+
+    from ekd.pipeline import label, label_to_file
+
+    whole, streamed = on_disk[name]
+    ensemble = tiny_ensemble(whole)
+    label(whole, ensemble, show_progress=False).write(tmp_path / "whole.h5")
+    label_to_file(streamed, ensemble, tmp_path / "blocks.h5", block=37, show_progress=False)
+    assert_same_labels(tmp_path / "whole.h5", tmp_path / "blocks.h5")
+    with h5py.File(tmp_path / "blocks.h5") as got:
+        assert ("teacher_stress" in got) == (name == "metals")
+
+
+def test_an_interrupted_labelling_redoes_only_missing_blocks_and_two_ranks_write_the_same_file(tmp_path, on_disk, monkeypatch):
+    from ekd.pipeline import label_to_file
+    from ekd.testing import on_ranks
+
+    pipeline = importlib.import_module("ekd.pipeline")
+    whole, streamed = on_disk["s66x8"]  # 528 conformations: 6 blocks of 100
+    ensemble = tiny_ensemble(whole)
+    label_to_file(streamed, ensemble, tmp_path / "one.h5", block=100, show_progress=False)
+    predicted, real, stop_at = [], pipeline._member_predictions, [3]
+
+    def interrupted(frames, *args):  # a killed labelling: the stop_at-th block fails
+        predicted.append(len(frames))
+        if len(predicted) == stop_at[0]:
+            raise RuntimeError("killed")
+        return real(frames, *args)
+
+    monkeypatch.setattr(pipeline, "_member_predictions", interrupted)
+    label = lambda teachers, out: label_to_file(streamed, teachers, tmp_path / out, block=100, show_progress=False, shards=tmp_path / "blocks")  # noqa: E731
+    with pytest.raises(RuntimeError, match="killed"):
+        label(ensemble, "resumed.h5")
+    assert not (tmp_path / "resumed.h5").exists() and sorted(p.name for p in (tmp_path / "blocks").iterdir()) == ["block-0.npz", "block-1.npz"]
+    predicted[:], stop_at[0] = [], 0
+    label(ensemble, "resumed.h5")
+    assert predicted == [100, 100, 100, 28]  # blocks 2 to 5 only
+    assert list((tmp_path / "blocks").iterdir()) == []  # removed once the file is written
+    assert_same_labels(tmp_path / "one.h5", tmp_path / "resumed.h5")
+    predicted[:], stop_at[0] = [], 3
+    with pytest.raises(RuntimeError, match="killed"):
+        label(ensemble, "again.h5")
+    predicted[:], stop_at[0] = [], 0
+    label(tiny_ensemble(whole.subset(range(50))), "other.h5")  # other teachers' weights: blocks 0 and 1 are not reused
+    assert predicted == [100] * 5 + [28]
+    on_ranks(2, "ekd.pipeline:label_to_file", streamed, ensemble, tmp_path / "two.h5", block=100, show_progress=False, shards=tmp_path / "two-blocks")
+    assert_same_labels(tmp_path / "one.h5", tmp_path / "two.h5")
+    assert sorted(p.name for p in tmp_path.iterdir() if "tmp" in p.name) == []
