@@ -142,10 +142,11 @@ class Statistics:
         ``block`` conformations at a time, each rank its share of the blocks, summed over ranks."""
         from ekd import distributed
         from ekd.graph import neighbour_edges
-        from ekd.train.reference import fit_reference_energies
+        from ekd.train.reference import composition_blocks, fit_reference_energies
 
         reference = fit_reference_energies(frames, species)
-        residual = frames.energy - frames.composition(species) @ np.array([reference[z] for z in species])
+        contributions, energy, sizes = np.array([reference[z] for z in species]), frames.energy, frames.sizes
+        per_atom_squares = sum(float(np.sum(((energy[rows] - counts @ contributions) / sizes[rows]) ** 2)) for rows, counts in composition_blocks(frames, species))
         sums = np.zeros(3)  # ordered neighbour pairs, squared force components, atoms
         for _, part in frames.blocks(block, distributed.world(), distributed.rank()):
             forces_squared = float(np.sum(part.forces**2)) if part.forces is not None else 0.0
@@ -154,7 +155,7 @@ class Statistics:
         return cls(
             reference_energies=reference,
             avg_num_neighbors=pairs / max(atoms, 1),
-            energy_scale=float(np.sqrt(np.mean((residual / frames.sizes) ** 2))),
+            energy_scale=float(np.sqrt(per_atom_squares / len(frames))),
             force_scale=float(np.sqrt(forces_squared / (3 * atoms))) if frames.has_forces else None,
         )
 

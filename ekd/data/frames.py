@@ -68,6 +68,11 @@ class PerConformation:
         return [str(self.molecule[i]) for i in sorted(first)]
 
     @property
+    def molecule_ids(self) -> np.ndarray:
+        """(N,) an integer per conformation naming its molecule (equal ids: the same molecule)."""
+        return np.unique(self.molecule, return_inverse=True)[1].reshape(-1)
+
+    @property
     def cells(self) -> np.ndarray:
         """(N, 3, 3) cell vectors as rows, Å (zeros for molecules)."""
         return self.cell if self.cell is not None else np.zeros((len(self), 3, 3))
@@ -294,12 +299,16 @@ class Dataset(PerConformation):
         """Sorted atomic numbers present."""
         return sorted(int(z) for z in np.unique(self.numbers))
 
-    def composition(self, species: list[int]) -> np.ndarray:
-        """(N, S) count of each of ``species`` (atomic numbers) in each conformation."""
-        column = np.full(max(max(species, default=0), int(self.numbers.max(initial=0))) + 1, len(species))
+    def composition(self, species: list[int], rows: slice = slice(None)) -> np.ndarray:
+        """(n, S) count of each of ``species`` (atomic numbers) in each conformation of ``rows``
+        (consecutive conformations; default all)."""
+        start, stop, _ = rows.indices(len(self))
+        stop = max(start, stop)
+        numbers = self.numbers[self.ptr[start] : self.ptr[stop]]
+        column = np.full(max(max(species, default=0), int(numbers.max(initial=0))) + 1, len(species))
         column[list(species)] = np.arange(len(species))
-        counts = np.zeros((len(self), len(species) + 1))
-        np.add.at(counts, (self.conformation_index, column[self.numbers]), 1.0)
+        counts = np.zeros((stop - start, len(species) + 1))
+        np.add.at(counts, (np.repeat(np.arange(stop - start), self.sizes[start:stop]), column[numbers]), 1.0)
         return counts[:, : len(species)]
 
     def conformation_keys(self, decimals: int = 4) -> list[bytes]:

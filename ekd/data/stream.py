@@ -49,7 +49,8 @@ class _File:
         elif energies != "reference":
             raise DataError(f"{path}: energies='{energies}' needs a labels file (teacher energies), this is a frames file")
         optional = lambda key: handle[key][()] if key in handle else None  # noqa: E731
-        self.ptr = handle["ptr"][()].astype(np.int64)
+        ptr = handle["ptr"][()]
+        self.ptr = ptr.astype(np.int32 if ptr[-1] < 2**31 else np.int64, copy=False)  # (4 bytes per conformation where they do)
         self.molecule_names, self.molecule_codes = read_molecule_codes(handle, _BLOCK)
         self.energy, self.cell, self.stress = optional("energy"), optional("cell"), optional("stress")
         self.pbc = None if "pbc" not in handle else handle["pbc"][()].astype(bool)
@@ -76,27 +77,29 @@ class _File:
     @property
     def handle(self) -> h5py.File:
         if self._handle is None:
-            self._handle = h5py.File(self.path, "r")
+            self._handle = h5py.File(self.path, "r", rdcc_nbytes=0)
         return self._handle
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_handle": None}
 
     def _element_counts(self) -> tuple[np.ndarray, np.ndarray]:
-        """Elements present, and (N, S) how many atoms of each every conformation has, in one
-        pass over the atomic numbers, a block of conformations at a time."""
-        blocks = []
-        for start in range(0, len(self.ptr) - 1, _BLOCK):
-            stop = min(start + _BLOCK, len(self.ptr) - 1)
+        """Elements present, and (N, S) how many atoms of each every conformation has (uint8
+        where they fit), in one pass over the atomic numbers, a block of conformations at a time."""
+        n = len(self.ptr) - 1
+        species, table = np.zeros(0, dtype=np.int64), np.zeros((n, 0), dtype=np.uint16)
+        for start in range(0, n, _BLOCK):
+            stop = min(start + _BLOCK, n)
             present, column = np.unique(self.handle["numbers"][self.ptr[start] : self.ptr[stop]], return_inverse=True)
+            if not np.isin(present, species).all():  # an element not met before: a wider table
+                known, narrower = species, table
+                species = np.union1d(known, present).astype(np.int64)
+                table = np.zeros((n, len(species)), dtype=np.uint16)
+                table[:, np.searchsorted(species, known)] = narrower
             conformation = np.repeat(np.arange(stop - start), np.diff(self.ptr[start : stop + 1]))
             counts = np.bincount(conformation * len(present) + column.reshape(-1), minlength=(stop - start) * len(present))
-            blocks.append((present.astype(np.int64), counts.reshape(-1, len(present)).astype(np.uint16)))
-        species = np.unique(np.concatenate([present for present, _ in blocks])) if blocks else np.zeros(0, dtype=np.int64)
-        table = np.zeros((len(self.ptr) - 1, len(species)), dtype=np.uint16)
-        for k, (present, counts) in enumerate(blocks):
-            table[k * _BLOCK : k * _BLOCK + len(counts), np.searchsorted(species, present)] = counts
-        return species, table
+            table[start:stop, np.searchsorted(species, present)] = counts.reshape(-1, len(present))
+        return species, table.astype(np.uint8) if table.max(initial=0) < 256 else table
 
     def read(self, key: str, rows: np.ndarray) -> np.ndarray:
         """The rows ``rows`` (increasing) of the per-atom array ``key``, read run by run."""
@@ -120,7 +123,9 @@ class StreamedDataset(PerConformation):
     """
 
     def __init__(self, file: _File, index: np.ndarray, derivatives: bool = True):
-        self._file, self.index, self._derivatives = file, np.asarray(index, dtype=np.int64), derivatives
+        # indices of up to 2**31 conformations as int32 (the views of a large file are long)
+        self._file, self._derivatives = file, derivatives
+        self.index = np.asarray(index, dtype=np.int32 if len(file.ptr) <= 2**31 else np.int64)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -142,6 +147,14 @@ class StreamedDataset(PerConformation):
         return None if array is None else array[self.index]
 
     molecule = property(lambda self: self._file.molecule_names[self._file.molecule_codes[self.index]], doc="(N,) molecule id of each conformation.")
+    molecule_ids = property(lambda self: self._file.molecule_codes[self.index], doc="(N,) int32 code of each conformation's molecule.")
+
+    @property
+    def molecules(self) -> list[str]:
+        """Distinct molecule ids, in order of first appearance (from the codes: no string is sorted)."""
+        codes = self.molecule_ids
+        _, first = np.unique(codes, return_index=True)
+        return [str(self._file.molecule_names[codes[i]]) for i in np.sort(first)]
     energy = property(lambda self: self._rows(self._file.energy), doc="(N,) eV, or None.")
     cell = property(lambda self: self._rows(self._file.cell), doc="(N, 3, 3) Å, or None.")
     pbc = property(lambda self: self._rows(self._file.pbc), doc="(N, 3) bool, or None.")
@@ -168,13 +181,15 @@ class StreamedDataset(PerConformation):
         """Sorted atomic numbers present (from the element counts: nothing is read)."""
         return [int(z) for z in self._file.species[self._file.counts[self.index].any(axis=0)]]
 
-    def composition(self, species: list[int]) -> np.ndarray:
-        """(N, S) count of each of ``species`` in each conformation (nothing is read)."""
+    def composition(self, species: list[int], rows: slice = slice(None)) -> np.ndarray:
+        """(n, S) count of each of ``species`` in each conformation of ``rows`` (consecutive
+        conformations; default all): nothing is read."""
         column = {int(z): i for i, z in enumerate(self._file.species)}
-        counts = np.zeros((len(self), len(species)))
+        index = self.index[rows]
+        counts = np.zeros((len(index), len(species)))
         for j, z in enumerate(species):
             if z in column:
-                counts[:, j] = self._file.counts[self.index, column[z]]
+                counts[:, j] = self._file.counts[index, column[z]]
         return counts
 
     def subset(self, index) -> "StreamedDataset":
@@ -182,7 +197,7 @@ class StreamedDataset(PerConformation):
         index = np.asarray(index, dtype=np.int64).reshape(-1)
         if index.size and (index.min() < -len(self) or index.max() >= len(self)):
             raise IndexError(f"conformation index out of range for {len(self)} conformations")
-        return StreamedDataset(self._file, self.index[index % max(len(self), 1)], self._derivatives)
+        return StreamedDataset(self._file, self.index[index % len(self) if index.size and index.min() < 0 else index], self._derivatives)
 
     def load(self) -> Dataset:
         """These conformations in memory (read in file order, then put in this view's order)."""
@@ -210,7 +225,7 @@ class StreamedDataset(PerConformation):
 
     def fingerprint(self) -> str:
         """sha256 of the file's and the view's conformations (equal views, equal fingerprints)."""
-        return hashlib.sha256(f"{self.metadata['sha256']} {self._file.energies} {self._derivatives}".encode() + self.index.tobytes()).hexdigest()
+        return hashlib.sha256(f"{self.metadata['sha256']} {self._file.energies} {self._derivatives}".encode() + self.index.astype(np.int64).tobytes()).hexdigest()
 
 
 def stream(path: str | os.PathLike, energies: Literal["reference", "teachers"] = "reference") -> StreamedDataset:

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ekd.data import Dataset
+from ekd.train.reference import fit_per_element, per_element_sum
 from ekd.units import KCAL_PER_MOL
 
 __all__ = ["ErrorSums", "comp6_errors", "comp6_metrics", "refit_offsets", "relative_energy_sums"]
@@ -45,13 +46,15 @@ class ErrorSums(NamedTuple):
 
 def relative_energy_sums(predicted: np.ndarray, reference: np.ndarray, molecule: np.ndarray) -> ErrorSums:
     """Sums of the errors (E_a − E_b)_pred − (E_a − E_b)_ref over every pair a < b of the same
-    molecule (input units), from each molecule's sorted residuals: O(n log n) time and O(n)
-    memory, where the pairs themselves would take O(n²) (16.7 million for 10,000 conformations
-    of three molecules)."""
+    molecule (input units; ``molecule``: any (N,) ids, e.g. ``frames.molecule_ids``), from each
+    molecule's sorted residuals: O(n log n) time and O(n) memory, where the pairs themselves
+    would take O(n²) (16.7 million for 10,000 conformations of three molecules)."""
     total = ErrorSums(0, 0.0, 0.0)
     residual = np.asarray(predicted, float) - np.asarray(reference, float)
-    for name in np.unique(molecule):
-        r = np.sort(residual[molecule == name])
+    _, group, sizes = np.unique(molecule, return_inverse=True, return_counts=True)
+    order = np.argsort(group.reshape(-1), kind="stable")
+    for members in np.split(order, np.cumsum(sizes)[:-1]):  # each molecule's conformations
+        r = np.sort(residual[members])
         n = len(r)
         # Σ_{i<j} |r_j − r_i| = Σ_k r_k (2k − n + 1) over sorted r; Σ_{i<j} (r_i − r_j)² = n Σ (r − r̄)²
         absolute = float(np.dot(r, 2 * np.arange(n) - n + 1))
@@ -67,9 +70,8 @@ def refit_offsets(frames: Dataset, predicted: np.ndarray) -> tuple[np.ndarray, d
     self-atomic energies): relative energies and forces are unchanged by it.
     """
     species = frames.elements
-    counts = frames.composition(species)
-    offsets, *_ = np.linalg.lstsq(counts, frames.energy - predicted, rcond=None)
-    return predicted + counts @ offsets, {int(z): float(o) for z, o in zip(species, offsets)}
+    offsets = fit_per_element(frames, frames.energy - predicted, species)
+    return predicted + per_element_sum(frames, offsets, species), {int(z): float(o) for z, o in zip(species, offsets)}
 
 
 def comp6_errors(frames: Dataset, energy: np.ndarray, forces: np.ndarray | None) -> dict[str, ErrorSums]:
@@ -77,7 +79,7 @@ def comp6_errors(frames: Dataset, energy: np.ndarray, forces: np.ndarray | None)
     errors = {}
     if frames.energy is not None:
         errors["energy"] = ErrorSums.of((energy - frames.energy) / KCAL_PER_MOL)
-        errors["relative_energy"] = relative_energy_sums(energy, frames.energy, frames.molecule).scaled(1 / KCAL_PER_MOL)
+        errors["relative_energy"] = relative_energy_sums(energy, frames.energy, frames.molecule_ids).scaled(1 / KCAL_PER_MOL)
     if forces is not None and frames.forces is not None:  # (a streamed dataset has no forces attribute: its forces are scored a block at a time)
         errors["force"] = ErrorSums.of((forces - frames.forces) / KCAL_PER_MOL)
     return errors

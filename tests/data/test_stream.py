@@ -92,6 +92,16 @@ def test_a_view_lacking_an_element_reports_its_own_elements(on_disk):
     assert streamed.subset(aluminium).elements == [13] and streamed.elements == whole.elements == [13, 28, 29]
 
 
+def test_the_element_counts_widen_when_a_later_block_brings_a_new_element(on_disk, monkeypatch):
+    whole, streamed = on_disk["s66x8"]
+    monkeypatch.setattr(stream_module, "_BLOCK", 7)  # S66x8 opens with water dimers: carbon and nitrogen come in later blocks
+    assert set(whole.subset(range(7)).elements) < set(whole.elements)
+    again = stream(streamed._file.path)
+    assert again.elements == whole.elements and again._file.counts.dtype == np.uint8
+    assert np.array_equal(again.composition(whole.elements), whole.composition(whole.elements))
+    assert np.array_equal(again.composition(whole.elements, slice(30, 90)), whole.composition(whole.elements)[30:90])
+
+
 def test_streaming_a_file_of_another_layout_says_to_convert_it():
     with pytest.raises(DataError, match=r"ani_gdb_s01.h5: not an ekd HDF5 file; convert it first with 'ekd data convert"):
         stream(SHARED + "ani1/ani_gdb_s01.h5")

@@ -39,6 +39,17 @@ def test_reference_energy_fit_is_exact_for_a_linear_model():
     assert fitted == pytest.approx(truth)
 
 
+def test_reference_energies_of_a_single_composition_are_the_minimum_norm_fit():
+    frames = test_molecules(count_per_molecule=3)
+    one = frames.subset(np.flatnonzero(frames.molecule == frames.molecules[0]))  # one composition: the fit is underdetermined
+    one = dataclasses.replace(one, energy=np.full(len(one), -100.0))
+    species = frames.elements
+    counts = one.composition(species)[0]
+    fitted = np.array([fit_reference_energies(one, species)[z] for z in species])
+    assert counts @ fitted == pytest.approx(-100.0, abs=1e-9)  # exact on the composition present
+    assert fitted == pytest.approx(counts * -100.0 / (counts @ counts), abs=1e-9)  # nothing along what the data leave open
+
+
 def test_energy_only_training_never_computes_forces(tmp_path, monkeypatch):
     data = labelled()
 
