@@ -39,7 +39,10 @@ class _File:
 
     def __init__(self, path: Path, energies: Literal["reference", "teachers"] = "reference"):
         self.path, self._handle, self.energies = path, None, energies
-        handle = self.handle
+        try:
+            handle = self.handle
+        except OSError:
+            raise DataError(f"{path}: not an HDF5 file; convert it first with 'ekd data convert {path} OUT.h5'") from None
         if handle.attrs.get("format") not in ("ekd-frames", "ekd-labels"):
             raise DataError(f"{path}: not an ekd HDF5 file; convert it first with 'ekd data convert {path} OUT.h5'")
         check_layout(handle, path)

@@ -105,6 +105,8 @@ def test_the_element_counts_widen_when_a_later_block_brings_a_new_element(on_dis
 def test_streaming_a_file_of_another_layout_says_to_convert_it():
     with pytest.raises(DataError, match=r"ani_gdb_s01.h5: not an ekd HDF5 file; convert it first with 'ekd data convert"):
         stream(SHARED + "ani1/ani_gdb_s01.h5")
+    with pytest.raises(DataError, match=r"ethanol_md17_2000.xyz: not an HDF5 file; convert it first with 'ekd data convert"):
+        stream(SHARED + "md17/ethanol_md17_2000.xyz")
 
 
 @pytest.mark.parametrize("name", ["metals", "s66x8"])
