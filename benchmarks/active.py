@@ -10,6 +10,8 @@ and ``docs/active.png`` (force MAE against the reference energies bought). Each 
 resumes; hours on 2 CPU cores: run it in the background.
 
     .venv/bin/python benchmarks/active.py [--rules force_spread energy_spread random] [--seeds 0 1 2] [--work build/active]
+
+The results of rules not named in ``--rules`` that ``--out`` already holds are kept (and tabled).
 """
 
 from __future__ import annotations
@@ -77,8 +79,11 @@ def main() -> None:
     args = parser.parse_args()
     config = ekd.RunConfig.load(None, {"data.path": args.data, "teachers.spec": "ani", "student.backend": "ani", "student.seeds": 1,
                                        "evaluate.md": MD.model_dump(), "evaluate.md_models": ["student"]})
-    results: dict[str, list[dict]] = {rule: [] for rule in args.rules}
-    walls = {}
+    # the other rules' results already in --out (same data) are kept: a rule can be added later
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    kept = previous.get("results", {}) if previous.get("data") == args.data else {}
+    results: dict[str, list[dict]] = {rule: runs for rule, runs in kept.items() if rule not in args.rules} | {rule: [] for rule in args.rules}
+    walls = {run: seconds for run, seconds in previous.get("wall_seconds", {}).items() if run.rsplit("-seed", 1)[0] in results and run.rsplit("-seed", 1)[0] not in args.rules}
     for seed in args.seeds:
         for rule in args.rules:
             started = time.perf_counter()
