@@ -86,8 +86,9 @@ class Run:
         return data.with_metadata(source=str(path), sha256=sha256_file(path))
 
     @functools.cached_property
-    def data(self) -> Dataset:
-        """The run's dataset (read and hashed once)."""
+    def data(self) -> Dataset | StreamedDataset:
+        """The run's dataset (read and hashed once; with ``data.stream``, opened for reading a
+        batch at a time)."""
         if self._given is not None:
             return self._given
         path = Path(self.config.data.path) if self.config.data.path else DEFAULT_DATASET
@@ -300,7 +301,7 @@ class Run:
             labels = labels.dataset(self.energy_source)
         return labels.split(self.config.data.fractions, by=self.config.data.split, seed=self.config.data.seed)
 
-    def _student_parts(self, baseline: bool, label_now: bool = True) -> list[Dataset]:
+    def _student_parts(self, baseline: bool, label_now: bool = True) -> list[Dataset | StreamedDataset]:
         """(train, validation) of the students (or baselines); with ``label_now`` False and no
         labels yet, the unlabelled split stands in (the same conformations: for timing only)."""
         if baseline and self.energy_source == "reference":  # the control needs no teacher
