@@ -262,12 +262,9 @@ def label(data: Dataset, ensemble: Ensemble, left_out: list[dict] | None = None,
         digest = config_hash("label-shard", data_identity(data), _weights_identity(ensemble), ranks)
         me = distributed.rank()
         path = Path(shards) / f"shard-{me}-of-{ranks}.npz"
-        if not (path.is_file() and str(np.load(path)["digest"]) == digest):
+        if _saved_digest(path) != digest:
             part = unlabelled.subset(distributed.shard(unlabelled.sizes, ranks, me))
-            arrays = dict(zip(("forces", "energies", "stresses"), _member_predictions(part, ensemble, periodic, show_progress and distributed.is_main())))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-                np.savez(handle, digest=digest, **{k: v for k, v in arrays.items() if v is not None})
+            _save_predictions(path, digest, _member_predictions(part, ensemble, periodic, show_progress and distributed.is_main()))
         distributed.barrier()
         parts = [np.load(Path(shards) / f"shard-{r}-of-{ranks}.npz") for r in range(ranks)]
         forces = np.concatenate([p["forces"] for p in parts], axis=1)
@@ -325,10 +322,7 @@ def _label_blocks(unlabelled: PerConformation, ensemble: Ensemble, periodic: boo
         for first, file in mine:
             part = unlabelled.subset(np.arange(first, min(first + block, len(unlabelled))))
             if _saved_digest(file) != digest:
-                arrays = dict(zip(("forces", "energies", "stresses"), _member_predictions(part.load(), ensemble, periodic, False)))
-                file.parent.mkdir(parents=True, exist_ok=True)
-                with atomic_path(file) as tmp, open(tmp, "wb") as handle:
-                    np.savez(handle, digest=digest, **{k: v for k, v in arrays.items() if v is not None})
+                _save_predictions(file, digest, _member_predictions(part.load(), ensemble, periodic, False))
             bar.update(len(part))
     distributed.barrier()
     return files
@@ -343,6 +337,14 @@ def _weights_identity(ensemble: Ensemble) -> list[str]:
             digest.update(tensor.detach().cpu().numpy().tobytes())
         identities.append(digest.hexdigest())
     return identities
+
+
+def _save_predictions(file: Path, digest: str, predictions: tuple[np.ndarray, np.ndarray, np.ndarray | None]) -> None:
+    """Member forces, energies and (periodic) stresses with the digest of what made them, atomically."""
+    arrays = dict(zip(("forces", "energies", "stresses"), predictions))
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(file) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, digest=digest, **{k: v for k, v in arrays.items() if v is not None})
 
 
 def _saved_digest(file: Path) -> str | None:
