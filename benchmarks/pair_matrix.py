@@ -143,7 +143,6 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true", help="only print the measured pairs as a Markdown table (for the docs)")
     parser.add_argument("--data", help="dataset of every pair (default: the embedded molecules, scored on S66x8 too), e.g. embedded:metals")
     parser.add_argument("--stress-weight", type=float, help="the students' stress term (periodic data; what ekd run --stress-weight sets)")
-    parser.add_argument("--student-lr-schedule", choices=["plateau", "cosine"], help="the students' LR schedule (default: the students' own)")
     parser.add_argument("--student-epochs", type=int, help="the students' epoch bound (default: the students' own, ekd.runconfig.STUDENT_TRAIN)")
     args = parser.parse_args()
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
@@ -160,8 +159,7 @@ def main() -> None:
         teachers_from = share_teachers(args.work, name, results)
         overrides = {"teachers.spec": teacher, "student.backend": student, "student.baseline": True, "data.path": args.data,
                      "evaluate.files": [str(S66X8)] if S66X8.is_file() and args.data is None else [], "epochs": args.epochs,
-                     "student.train.stress_weight": args.stress_weight, "student.train.epochs": args.student_epochs,
-                     "student.train.lr_schedule": args.student_lr_schedule}
+                     "student.train.stress_weight": args.stress_weight, "student.train.epochs": args.student_epochs}
         config = ekd.RunConfig.load(None, overrides)
         report, walls = timed_stages(ekd.Run(args.work / name, config, show_progress=False))
         if teachers_from:
@@ -195,7 +193,6 @@ def main() -> None:
             "epochs_bound": args.epochs,
             "stress_weight": args.stress_weight,
             "student_epochs": args.student_epochs,
-            "student_lr_schedule": args.student_lr_schedule,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))

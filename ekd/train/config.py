@@ -21,9 +21,6 @@ class TrainConfig(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
     #: settings that change how fast a training runs, not what it computes: never hashed
     NOT_HASHED: ClassVar[frozenset[str]] = frozenset({"batch_cache_mb"})
-    #: settings added after stages were first saved, with the value that does what was done before
-    #: they existed: hashed only when set to something else, so that older stages stay valid
-    HASHED_WHEN_CHANGED: ClassVar[dict[str, object]] = {"lr_schedule": "plateau"}
 
     epochs: int = pydantic.Field(400, ge=1, description="upper bound; early stopping usually ends sooner")
     batch_size: int = pydantic.Field(32, ge=1)
@@ -32,8 +29,6 @@ class TrainConfig(pydantic.BaseModel):
     energy_weight: float = pydantic.Field(1.0, ge=0)
     force_weight: float = pydantic.Field(0.0, ge=0)
     stress_weight: float = pydantic.Field(0.0, ge=0, description="needs stress labels on the periodic conformations")
-    lr_schedule: Literal["plateau", "cosine"] = pydantic.Field(
-        "plateau", description="plateau: cut the LR by lr_factor when validation stalls; cosine: anneal it from lr to min_lr over `epochs`")
     lr_factor: float = pydantic.Field(0.5, gt=0, lt=1, description="plateau schedule: LR multiplier")
     lr_patience: int = pydantic.Field(10, ge=0, description="plateau schedule: epochs without improvement")
     min_lr: float = pydantic.Field(1e-5, ge=0)
@@ -54,5 +49,4 @@ class TrainConfig(pydantic.BaseModel):
     def hashed(self, *exclude: str) -> dict:
         """The settings that decide what a training computes (a stage's or checkpoint's hash),
         less ``exclude``."""
-        unchanged = {name for name, value in self.HASHED_WHEN_CHANGED.items() if getattr(self, name) == value}
-        return self.model_dump(exclude=set(self.NOT_HASHED) | unchanged | set(exclude))
+        return self.model_dump(exclude=set(self.NOT_HASHED) | set(exclude))

@@ -1,4 +1,4 @@
-"""Train one model of any backend: AdamW, plateau or cosine LR, EMA, early stopping, exact resume.
+"""Train one model of any backend: AdamW, plateau LR, EMA, early stopping, exact resume.
 
 Under ``torchrun`` the same call trains data-parallel (:mod:`ekd.distributed`): every batch of
 ``batch_size`` conformations (the global batch) is shared among the ranks by atoms, each rank's
@@ -62,9 +62,7 @@ class TrainResult:
 def _run_fingerprint(backend: str, options: dict, config: TrainConfig, train_frames: PerConformation, val_frames: PerConformation) -> str:
     """What a checkpoint must match to be resumed (the epoch bound and device may change)."""
     start = sha256_file(config.init_from) if config.init_from else None
-    # the epoch bound may grow on resume, unless the LR schedule is laid out over it
-    resizable = ("epochs",) if config.lr_schedule == "plateau" else ()
-    return config_hash(backend, options, config.hashed("device", *resizable), start, train_frames.fingerprint(), val_frames.fingerprint())
+    return config_hash(backend, options, config.hashed("epochs", "device"), start, train_frames.fingerprint(), val_frames.fingerprint())
 
 
 def train(
@@ -115,12 +113,9 @@ def train(
         _warm_start(model, Path(config.init_from))
     ema = _Ema(model.module, config.ema_decay)
     optimizer = torch.optim.AdamW(model.module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    if config.lr_schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.min_lr)
-    else:
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
-        )
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
+    )
     state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "bad_epochs": 0, "history": []}
 
     checkpoint_path = out_dir / "checkpoint.pt"
@@ -184,10 +179,7 @@ def train(
                 val_loss = validation_loss()
             if not np.isfinite(val_loss):
                 raise TrainingDiverged(_divergence(model, out_dir, epoch, val_loss, config, "validation "))
-            if config.lr_schedule == "plateau":
-                scheduler.step(val_loss)
-            else:
-                scheduler.step()
+            scheduler.step(val_loss)
             improved = val_loss < state["best_val"]
             if improved:
                 state.update(best_val=val_loss, best_epoch=epoch, bad_epochs=0)

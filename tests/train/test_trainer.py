@@ -102,23 +102,6 @@ def test_resume_refuses_a_directory_of_another_run(tmp_path):
         train("pairmlp", *parts, tmp_path, CONFIG.model_copy(update={"lr": 1e-2}), show_progress=False)
 
 
-def test_the_cosine_schedule_anneals_to_min_lr_over_the_bound_and_fixes_the_bound(tmp_path):
-    data = labelled()
-    parts = data.subset(range(0, 40, 2)), data.subset(range(1, 40, 2))
-    cosine = CONFIG.model_copy(update={"lr_schedule": "cosine", "min_lr": 1e-4})
-    train("pairmlp", *parts, tmp_path, cosine, show_progress=False)
-    rates = [float(line.split(",")[3]) for line in (tmp_path / "history.csv").read_text().splitlines()[1:]]
-    expected = [1e-4 + (3e-3 - 1e-4) * (1 + np.cos(np.pi * epoch / 6)) / 2 for epoch in range(1, 7)]
-    np.testing.assert_allclose(rates, expected, rtol=1e-9)
-    with pytest.raises(ConfigError, match="holds a training run with other"):  # a longer bound is another schedule
-        train("pairmlp", *parts, tmp_path, cosine.model_copy(update={"epochs": 8}), show_progress=False)
-
-
-def test_settings_added_later_keep_older_stage_hashes_at_their_old_behaviour():
-    assert "lr_schedule" not in TrainConfig().hashed()
-    assert TrainConfig(lr_schedule="cosine").hashed()["lr_schedule"] == "cosine"
-
-
 @pytest.mark.slow
 def test_killed_cli_run_resumes_to_the_same_weights(tmp_path, kill_after_epochs):
     """SIGKILL a real `ekd train` process mid-run, run the same command again: same final weights."""
