@@ -125,11 +125,14 @@ def materials_markdown(results: dict) -> str:
         cell = lambda role: " / ".join(f"{p[role][k]:.{d}f}" if k in p[role] else "-" for k, d in zip(PERIODIC_METRICS, (1, 0, 2)))  # noqa: E731
         lines += ["", f"**{r['teachers']} → {r['student']}** (meV/atom / meV/Å / GPa): ensemble {cell('teacher ensemble')}, "
                   f"student {cell('student')}, baseline {cell('baseline')}", "",
-                  "| system, property | ground truth | students | baselines | students closer |", "|---|---|---|---|---|"]
+                  "| system, property | ground truth | teacher ensemble | students | baselines | error: students | error: baselines | students closer |",
+                  "|---" * 8 + "|"]
         for name, row in r["materials"].items():
-            spread = lambda v: "-" if v is None else f"{v['mean']:.3f} ± {v['std']:.3f}"  # noqa: E731
+            spread = lambda v: "-" if v is None else f"{v['mean']:.3f}" + (f" ± {v['std']:.3f}" if v["n"] > 1 else "")  # noqa: E731
+            error = lambda v: "-" if v is None or "error" not in v else f"{v['error']:.3g}"  # noqa: E731
             closer = {True: "yes", False: "no"}.get(row.get("student_closer"), "-")
-            lines.append(f"| {name} ({row['unit']}) | {row['ground_truth']:.3f} | {spread(row['student'])} | {spread(row['baseline'])} | {closer} |")
+            lines.append(f"| {name} ({row['unit']}) | {row['ground_truth']:.3f} | {spread(row['teacher ensemble'])} | {spread(row['student'])} | "
+                         f"{spread(row['baseline'])} | {error(row['student'])} | {error(row['baseline'])} | {closer} |")
     return "\n".join(lines)
 
 
