@@ -378,10 +378,11 @@ def student_jobs(out: Path, config: RunConfig, train_part: Dataset, validation: 
         parts = [p.without_forces() for p in parts]
     elif config.student.weighting == "inverse_spread":
         parts = [p.with_forces(p.forces, force_weight=inverse_spread_weights(p.atom_data["force_spread"])) for p in parts]
+    periodic = bool(train_part.periodic.any() or validation.periodic.any())
     jobs = []
     for k in range(config.student.seeds):
         seed = config.student.seed + k
-        train_config, start = warm_started(config, config.train_config(role, seed=seed), f"{role}s", f"seed-{seed}")
+        train_config, start = warm_started(config, config.train_config(role, seed=seed, periodic=periodic), f"{role}s", f"seed-{seed}")
         digest = config_hash(role, CHECKPOINT_FORMAT, config.student.backend, config.student_options, None if baseline else config.student.weighting,
                              train_config.hashed(), start, *(p.fingerprint() for p in parts))
         stage = Stage(out / f"{role}s" / f"seed-{seed}", digest)

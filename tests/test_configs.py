@@ -30,3 +30,20 @@ def test_role_training_settings_merge_and_student_defaults_survive_partial_overr
     assert (teacher.force_weight, teacher.epochs) == (0.0, 30)
     capped = RunConfig.load(None, {"epochs": 3, "student.baseline_train": {"epochs": 70}})
     assert {capped.train_config(role).epochs for role in ("student", "baseline", "teachers")} == {3}
+
+
+def test_students_of_periodic_data_keep_the_shared_epoch_bound_unless_told(tmp_path):
+    from ekd.data import Dataset
+    from ekd.pipeline import student_jobs
+    from ekd.testing import periodic_cells, test_molecules
+
+    def student_epochs(data, **overrides):
+        config = RunConfig.load(None, {"train": {"epochs": 300}, **overrides})
+        return {job.config.epochs for job in student_jobs(tmp_path, config, data, data, {})}
+
+    molecules, cells = test_molecules(), periodic_cells()
+    assert student_epochs(molecules) == {50}  # STUDENT_TRAIN: forces converge fast
+    assert student_epochs(cells) == {300}  # energies (the equation of state) take the full bound
+    mixed = Dataset.concatenate([molecules, cells])
+    assert student_epochs(mixed) == {300}
+    assert student_epochs(mixed, **{"student.train": {"epochs": 80}}) == {80}  # the user's bound wins
