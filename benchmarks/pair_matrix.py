@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import ekd
-from ekd.report import HELD_OUT, PERIODIC_METRICS, materials_summary
+from ekd.report import HELD_OUT, PERIODIC_METRICS, materials_summary, summary_table
 
 ROOT = Path(__file__).resolve().parents[1]
 S66X8 = ROOT.parent / "shared/data/comp6/s66x8_wb97x6-31gd.h5"
@@ -124,15 +124,7 @@ def materials_markdown(results: dict) -> str:
         p = r["periodic_scores"]
         cell = lambda role: " / ".join(f"{p[role][k]:.{d}f}" if k in p[role] else "-" for k, d in zip(PERIODIC_METRICS, (1, 0, 2)))  # noqa: E731
         lines += ["", f"**{r['teachers']} → {r['student']}** (meV/atom / meV/Å / GPa): ensemble {cell('teacher ensemble')}, "
-                  f"student {cell('student')}, baseline {cell('baseline')}", "",
-                  "| system, property | ground truth | teacher ensemble | students | baselines | error: students | error: baselines | students closer |",
-                  "|---" * 8 + "|"]
-        for name, row in r["materials"].items():
-            spread = lambda v: "-" if v is None else f"{v['mean']:.3f}" + (f" ± {v['std']:.3f}" if v["n"] > 1 else "")  # noqa: E731
-            error = lambda v: "-" if v is None or "error" not in v else f"{v['error']:.3g}"  # noqa: E731
-            closer = {True: "yes", False: "no"}.get(row.get("student_closer"), "-")
-            lines.append(f"| {name} ({row['unit']}) | {row['ground_truth']:.3f} | {spread(row['teacher ensemble'])} | {spread(row['student'])} | "
-                         f"{spread(row['baseline'])} | {error(row['student'])} | {error(row['baseline'])} | {closer} |")
+                  f"student {cell('student')}, baseline {cell('baseline')}", "", *summary_table(r["materials"])]
     return "\n".join(lines)
 
 

@@ -35,7 +35,7 @@ STUDENT_TRAIN = {"force_weight": 0.1, "epochs": 50}
 #: on periodic data a student's energies, which set its equation of state (lattice constant, bulk
 #: modulus), still fall long after its forces have converged: students keep the shared epoch bound
 #: (early stopping ends them), measured in docs/periodic.md
-PERIODIC_STUDENT_TRAIN = {"force_weight": 0.1}
+PERIODIC_STUDENT_TRAIN = {k: v for k, v in STUDENT_TRAIN.items() if k != "epochs"}
 
 #: TrainConfig fields that a run sets elsewhere: a value in a run's train section would be ignored
 _SET_ELSEWHERE = {
