@@ -61,17 +61,25 @@ def stage_minutes(report: ekd.Report) -> dict[str, float]:
     return {k: round(v, 1) for k, v in kinds.items()}
 
 
-def share_teachers(work: Path, name: str, results: dict) -> str | None:
-    """Copy the finished teachers of an earlier pair with the same teacher spec into this pair's
-    run (the run then finds their stages done: a teacher's stage depends only on the member and
-    the data); the name of that pair, whose teach wall time this pair's stands for."""
-    teacher = PAIRS[name][0]
+def share_trainings(work: Path, name: str, results: dict, role: str) -> str | None:
+    """Copy the finished ``role`` trainings ("teachers", or "baselines") of an earlier pair with
+    the same teacher spec (or student backend) into this pair's run, which finds their stages done
+    where their inputs are the same (a teacher depends only on the member and the data, a baseline
+    only on the student backend and the energies); the name of that pair, whose wall time for
+    them this pair's stands for."""
+    column = 0 if role == "teachers" else 1
     for other, row in results.items():
-        if row["teachers"] == teacher and row.get("teachers_from") is None and (work / other / "teachers").is_dir():
-            if not (work / name / "teachers").exists():
-                shutil.copytree(work / other / "teachers", work / name / "teachers")
+        if row[("teachers", "student")[column]] == PAIRS[name][column] and row.get(f"{role}_from") is None and (work / other / role).is_dir():
+            if not (work / name / role).exists():
+                shutil.copytree(work / other / role, work / name / role)
             return other
     return None
+
+
+def reused(work: Path, name: str, other: str | None, role: str) -> str | None:
+    """``other`` if this pair's ``role`` stages are the copies of its (same hashes: not retrained), else None."""
+    hashes = lambda pair: {p.parent.name: json.loads(p.read_text())["hash"] for p in (work / pair / role).glob("*/stage.json")}  # noqa: E731
+    return other if other is not None and hashes(name) == hashes(other) else None
 
 
 def timed_stages(run: ekd.Run) -> tuple[ekd.Report, dict[str, float]]:
@@ -107,6 +115,7 @@ def markdown_table(results: dict) -> str:
         gap = f"{100 * r['gap_closed']:.0f} %" if r["gap_closed"] is not None else "-"
         s66 = f"{r['s66x8_student_over_baseline']:.2f}" if r["s66x8_student_over_baseline"] else "-"
         shared = f"; teachers of {r['teachers_from']}" if r["teachers_from"] else ""
+        shared += f"; baselines of {r['baselines_from']}" if r.get("baselines_from") else ""
         shared += "; resumed: the rest of an interrupted run only" if r["resumed"] else ""
         stages = ", ".join(f"{w[k] / 60:.1f}" for k in ("teach", "label", "students and baselines", "evaluate"))
         lines.append(f"| {r['teachers']} → {r['student']} | {r['teacher_ensemble_force_mae']:.2f} | {s['mean']:.2f} ± {s['std']:.2f} | "
@@ -151,12 +160,15 @@ def main() -> None:
             continue  # measured: a rerun would time only the evaluation
         teacher, student = PAIRS[name]
         resumed = (args.work / name).is_dir()
-        teachers_from = share_teachers(args.work, name, results)
+        teachers_from = share_trainings(args.work, name, results, "teachers")
+        baselines_from = share_trainings(args.work, name, results, "baselines")
         overrides = {"teachers.spec": teacher, "student.backend": student, "student.baseline": True, "data.path": args.data,
                      "evaluate.files": [str(S66X8)] if S66X8.is_file() and args.data is None else [], "epochs": args.epochs,
                      "student.train.stress_weight": args.stress_weight, "student.train.epochs": args.student_epochs}
         config = ekd.RunConfig.load(None, overrides)
         report, walls = timed_stages(ekd.Run(args.work / name, config, show_progress=False))
+        teachers_from = reused(args.work, name, teachers_from, "teachers")
+        baselines_from = reused(args.work, name, baselines_from, "baselines")
         if teachers_from:
             walls["teach"] = results[teachers_from]["wall_seconds_per_stage"]["teach"]
         if student not in limits and args.data is None:  # the limit is measured on the molecules only (hours on periodic data)
@@ -183,6 +195,7 @@ def main() -> None:
             "wall_seconds_per_stage": walls,
             "wall_seconds": round(sum(walls.values()), 1),
             "teachers_from": teachers_from,  # its teachers were trained by that pair (same spec): the teach wall time is that pair's
+            "baselines_from": baselines_from,  # its baselines were trained by that pair (same student): its students+baselines wall time is the students'
             "resumed": resumed,  # wall times of the rest only: the model-minutes are whole
             "cpu_count": os.cpu_count(),
             "epochs_bound": args.epochs,

@@ -95,3 +95,23 @@ def test_train_model_returns_a_typed_summary_scored_on_the_held_out_split(tmp_pa
     assert summary.test.n_conformations == len(test) and summary.trained_on == "energies only"
     assert summary.test.force_mae == pytest.approx(np.abs(prediction.forces - test.forces).mean() / ekd_units.KCAL_PER_MOL, rel=1e-9)
     assert json.loads((tmp_path / "one/summary.json").read_text()) == json.loads(json.dumps(summary.to_dict()))
+
+
+def test_a_baseline_does_not_depend_on_the_teachers_but_a_student_does(tmp_path):
+    """The energy-only control sees the same energies whoever labelled the forces: its stage is
+    the same for two teacher ensembles (so a second teacher does not retrain it); a student's is not."""
+    from ekd.data import Labels, TeacherRecord
+    from ekd.pipeline import student_jobs
+
+    frames = labelled_molecules(4)
+    teachers = [TeacherRecord("pairmlp", "pairmlp:0", "ab" * 32, 0), TeacherRecord("pairmlp", "pairmlp:1", "cd" * 32, 1)]
+
+    def stage_digests(member_forces, baseline):
+        view = Labels(frames.without_forces(), member_forces, teachers).dataset()
+        assert "force_spread" in view.atom_data
+        return [job.stage.digest for job in student_jobs(tmp_path, tiny_config(), view, view, {}, baseline=baseline)]
+
+    first = np.stack([frames.forces, 3 * frames.forces])
+    other = np.stack([0 * frames.forces, 4 * frames.forces])  # the same mean, another spread: other teachers
+    assert stage_digests(first, baseline=True) == stage_digests(other, baseline=True)
+    assert stage_digests(first, baseline=False) != stage_digests(other, baseline=False)

@@ -358,9 +358,10 @@ class Dataset(PerConformation):
         return dataclasses.replace(self, stress=stress)
 
     def without_forces(self) -> "Dataset":
-        """A copy with no force or stress labels (the energy's derivatives): what energy-only
-        training may see."""
-        return dataclasses.replace(self, forces=None, stress=None)
+        """A copy with no force or stress labels (the energy's derivatives) and no per-atom extras
+        (the teachers' spread and force weights): what energy-only training may see, so that
+        its stage does not depend on the teachers."""
+        return dataclasses.replace(self, forces=None, stress=None, atom_data={})
 
     # the user's entry points -------------------------------------------------------------------
     @classmethod

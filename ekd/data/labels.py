@@ -199,7 +199,7 @@ class LabelsWriter:
 
     def append(self, block: Labels) -> None:
         """Add the conformations of ``block`` after those written so far."""
-        self.frames.append(dataclasses.replace(block.data.without_forces(), atom_data={}))  # no reference forces or stresses
+        self.frames.append(block.data.without_forces())  # no reference forces or stresses
         mean, spread = ensemble_statistics(block.member_forces)
         extend(self.handle, "teacher_forces", np.asarray(block.member_forces, dtype=np.float64), axis=1)
         extend(self.handle, "teacher_force_mean", mean)

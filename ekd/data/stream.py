@@ -176,7 +176,8 @@ class StreamedDataset(PerConformation):
         return self._derivatives and "forces" in self._file.per_atom
 
     def without_forces(self) -> "StreamedDataset":
-        """The same view with no force or stress labels (what energy-only training may see)."""
+        """The same view with no force or stress labels and no per-atom extras (what energy-only
+        training may see)."""
         return StreamedDataset(self._file, self.index, derivatives=False)
 
     @property
@@ -210,7 +211,7 @@ class StreamedDataset(PerConformation):
         position = np.empty_like(order)
         position[order] = np.arange(len(order))
         gather = atom_rows(local_ptr, position)
-        keys = [key for key in self._file.per_atom if key != "forces" or self._derivatives]
+        keys = [key for key in self._file.per_atom if key in ("numbers", "positions") or self._derivatives]  # as Dataset.without_forces
         arrays = {key: self._file.read(key, in_file_order)[gather] for key in keys}
         return Dataset(
             numbers=arrays.pop("numbers").astype(np.int64),

@@ -143,6 +143,8 @@ def test_a_streamed_labels_file_is_the_training_view_without_reading_the_teacher
     got, want = streamed.subset(index).load(), expected.subset(index)
     assert_same(got, want)
     assert np.array_equal(got.atom_data["force_spread"], want.atom_data["force_spread"]) and "teacher_forces" not in got.atom_data
+    energy_only = streamed.subset(index).without_forces().load()  # what a baseline sees: as in memory
+    assert energy_only.forces is None and energy_only.stress is None and energy_only.atom_data == want.without_forces().atom_data == {}
     assert np.array_equal(streamed.energy, expected.energy)
     provenance = streamed.metadata["provenance"]
     assert provenance["source_sha256"] == labels.provenance["source_sha256"] and provenance["teachers"][1]["spec"] == "pairmlp:1"
