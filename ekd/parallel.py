@@ -160,7 +160,12 @@ def _run(job: TrainJob, show_progress: bool, on_epoch_end) -> None:
     if main:
         job.stage.start()
     distributed.barrier()  # start() clears outputs of other inputs before any rank reads the folder
-    train(job.backend, job.train_frames, job.val_frames, job.stage.directory, job.config, job.options, info=job.info, show_progress=show_progress, on_epoch_end=on_epoch_end)
+    def epoch_saved(epoch: int, row: dict) -> None:  # (called on rank 0 only)
+        job.stage.record_time()
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+
+    train(job.backend, job.train_frames, job.val_frames, job.stage.directory, job.config, job.options, info=job.info, show_progress=show_progress, on_epoch_end=epoch_saved)
     if main:
         job.stage.finish()
     distributed.barrier()

@@ -45,10 +45,22 @@ class Stage:
         self._write({"hash": self.digest, "status": "running", "seconds": (record or {}).get("seconds", 0.0)})
         self._started = time.perf_counter()
 
+    def record_time(self) -> None:
+        """Add the time since :meth:`start` (or the last call) to the running stage's record, so
+        that an attempt that is killed later keeps what it cost up to here (call it after each
+        checkpoint)."""
+        self._write({"hash": self.digest, "status": "running", "seconds": self._spent()})
+
     def finish(self, **extra) -> None:
         """Mark the stage done, adding the time spent in this and earlier (interrupted) attempts."""
-        spent = (self.record() or {}).get("seconds", 0.0) + time.perf_counter() - self._started
-        self._write({"hash": self.digest, "status": "done", "seconds": round(spent, 2), **extra})
+        self._write({"hash": self.digest, "status": "done", "seconds": self._spent(), **extra})
+
+    def _spent(self) -> float:
+        """Seconds recorded so far plus those since the last record (which restarts the count)."""
+        now = time.perf_counter()
+        spent = (self.record() or {}).get("seconds", 0.0) + now - self._started
+        self._started = now
+        return round(spent, 2)
 
     def _write(self, record: dict) -> None:
         with atomic_path(self.record_path) as tmp:

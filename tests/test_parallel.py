@@ -62,6 +62,8 @@ def test_killed_parallel_run_leaves_no_workers_and_resumes_to_the_same_report(tm
     time.sleep(3)  # a worker notices at its next epoch end that its parent is gone
     after = history.read_text().count("\n") - 1
     assert 3 <= before < 40 and after <= before + 1, f"the worker trained on after the kill ({before} -> {after} epochs)"
+    record = json.loads((history.parent / "stage.json").read_text())
+    assert record["status"] == "running" and record["seconds"] > 0  # the killed attempt's epochs keep their cost
     assert len(started) >= 2  # the two training workers (and the resource tracker)
     deadline = time.time() + 30
     while time.time() < deadline and any(alive(pid) for pid in started):
