@@ -325,14 +325,14 @@ def materials_summary(materials: dict) -> dict[str, dict]:
 
 def summary_table(summary: dict[str, dict]) -> list[str]:
     """Markdown table lines of a :func:`materials_summary`."""
-    lines = ["| system, property | ground truth | teacher ensemble | students | baselines | error: students | error: baselines | students closer |",
-             "|---" * 8 + "|"]
+    lines = ["| system, property | ground truth | teacher ensemble | students | baselines | error: ensemble | error: students | error: baselines | students closer |",
+             "|---" * 9 + "|"]
     spread = lambda v: "–" if v is None else f"{v['mean']:.3f}" + (f" ± {v['std']:.3f}" if v["n"] > 1 else "")  # noqa: E731
     error = lambda v: "–" if v is None else f"{v['error']:.3g}"  # noqa: E731
     for name, row in summary.items():
         closer = {True: "yes", False: "no"}.get(row["student_closer"], "–")
         lines.append(f"| {name} ({row['unit']}) | {row['ground_truth']:.3f} | {spread(row['teacher ensemble'])} | {spread(row['student'])} | "
-                     f"{spread(row['baseline'])} | {error(row['student'])} | {error(row['baseline'])} | {closer} |")
+                     f"{spread(row['baseline'])} | {error(row['teacher ensemble'])} | {error(row['student'])} | {error(row['baseline'])} | {closer} |")
     return lines
 
 
@@ -340,7 +340,8 @@ def materials_table(materials: dict) -> list[str]:
     """Markdown lines of :func:`materials_summary`, and the models left out of a system."""
     lines = [f"## Materials properties (ground truth: {materials['level_of_theory']})", "",
              "Each model's own equilibrium lattice constant is used for its vacancy and surface energies.", "",
-             "Error: the mean over seeds of each model's distance to the ground truth; the students are closer when theirs is smaller.", "",
+             "Error: the mean over seeds of each model's distance to the ground truth; the students are closer when theirs is smaller "
+             "(a student learns its teachers' properties: expect its error near the ensemble's).", "",
              *summary_table(materials_summary(materials))]
     failures = [f"{name} on {system}: {m[system]['failed']}" for name, m in materials["models"].items() for system in m if "failed" in m[system]]
     if failures:
