@@ -11,7 +11,8 @@ with the model-minutes per stage. Hours on 2 CPU cores: run it in the background
 
 ``--data embedded:metals`` runs the pairs on ekd's periodic set instead (no S66x8 and no limit; the JSON adds
 the errors in meV/atom, meV/Å and GPa and the materials checks against EMT: lattice constant,
-bulk modulus, vacancy and surface energies of the students and baselines).
+bulk modulus, vacancy and surface energies of the students and baselines). ``--seed-only-teachers``
+trains teachers that differ by seed only instead of by each backend's diversity recipe.
 
     .venv/bin/python benchmarks/pair_matrix.py [--work build/pair-matrix] [--pairs ani-mace ...] [--epochs N]
     .venv/bin/python benchmarks/pair_matrix.py --data embedded:metals --pairs ani-ani ani-mace \
@@ -148,6 +149,7 @@ def main() -> None:
     parser.add_argument("--data", help="dataset of every pair (default: the embedded molecules, scored on S66x8 too), e.g. embedded:metals")
     parser.add_argument("--stress-weight", type=float, help="the students' stress term (periodic data; what ekd run --stress-weight sets)")
     parser.add_argument("--student-epochs", type=int, help="the students' epoch bound (default: the students' own, ekd.runconfig.STUDENT_TRAIN)")
+    parser.add_argument("--seed-only-teachers", action="store_true", help="teachers that differ by seed only (teachers.variations: {}), not by each backend's recipe")
     args = parser.parse_args()
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     if args.markdown:
@@ -164,7 +166,8 @@ def main() -> None:
         baselines_from = share_trainings(args.work, name, results, "baselines")
         overrides = {"teachers.spec": teacher, "student.backend": student, "student.baseline": True, "data.path": args.data,
                      "evaluate.files": [str(S66X8)] if S66X8.is_file() and args.data is None else [], "epochs": args.epochs,
-                     "student.train.stress_weight": args.stress_weight, "student.train.epochs": args.student_epochs}
+                     "student.train.stress_weight": args.stress_weight, "student.train.epochs": args.student_epochs,
+                     **({"teachers.variations": {}} if args.seed_only_teachers else {})}
         config = ekd.RunConfig.load(None, overrides)
         report, walls = timed_stages(ekd.Run(args.work / name, config, show_progress=False))
         teachers_from = reused(args.work, name, teachers_from, "teachers")
@@ -201,6 +204,7 @@ def main() -> None:
             "epochs_bound": args.epochs,
             "stress_weight": args.stress_weight,
             "student_epochs": args.student_epochs,
+            "seed_only_teachers": args.seed_only_teachers,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))
