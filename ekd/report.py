@@ -24,6 +24,7 @@ from ekd.evaluate import evaluate, evaluate_streamed
 from ekd.evaluate.calibration import calibration_plot, force_calibration
 from ekd.evaluate.materials import PROPERTIES, material_properties, system_elements
 from ekd.evaluate.md import MDSettings, md_stability
+from ekd.evaluate.plots import materials_plot
 from ekd.model import Model
 
 __all__ = ["HELD_OUT", "Headline", "ModelScores", "Report", "Scores", "SeedSpread", "build_report", "energy_level"]
@@ -341,7 +342,7 @@ def materials_table(materials: dict) -> list[str]:
     lines = [f"## Materials properties (ground truth: {materials['level_of_theory']})", "",
              "Each model's own equilibrium lattice constant is used for its vacancy and surface energies.", "",
              "Error: the mean over seeds of each model's distance to the ground truth; the students are closer when theirs is smaller "
-             "(a student learns its teachers' properties: expect its error near the ensemble's).", "",
+             "(a student learns its teachers' properties: expect its error near the ensemble's). Plot: `plots/materials.png`.", "",
              *summary_table(materials_summary(materials))]
     failures = [f"{name} on {system}: {m[system]['failed']}" for name, m in materials["models"].items() for system in m if "failed" in m[system]]
     if failures:
@@ -443,5 +444,7 @@ def build_report(
         md_results = {"settings": settings.model_dump(), "models": {n: {k: v for k, v in r.items() if k != "settings"} for n, r in runs.items()}}
     checked = {name: p for name, p in models.items() if name.startswith(("teacher ensemble", "student", "baseline"))}
     properties = material_properties_of(checked, materials) if materials else None
+    if properties and plot_dir is not None:
+        materials_plot(properties, plot_dir / "materials.png")
     calibration = calibration_of(predictions, datasets | samples, plot_dir)
     return Report(results, headline, dict(stage_seconds or {}), config, dict(references), refits, md_results, properties, calibration)

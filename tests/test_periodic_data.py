@@ -255,6 +255,8 @@ def test_a_run_on_the_metals_set_reports_materials_units_and_properties(tmp_path
     assert all(set(m["Cu"]) in ({"failed"}, set(materials["units"])) for m in materials["models"].values())
     text = report.markdown()
     assert "| Cu lattice_constant (Å) | 3.590 |" in text and "stress_mae_GPa in GPa" in text
+    checked = any("lattice_constant" in m["Cu"] for m in materials["models"].values())
+    assert (tmp_path / "run/plots/materials.png").is_file() == checked
     assert ekd.Report.read(tmp_path / "run").materials == materials
     from ekd.cli import main
 
@@ -281,3 +283,24 @@ def test_the_materials_summary_averages_seeds_and_judges_closeness_by_each_model
     text = "\n".join(materials_table(materials))
     assert "| Cu lattice_constant (Å) | 3.600 | 3.570 | 3.610 ± 0.028 | 3.595 ± 0.035 | 0.03 | 0.02 | 0.025 | yes |" in text
     assert "baseline seed-1 on Cu: no minimum" in text
+
+
+def test_the_materials_plot_shows_each_models_signed_error_and_skips_failed_ones(tmp_path):
+    from ekd.evaluate.plots import materials_errors, materials_plot
+
+    units = {"lattice_constant": "Å", "bulk_modulus": "GPa", "surface_energy_111": "J/m²"}
+    truth = {"Cu": {"lattice_constant": 3.60, "bulk_modulus": 140.0}, "CuNi": {"lattice_constant": 3.55, "bulk_modulus": 150.0}}
+    models = {"teacher ensemble": {"Cu": {"lattice_constant": 3.58, "bulk_modulus": 135.0}, "CuNi": {"lattice_constant": 3.56, "bulk_modulus": 160.0}},
+              "student seed-1": {"Cu": {"lattice_constant": 3.59, "bulk_modulus": 138.0}, "CuNi": {"failed": "no minimum"}},
+              "student seed-2": {"Cu": {"lattice_constant": 3.63, "bulk_modulus": 141.0}},
+              "baseline seed-1": {"Cu": {"failed": "no minimum"}, "CuNi": {"lattice_constant": 3.50, "bulk_modulus": 149.0}}}
+    materials = {"level_of_theory": "EMT", "units": units, "ground_truth": truth, "models": models}
+    errors = materials_errors(materials)
+    assert set(errors) == {"lattice_constant", "bulk_modulus"}  # no system has a surface energy
+    assert [s for s, _ in errors["lattice_constant"]["student"]] == ["Cu", "Cu"]  # seed-1 failed on CuNi, seed-2 has no CuNi
+    assert [e for _, e in errors["lattice_constant"]["student"]] == pytest.approx([-0.01, 0.03])
+    assert errors["bulk_modulus"]["teacher ensemble"] == [("Cu", pytest.approx(-5.0)), ("CuNi", pytest.approx(10.0))]
+    assert errors["bulk_modulus"]["baseline"] == [("CuNi", pytest.approx(-1.0))]
+    assert materials_plot(materials, tmp_path / "plots/materials.png").stat().st_size > 5_000
+    nothing = {**materials, "models": {"student seed-1": {"Cu": {"failed": "no minimum"}}}}
+    assert materials_plot(nothing, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()

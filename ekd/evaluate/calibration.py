@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ekd._io import atomic_path
 from ekd.data import Dataset
+from ekd.evaluate.plots import save_figure
 from ekd.units import KCAL_PER_MOL
 
 __all__ = ["calibration_plot", "force_calibration", "spearman"]
@@ -75,8 +75,4 @@ def calibration_plot(calibration: dict[str, dict], path: Path, title: str) -> Pa
         axis.set_title(f"{title}: {level.replace('_', ' ')}")
         axis.legend(fontsize=7)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=110, format="png")
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
