@@ -156,15 +156,15 @@ def _run_in_worker(job: TrainJob) -> None:
 
 
 def _run(job: TrainJob, show_progress: bool, on_epoch_end) -> None:
+    def epoch_saved(epoch: int, row: dict) -> None:  # (the trainer calls it on rank 0 only)
+        job.stage.record_time()  # a training killed later keeps its cost up to this epoch
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+
     main = distributed.is_main()  # (data-parallel: rank 0 writes the stage's record)
     if main:
         job.stage.start()
     distributed.barrier()  # start() clears outputs of other inputs before any rank reads the folder
-    def epoch_saved(epoch: int, row: dict) -> None:  # (called on rank 0 only)
-        job.stage.record_time()
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, row)
-
     train(job.backend, job.train_frames, job.val_frames, job.stage.directory, job.config, job.options, info=job.info, show_progress=show_progress, on_epoch_end=epoch_saved)
     if main:
         job.stage.finish()
