@@ -68,9 +68,9 @@ def share_trainings(work: Path, name: str, results: dict, role: str) -> str | No
     where their inputs are the same (a teacher depends only on the member and the data, a baseline
     only on the student backend and the energies); the name of that pair, whose wall time for
     them this pair's stands for."""
-    column = 0 if role == "teachers" else 1
+    field, value = ("teachers", PAIRS[name][0]) if role == "teachers" else ("student", PAIRS[name][1])
     for other, row in results.items():
-        if row[("teachers", "student")[column]] == PAIRS[name][column] and row.get(f"{role}_from") is None and (work / other / role).is_dir():
+        if row[field] == value and row.get(f"{role}_from") is None and (work / other / role).is_dir():
             if not (work / name / role).exists():
                 shutil.copytree(work / other / role, work / name / role)
             return other

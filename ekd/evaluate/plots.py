@@ -32,7 +32,6 @@ def parity_plots(curves: dict, out_dir: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, (frames, energy, forces) in curves.items():
         panels = [("relative energy (kcal/mol)", _relative(frames.energy, frames.molecule), _relative(energy, frames.molecule))]
