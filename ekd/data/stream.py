@@ -29,6 +29,8 @@ __all__ = ["StreamedDataset", "stream"]
 
 #: conformations read per pass when the element counts are made (bounds that pass's memory)
 _BLOCK = 1 << 12
+#: atoms read per pass when what an energy-only view reads is hashed
+_ATOM_BLOCK = 1 << 20
 
 
 class _File:
@@ -38,7 +40,7 @@ class _File:
     _LABELS = {"forces": "teacher_force_mean", "atom_data/force_spread": "teacher_force_spread"}
 
     def __init__(self, path: Path, energies: Literal["reference", "teachers"] = "reference"):
-        self.path, self._handle, self.energies = path, None, energies
+        self.path, self._handle, self.energies, self._energy_only_sha256 = path, None, energies, None
         try:
             handle = self.handle
         except OSError:
@@ -103,6 +105,22 @@ class _File:
             counts = np.bincount(conformation * len(present) + column.reshape(-1), minlength=(stop - start) * len(present))
             table[start:stop, np.searchsorted(species, present)] = counts.reshape(-1, len(present))
         return species, table.astype(np.uint8) if table.max(initial=0) < 256 else table
+
+    def energy_only_sha256(self) -> str:
+        """sha256 of what an energy-only view reads (atomic numbers, positions, offsets, energies,
+        cells, pbc), one pass over the atoms the first time: a labels file's does not change with
+        its teachers' forces and stresses, a frames file's not with its reference forces."""
+        if self._energy_only_sha256 is None:
+            digest = hashlib.sha256()
+            for key in ("numbers", "positions"):
+                stored = self.handle[key]
+                for start in range(0, len(stored), _ATOM_BLOCK):
+                    digest.update(stored[start : start + _ATOM_BLOCK].tobytes())
+            for array in (self.ptr, self.energy, self.cell, self.pbc):
+                if array is not None:
+                    digest.update(array.tobytes())
+            self._energy_only_sha256 = digest.hexdigest()
+        return self._energy_only_sha256
 
     def read(self, key: str, rows: np.ndarray) -> np.ndarray:
         """The rows ``rows`` (increasing) of the per-atom array ``key``, read run by run."""
@@ -228,8 +246,11 @@ class StreamedDataset(PerConformation):
         )
 
     def fingerprint(self) -> str:
-        """sha256 of the file's and the view's conformations (equal views, equal fingerprints)."""
-        return hashlib.sha256(f"{self.metadata['sha256']} {self._file.energies} {self._derivatives}".encode() + self.index.astype(np.int64).tobytes()).hexdigest()
+        """sha256 of what the view reads and of its conformations (equal views, equal
+        fingerprints): the whole file, or for an energy-only view (:meth:`without_forces`) the
+        arrays it reads, so that energy-only training on a labels file does not depend on the teachers."""
+        source = self.metadata["sha256"] if self._derivatives else self._file.energy_only_sha256()
+        return hashlib.sha256(f"{source} {self._file.energies} {self._derivatives}".encode() + self.index.astype(np.int64).tobytes()).hexdigest()
 
 
 def stream(path: str | os.PathLike, energies: Literal["reference", "teachers"] = "reference") -> StreamedDataset:

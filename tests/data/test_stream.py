@@ -151,6 +151,31 @@ def test_a_streamed_labels_file_is_the_training_view_without_reading_the_teacher
     assert streamed.fingerprint() != stream(tmp_path / "labels.h5", "teachers" if energies == "reference" else "reference").fingerprint()
 
 
+def test_energy_only_training_on_a_streamed_labels_file_does_not_depend_on_the_teachers(tmp_path, on_disk):
+    from ekd.data import Labels, TeacherRecord
+    from ekd.data.labels import make_provenance
+
+    whole, _ = on_disk["metals"]
+    teachers = [TeacherRecord("pairmlp", f"pairmlp:{k}", None, k) for k in range(2)]
+
+    def labels_file(name, seed, energy_shift=0.0):
+        rng = np.random.default_rng(seed)
+        data = whole.without_forces()
+        data = Dataset(**{**{k: getattr(data, k) for k in ("numbers", "positions", "ptr", "molecule", "cell", "pbc")}, "energy": data.energy + energy_shift})
+        Labels(data, rng.normal(size=(2, whole.n_atoms, 3)), teachers, whole.energy + rng.normal(size=(2, len(whole))),
+               [], make_provenance(data), rng.normal(size=(2, len(whole), 6))).write(tmp_path / name)
+        return tmp_path / name
+
+    index = [3, 1, 4]
+    one, other, shifted = labels_file("a.h5", 0), labels_file("b.h5", 1), labels_file("c.h5", 0, energy_shift=1e-3)
+    view = lambda path, energies="reference": stream(path, energies).subset(index)  # noqa: E731
+    assert view(one).fingerprint() != view(other).fingerprint()  # the students' view: the teachers' forces
+    assert view(one).without_forces().fingerprint() == view(other).without_forces().fingerprint()  # other teachers, same energies
+    assert view(one).without_forces().fingerprint() != view(shifted).without_forces().fingerprint()  # other reference energies
+    assert view(one, "teachers").without_forces().fingerprint() != view(other, "teachers").without_forces().fingerprint()
+    assert view(one).without_forces().fingerprint() != stream(one).subset(index[::-1]).without_forces().fingerprint()
+
+
 def test_teacher_energies_need_a_labels_file(on_disk):
     with pytest.raises(DataError, match=r"metals.h5: energies='teachers' needs a labels file"):
         stream(on_disk["metals"][1]._file.path, "teachers")
