@@ -62,15 +62,16 @@ def stage_minutes(report: ekd.Report) -> dict[str, float]:
     return {k: round(v, 1) for k, v in kinds.items()}
 
 
-def share_trainings(work: Path, name: str, results: dict, role: str) -> str | None:
+def share_trainings(work: Path, name: str, results: dict, role: str, **settings) -> str | None:
     """Copy the finished ``role`` trainings ("teachers", or "baselines") of an earlier pair with
-    the same teacher spec (or student backend) into this pair's run, which finds their stages done
-    where their inputs are the same (a teacher depends only on the member and the data, a baseline
-    only on the student backend and the energies); the name of that pair, whose wall time for
-    them this pair's stands for."""
+    the same teacher spec (or student backend) and the same ``settings`` (result fields) into
+    this pair's run, which finds their stages done where their inputs are the same (a teacher
+    depends only on the member and the data, a baseline only on the student backend and the
+    energies); the name of that pair, whose wall time for them this pair's stands for."""
     field, value = ("teachers", PAIRS[name][0]) if role == "teachers" else ("student", PAIRS[name][1])
     for other, row in results.items():
-        if row[field] == value and row.get(f"{role}_from") is None and (work / other / role).is_dir():
+        same = row[field] == value and all(row.get(key) == wanted for key, wanted in settings.items())
+        if same and row.get(f"{role}_from") is None and (work / other / role).is_dir():
             if not (work / name / role).exists():
                 shutil.copytree(work / other / role, work / name / role)
             return other
@@ -152,6 +153,8 @@ def main() -> None:
     parser.add_argument("--seed-only-teachers", action="store_true", help="teachers that differ by seed only (teachers.variations: {}), not by each backend's recipe")
     args = parser.parse_args()
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    for row in results.values():
+        row.setdefault("seed_only_teachers", False)  # (measured before the option existed)
     if args.markdown:
         print(markdown_table(results))
         print(materials_markdown(results))
@@ -162,8 +165,8 @@ def main() -> None:
             continue  # measured: a rerun would time only the evaluation
         teacher, student = PAIRS[name]
         resumed = (args.work / name).is_dir()
-        teachers_from = share_trainings(args.work, name, results, "teachers")
-        baselines_from = share_trainings(args.work, name, results, "baselines")
+        teachers_from = share_trainings(args.work, name, results, "teachers", epochs_bound=args.epochs, seed_only_teachers=args.seed_only_teachers)
+        baselines_from = share_trainings(args.work, name, results, "baselines", epochs_bound=args.epochs)
         overrides = {"teachers.spec": teacher, "student.backend": student, "student.baseline": True, "data.path": args.data,
                      "evaluate.files": [str(S66X8)] if S66X8.is_file() and args.data is None else [], "epochs": args.epochs,
                      "student.train.stress_weight": args.stress_weight, "student.train.epochs": args.student_epochs,
