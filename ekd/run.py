@@ -174,7 +174,7 @@ class Run:
         return f"ekd: model size {size} ({why}; size: small|upstream overrides, your options win): {sized}"
 
     def estimate(self) -> dict[str, float]:
-        """Seconds each unfinished stage of trainings takes at most on this machine (``teach``,
+        """Seconds each unfinished stage of trainings takes on this machine at its epoch bounds (``teach``,
         ``students`` or ``students and baselines``), from a few timed optimizer steps of each
         kind of training (:mod:`ekd.estimate`); early stopping usually ends them sooner."""
         timed: dict = {}
@@ -185,11 +185,11 @@ class Run:
         return {"teach": teach, "students and baselines" if self.config.student.baseline else "students": students}
 
     def describe_estimate(self) -> str:
-        """One line: the run's trainings' time at most, per stage, and how to shorten a long run."""
+        """One line: the run's trainings' time at their epoch bounds, per stage, and how to shorten a long run."""
         stages = self.estimate()
         total = sum(stages.values())
         parts = ", ".join(f"{name} {duration(seconds)}" for name, seconds in stages.items() if seconds)
-        line = (f"ekd: this run's trainings take at most {duration(total)} here ({parts or 'all finished'}; "
+        line = (f"ekd: this run's trainings take about {duration(total)} here at their epoch bounds ({parts or 'all finished'}; "
                 "timed from a few steps of each model; early stopping usually ends sooner)")
         if total > 3600:
             line += "; --epochs N bounds every model, and --size small or a smaller model (its options) trains faster"

@@ -324,6 +324,31 @@ def test_model_size_follows_the_device_is_saved_and_separates_artifacts(tmp_path
     assert yaml.safe_load((tmp_path / "small/config.yaml").read_text())["size"] == "small"
 
 
+def test_an_epoch_is_timed_on_conformations_drawn_from_all_the_data_and_scaled_by_atoms(tmp_path, monkeypatch):
+    """Data sorted smallest molecule first (as files grouped by molecule often are): a step that
+    costs 1 ms per atom gives exactly 1 ms per atom of the epoch, not the first molecules' cost."""
+    import types
+
+    import ekd.estimate as estimate
+    from ekd.parallel import TrainJob
+    from ekd.stages import Stage
+    from ekd.train import TrainConfig
+
+    frames = labelled_molecules(count_per_molecule=20).without_forces()
+    frames = frames.subset(np.argsort(frames.sizes, kind="stable"))
+    train_frames, val_frames = frames.subset(np.arange(100)), frames.subset(np.arange(100, len(frames)))
+    assert train_frames.sizes[:32].mean() < 0.8 * train_frames.sizes.mean()  # the first batch is not typical
+    clock = [0.0]
+    monkeypatch.setattr(estimate, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    def step(model, batch, optimizer, config):
+        clock[0] += 1e-3 * len(batch.numbers)
+
+    monkeypatch.setattr(estimate, "optimizer_step", step)
+    job = TrainJob(Stage(tmp_path / "t", "x"), "pairmlp", train_frames, val_frames, TrainConfig(batch_size=8, epochs=1), {}, {})
+    assert estimate.epoch_seconds(job) == pytest.approx(1e-3 * (train_frames.n_atoms + val_frames.n_atoms / 3))
+
+
 def test_the_estimate_counts_each_unfinished_training_once_per_epoch_and_worker(tmp_path, data_path, monkeypatch):
     """Teachers: 2 members x 3 epochs; students and baselines: 2 seeds each x 3 epochs; one at a
     time. A finished stage drops out of the estimate."""
@@ -341,7 +366,7 @@ def test_the_estimate_counts_each_unfinished_training_once_per_epoch_and_worker(
     assert sorted(timed) == [("pairmlp", False), ("pairmlp", True)]  # seeds of one kind are timed once
     run.teach()
     assert run.estimate()["teach"] == 0.0
-    assert "at most 18 s here (students and baselines 18 s" in run.describe_estimate()
+    assert "about 18 s here at their epoch bounds (students and baselines 18 s" in run.describe_estimate()
 
 
 def test_a_timed_epoch_restores_the_thread_count(tmp_path, data_path):
