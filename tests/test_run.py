@@ -338,15 +338,17 @@ def test_an_epoch_is_timed_on_conformations_drawn_from_all_the_data_and_scaled_b
     frames = frames.subset(np.argsort(frames.sizes, kind="stable"))
     train_frames, val_frames = frames.subset(np.arange(100)), frames.subset(np.arange(100, len(frames)))
     assert train_frames.sizes[:32].mean() < 0.8 * train_frames.sizes.mean()  # the first batch is not typical
-    clock = [0.0]
+    clock, timed_atoms = [0.0], []
     monkeypatch.setattr(estimate, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
 
     def step(model, batch, optimizer, config):
         clock[0] += 1e-3 * len(batch.numbers)
+        timed_atoms.append(len(batch.numbers))
 
     monkeypatch.setattr(estimate, "optimizer_step", step)
     job = TrainJob(Stage(tmp_path / "t", "x"), "pairmlp", train_frames, val_frames, TrainConfig(batch_size=8, epochs=1), {}, {})
     assert estimate.epoch_seconds(job) == pytest.approx(1e-3 * (train_frames.n_atoms + val_frames.n_atoms / 3))
+    assert sum(timed_atoms) / 32 > 1.1 * train_frames.sizes[:32].mean()  # timed on a draw, not on the first molecules
 
 
 def test_the_estimate_counts_each_unfinished_training_once_per_epoch_and_worker(tmp_path, data_path, monkeypatch):

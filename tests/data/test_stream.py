@@ -1,6 +1,7 @@
 """Data larger than memory: the one-pass converter (``ekd data convert``) and the lazy reader
 (``ekd.data.stream``), checked array by array against reading the same files whole."""
 
+import dataclasses
 import importlib
 import pickle
 
@@ -160,8 +161,7 @@ def test_energy_only_training_on_a_streamed_labels_file_does_not_depend_on_the_t
 
     def labels_file(name, seed, energy_shift=0.0):
         rng = np.random.default_rng(seed)
-        data = whole.without_forces()
-        data = Dataset(**{**{k: getattr(data, k) for k in ("numbers", "positions", "ptr", "molecule", "cell", "pbc")}, "energy": data.energy + energy_shift})
+        data = dataclasses.replace(whole.without_forces(), energy=whole.energy + energy_shift)
         Labels(data, rng.normal(size=(2, whole.n_atoms, 3)), teachers, whole.energy + rng.normal(size=(2, len(whole))),
                [], make_provenance(data), rng.normal(size=(2, len(whole), 6))).write(tmp_path / name)
         return tmp_path / name
