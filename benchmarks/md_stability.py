@@ -25,14 +25,14 @@ from ekd.evaluate.md import MDSettings, md_stability
 from ekd.provenance import package_versions
 from ekd.run import Run
 
-ROLES = ("teacher ensemble", "student ", "baseline ")
+ROLES = ("teacher ensemble", "student", "baseline")
 
 
 def one_model(run_dir: Path, name: str, settings: MDSettings) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    result = md_stability(Run.open(run_dir).models()[name], load_default(with_forces=False), settings, show_progress=False)
+    result = md_stability(Run.open(run_dir).models()[name].predictor, load_default(with_forces=False), settings, show_progress=False)
     return {k: v for k, v in result.items() if k != "settings"}
 
 
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     settings = MDSettings(steps=args.steps, temperature_K=args.temperature, seed=args.seed)
-    names = [name for name in Run.open(args.run_dir).models() if name.startswith(ROLES)]
+    names = [name for name, model in Run.open(args.run_dir).models().items() if model.role in ROLES]
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         futures = {name: pool.submit(one_model, args.run_dir, name, settings) for name in names}
         models = {name: future.result() for name, future in futures.items()}

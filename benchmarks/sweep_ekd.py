@@ -34,7 +34,7 @@ from ekd.evaluate import evaluate
 from ekd.model import Model
 from ekd.parallel import TrainJob, run_jobs
 from ekd.plugins import get_backend
-from ekd.provenance import config_hash, package_versions
+from ekd.provenance import sha256_json, package_versions
 from ekd.stages import Stage
 from ekd.train import TrainConfig, inverse_spread_weights
 
@@ -78,7 +78,7 @@ def main() -> None:
     def job(name: str, parts, seed: int, batch: int, force_weight: float = 0.0, options: dict | None = None) -> TrainJob:
         config = TrainConfig(epochs=EPOCHS, seed=seed, batch_size=batch, force_weight=force_weight)
         directory = args.work / name
-        digest = config_hash(name, config.model_dump(), options)
+        digest = sha256_json(name, config.model_dump(), options)
         return TrainJob(Stage(directory, digest), "ani", *parts, config, options or {}, {"sweep": name}, functools.partial(keep_bounds, directory))
 
     variations = get_backend("ani").variations

@@ -42,7 +42,7 @@ from ekd.errors import ConfigError, DataError
 from ekd.evaluate.md import MDSettings, bond_deviation, bonds, run_md
 from ekd.graph import MIN_DISTANCE
 from ekd.model import Model
-from ekd.provenance import config_hash, frames_fingerprint, sha256_file
+from ekd.provenance import sha256_json, sha256_arrays, sha256_file
 from ekd.report import HELD_OUT
 from ekd.run import Run
 from ekd.runconfig import RunConfig
@@ -162,7 +162,7 @@ def _scores(candidates: Dataset, ensemble: Ensemble, strategy: Strategy) -> np.n
 def _round_summary(run: Run, new: Dataset | None, selected: int, t1_limit: float) -> dict:
     report = run.report
     held_out = report.headline.get(HELD_OUT)
-    students = [n for n in report.models if n.startswith("student")]
+    students = [n for n, m in report.models.items() if m.role == "student"]
     record = (new.metadata.get("reference") or {}) if new is not None else {}
     t1 = [d.get("t1_diagnostic") for d in record.get("diagnostics", []) if d.get("t1_diagnostic") is not None]
     md = report.md_stability
@@ -231,7 +231,7 @@ def _new_data(run: Run, folder: Path, settings: GrowSettings, calculator: str, o
     from ekd.reference import compute_reference
 
     student = run.students[0]
-    digest = config_hash("sample", _SAMPLING_RULES, settings.model_dump(exclude={"rounds"}), sha256_file(student.path), frames_fingerprint(run.data), rng_seed)
+    digest = sha256_json("sample", _SAMPLING_RULES, settings.model_dump(exclude={"rounds"}), sha256_file(student.path), sha256_arrays(run.data), rng_seed)
     candidates_path = folder / "candidates.h5"
     candidates = Dataset.read(candidates_path) if candidates_path.is_file() else None
     if candidates is None or candidates.metadata.get("hash") != digest:

@@ -326,7 +326,7 @@ def evaluate_command(model_path, data_paths, json_out, refit_offsets, plot_dir, 
     from ekd._io import atomic_path
     from ekd.ensemble import load_predictor
     from ekd.evaluate import evaluate
-    from ekd.report import material_properties_of
+    from ekd.evaluate.materials import material_properties_of
 
     predictor = load_predictor(model_path)
     datasets = {}

@@ -18,9 +18,10 @@ import torch
 
 from ekd import distributed
 from ekd.parallel import TrainJob, default_jobs
+from ekd.progress import duration
 from ekd.train.trainer import build_from_data, optimizer_step
 
-__all__ = ["epoch_seconds", "stage_seconds"]
+__all__ = ["describe_estimate", "epoch_seconds", "stage_seconds"]
 
 
 def epoch_seconds(job: TrainJob, threads: int = 1, steps: int = 3) -> float:
@@ -69,3 +70,15 @@ def stage_seconds(jobs: list[TrainJob], workers: int | None = None, timed: dict 
             timed[kind] = epoch_seconds(job, threads=max(1, cores // workers))
         total += timed[kind] * job.config.epochs
     return total / min(workers, cores)
+
+
+def describe_estimate(stages: dict[str, float]) -> str:
+    """One line: the trainings' time at their epoch bounds, per stage (seconds by stage name),
+    and how to shorten a long run."""
+    total = sum(stages.values())
+    parts = ", ".join(f"{name} {duration(seconds)}" for name, seconds in stages.items() if seconds)
+    line = (f"ekd: this run's trainings take about {duration(total)} here at their epoch bounds ({parts or 'all finished'}; "
+            "timed from a few steps of each model; early stopping usually ends sooner)")
+    if total > 3600:
+        line += "; --epochs N bounds every model, and --size small or a smaller model (its options) trains faster"
+    return line

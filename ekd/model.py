@@ -25,7 +25,7 @@ from ekd.errors import BackendError, DataError
 from ekd.plugins import get_backend
 from ekd.provenance import package_versions
 
-__all__ = ["Model", "Prediction", "as_dataset", "resolve_device", "seeded", "to_voigt"]
+__all__ = ["Model", "Prediction", "as_dataset", "energy_level", "resolve_device", "seeded", "to_voigt"]
 
 CHECKPOINT_FORMAT = "ekd-model-2"  # 2: statistics (reference energies, average neighbours, scales)
 
@@ -281,3 +281,10 @@ class Model:
         from ekd.calculator import EkdCalculator
 
         return EkdCalculator(self)
+
+
+def energy_level(models: Iterable[Model]) -> str | None:
+    """The reference the models' energies are on (a published level, or the training data's);
+    None when unrecorded or when they differ."""
+    levels = {(m.info.get("pretrained") or {}).get("level_of_theory") or m.info.get("level_of_theory") for m in models}
+    return levels.pop() if len(levels) == 1 else None

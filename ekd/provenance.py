@@ -1,4 +1,11 @@
-"""What every artifact records about how it was made: input hashes and package versions."""
+"""What every artifact records about how it was made: input hashes and package versions.
+
+The content identity of an input is a sha256, one function per kind of input, each named for
+what it hashes: :func:`sha256_file` (a file's bytes), :func:`sha256_arrays` (a dataset's arrays),
+:func:`sha256_source` (a dataset's source file, or its arrays when built in memory),
+:func:`sha256_weights` (a model's tensors) and :func:`sha256_json` (settings and other hashes:
+what a stage's output depends on). A dataset view's own ``sha256()`` names what the view reads.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ import json
 import os
 from importlib import metadata
 
-__all__ = ["sha256_file", "package_versions", "frames_fingerprint", "config_hash"]
+__all__ = ["package_versions", "sha256_arrays", "sha256_file", "sha256_json", "sha256_source", "sha256_weights"]
 
 _TRACKED_PACKAGES = ("ekd", "numpy", "h5py", "ase", "torch", "torchani", "mace-torch", "nequip", "e3nn")
 
@@ -32,7 +39,7 @@ def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     return versions
 
 
-def frames_fingerprint(frames) -> str:
+def sha256_arrays(frames) -> str:
     """sha256 of the arrays of an :class:`ekd.data.Dataset` (what a model was trained on),
     per-atom extras such as force weights and, for periodic data, cells included."""
     digest = hashlib.sha256()
@@ -44,6 +51,21 @@ def frames_fingerprint(frames) -> str:
     return digest.hexdigest()
 
 
-def config_hash(*parts) -> str:
-    """Stable sha256 of JSON-serialisable parts (what an output depends on)."""
+def sha256_source(data) -> str:
+    """sha256 naming a dataset's source: its file's bytes (``metadata["sha256"]``, taken when it
+    was read), or its arrays (:func:`sha256_arrays`) for data built in memory."""
+    return data.metadata.get("sha256") or data.sha256()
+
+
+def sha256_weights(module) -> str:
+    """sha256 of a torch module's tensors (its ``state_dict``, in order)."""
+    digest = hashlib.sha256()
+    for tensor in module.state_dict().values():
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def sha256_json(*parts) -> str:
+    """Stable sha256 of JSON-serialisable parts (settings and other hashes: what an output depends on)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+

@@ -28,7 +28,7 @@ import pydantic
 from ekd.config import validate
 from ekd.errors import ConfigError
 from ekd.progress import progress_bar
-from ekd.provenance import config_hash, frames_fingerprint
+from ekd.provenance import sha256_json, sha256_arrays
 
 if TYPE_CHECKING:
     from ekd.data.frames import Dataset
@@ -133,7 +133,7 @@ def compute_reference(
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         plan = [np.arange(start, min(start + chunk, len(data))) for start in range(0, len(data), chunk)]
-        digests = [config_hash(calculator, options.model_dump(mode="json"), forces, frames_fingerprint(data.subset(rows).without_forces())) for rows in plan]
+        digests = [sha256_json(calculator, options.model_dump(mode="json"), forces, sha256_arrays(data.subset(rows).without_forces())) for rows in plan]
         todo = [(k, rows) for k, rows in enumerate(plan) if not _finished(folder / f"chunk-{k:05d}.json", digests[k])]
         workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
         configurations = lambda rows: [(int(i), data.numbers[data.atoms_of(i)], data.positions[data.atoms_of(i)], _cell(data, i)) for i in rows]  # noqa: E731

@@ -11,23 +11,15 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, get_args
 
 import numpy as np
 
 from ekd._io import atomic_path
-from ekd.data import Dataset
-from ekd.data.frames import PerConformation
-from ekd.ensemble import Ensemble
 from ekd.errors import DataError
-from ekd.evaluate import evaluate, evaluate_streamed
-from ekd.evaluate.calibration import calibration_plot, force_calibration
-from ekd.evaluate.materials import PROPERTIES, material_properties, system_elements
-from ekd.evaluate.md import MDSettings, md_stability
-from ekd.evaluate.plots import materials_plot
-from ekd.model import Model
+from ekd.evaluate.md import MDSettings
 
-__all__ = ["HELD_OUT", "Headline", "ModelScores", "Report", "Scores", "SeedSpread", "build_report", "energy_level"]
+__all__ = ["HELD_OUT", "ROLES", "Headline", "ModelScores", "Report", "Role", "Scores", "SeedSpread"]
 
 #: format of report.json; bumped when a key changes meaning
 REPORT_FORMAT_VERSION = 1
@@ -36,8 +28,10 @@ HELD_OUT = "held-out test"
 METRICS = ("energy_mae", "energy_rmse", "relative_energy_mae", "relative_energy_rmse", "force_mae", "force_rmse")
 #: the columns added for datasets with periodic conformations
 PERIODIC_METRICS = ("energy_per_atom_mae_meV", "force_mae_meV", "stress_mae_GPa")
-#: conformations of a streamed dataset its parity plots and calibration are made from
-PLOT_SAMPLE = 10_000
+#: what a model is in a run: a teacher, the teachers' ensemble, a student, an energy-only
+#: baseline (the student's control), a force-trained limit (a model trained on reference forces)
+Role = Literal["teacher", "teacher ensemble", "student", "baseline", "limit"]
+ROLES: tuple[str, ...] = get_args(Role)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,10 +55,17 @@ class Scores:
 
 @dataclasses.dataclass(frozen=True)
 class ModelScores:
-    """One model's scores per dataset and the energy reference it was trained on."""
+    """One model's scores per dataset, the energy reference it was trained on and its role."""
 
     level_of_theory: str | None
     datasets: dict[str, Scores]
+    role: Role | None = None
+
+
+def role_of(name: str) -> Role | None:
+    """The role of a model named in a report written before roles were recorded (``teacher 00-ani``,
+    ``teacher ensemble``, ``student seed-200``, ``baseline seed-200``)."""
+    return next((role for role in sorted(ROLES, key=len, reverse=True) if name == role or name.startswith(role + " ")), None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +111,7 @@ class Report:
 
     Attributes:
         models: model name (``teacher 00-ani``, ``teacher ensemble``, ``student seed-200``,
-            ``baseline seed-200``) → its scores.
+            ``baseline seed-200``) → its scores and role.
         headline: dataset name (``held-out test``, an evaluation file's stem) → :class:`Headline`.
         stage_seconds: stage directory → seconds spent (all attempts).
         config: the run configuration that produced it.
@@ -156,7 +157,8 @@ class Report:
         return {
             "format_version": self.format_version,
             "units": self.units,
-            "models": {name: {"level_of_theory": m.level_of_theory, **{d: strip(s) for d, s in m.datasets.items()}} for name, m in self.models.items()},
+            "models": {name: {"level_of_theory": m.level_of_theory, "role": m.role, **{d: strip(s) for d, s in m.datasets.items()}}
+                       for name, m in self.models.items()},
             "headline": {d: strip(h) for d, h in self.headline.items()},
             **({"md_stability": self.md_stability} if self.md_stability else {}),
             **({"materials": self.materials} if self.materials else {}),
@@ -175,8 +177,8 @@ class Report:
         models = {}
         for name, entry in values["models"].items():
             entry = dict(entry)
-            level = entry.pop("level_of_theory", None)
-            models[name] = ModelScores(level, {d: Scores(**s) for d, s in entry.items()})
+            level, role = entry.pop("level_of_theory", None), entry.pop("role", None) or role_of(name)
+            models[name] = ModelScores(level, {d: Scores(**s) for d, s in entry.items()}, role)
         headline = {}
         for dataset, h in values["headline"].items():
             spreads = {k: SeedSpread(**h[k]) if h.get(k) else None for k in ("student_force_mae", "baseline_force_mae")}
@@ -279,31 +281,6 @@ def calibration_table(calibration: dict) -> list[str]:
     return lines
 
 
-def plot_sample(data: PerConformation, size: int) -> Dataset:
-    """At most ``size`` conformations of a streamed dataset, seeded, in memory: what its parity
-    plots and calibration are made from (its scores cover every conformation)."""
-    if len(data) <= size:
-        return data.load()
-    return data.subset(np.sort(np.random.default_rng(0).choice(len(data), size, replace=False))).load()
-
-
-def calibration_of(predictions: dict[str, dict], datasets: dict[str, Dataset], plot_dir: Path | None = None) -> dict | None:
-    """:func:`force_calibration` of the teacher ensemble and the students on every dataset with
-    reference forces the ensemble was scored on, from their ``predictions`` (model → dataset →
-    prediction; None without an ensemble of two or more); plots to ``plot_dir``."""
-    result = {}
-    for dataset, data in datasets.items():
-        teachers = predictions.get("teacher ensemble", {}).get(dataset)
-        if data.forces is None or getattr(teachers, "member_forces", None) is None or len(teachers.member_forces) < 2:
-            continue
-        forces = {"teacher ensemble": teachers.forces}
-        forces |= {name: p[dataset].forces for name, p in predictions.items() if name.startswith("student") and dataset in p}
-        result[dataset] = force_calibration(data, teachers.force_spread, forces)
-        if plot_dir is not None:
-            calibration_plot(result[dataset], plot_dir / f"calibration_{dataset.replace(' ', '_').replace('/', '_')}.png", dataset)
-    return result or None
-
-
 def materials_summary(materials: dict) -> dict[str, dict]:
     """Per ``"<system> <property>"``: the ground truth, its unit, the teacher ensemble's value and
     the students' and baselines' mean ± std over seeds and mean absolute error (``error``, the
@@ -311,12 +288,12 @@ def materials_summary(materials: dict) -> dict[str, dict]:
     whether the students are closer to the ground truth than the baselines: a smaller ``error``,
     how far the one model a user trains is expected to be (the distance of the seeds' mean would
     credit the baselines with an ensemble's averaging). None when either is missing."""
-    summary = {}
+    summary, roles = {}, materials.get("roles") or {name: role_of(name) for name in materials["models"]}  # (no roles: an older report)
     for system, truth in materials["ground_truth"].items():
         for prop, value in truth.items():
             row = {"ground_truth": value, "unit": materials["units"][prop]}
             for role in ("teacher ensemble", "student", "baseline"):
-                values = [m[system][prop] for n, m in materials["models"].items() if n.startswith(role) and prop in m.get(system, {})]
+                values = [m[system][prop] for n, m in materials["models"].items() if roles[n] == role and prop in m.get(system, {})]
                 row[role] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, "n": len(values),
                              "error": float(np.mean(np.abs(np.subtract(values, value))))} if values else None
             row["student_closer"] = (row["student"]["error"] < row["baseline"]["error"]) if row["student"] and row["baseline"] else None
@@ -348,103 +325,3 @@ def materials_table(materials: dict) -> list[str]:
     if failures:
         lines += ["", "Left out (no equilibrium found): " + "; ".join(failures) + "."]
     return lines
-
-
-def material_properties_of(predictors: dict, spec: dict) -> dict:
-    """A ``materials`` block: the ground truth of ``spec`` (a dataset's ``metadata["materials"]``)
-    and each predictor's properties (name → model or ensemble), on the systems all of them cover."""
-    systems = [s for s in spec["systems"] if all(set(system_elements(s)) <= set(p.species) for p in predictors.values())]
-    return {
-        "level_of_theory": spec.get("level_of_theory"),
-        "units": PROPERTIES,
-        "ground_truth": {s["name"]: spec["ground_truth"][s["name"]] for s in systems},
-        "models": {name: {s["name"]: material_properties(p.calculator(), s) for s in systems} for name, p in predictors.items()},
-    }
-
-
-def energy_level(models: list[Model]) -> str | None:
-    """The reference the models' energies are on (a published level, or the training data's);
-    None when unrecorded or when they differ."""
-    levels = {(m.info.get("pretrained") or {}).get("level_of_theory") or m.info.get("level_of_theory") for m in models}
-    return levels.pop() if len(levels) == 1 else None
-
-
-def _normalised(level: str) -> str:
-    return level.lower().replace(" ", "").replace("g**", "g(d,p)").replace("g*", "g(d)")
-
-
-def _other_reference(model_level: str | None, data_level: str | None) -> bool:
-    """Energies on different, known references (wB97X/6-31G* is wB97X/6-31G(d))."""
-    return bool(model_level and data_level and _normalised(model_level) != _normalised(data_level))
-
-
-def build_report(
-    models: dict[str, Model | Ensemble],
-    datasets: dict[str, PerConformation],
-    references: dict[str, str | None],
-    config: dict,
-    refit_offsets: bool = False,
-    plot_dir: Path | None = None,
-    stage_seconds: dict[str, float] | None = None,
-    md: tuple[MDSettings, Dataset, Sequence[str]] | None = None,
-    materials: dict | None = None,
-    show_progress: bool = True,
-) -> Report:
-    """Score every model on every dataset whose elements it covers and summarise the seeds.
-
-    Args:
-        models: name → model or ensemble; names starting with ``student``/``baseline`` are seeds
-            of the headline, ``teacher ensemble`` is the ensemble the labels came from.
-        datasets: name → conformations with reference energies (and forces to score forces);
-            a streamed one (``ekd.data.stream``) is scored a block at a time, and its parity plots
-            and calibration come from a seeded sample of :data:`PLOT_SAMPLE` conformations.
-        references: dataset name → level of theory of its energies (offsets are refit for a
-            model on another known level).
-        plot_dir: parity plots of the ensemble, students and baselines go to ``plot_dir/<model>``.
-        md: MD settings, the data whose molecules start the runs and the models that run (name
-            prefixes: ``teacher ensemble``, ``student``, ``baseline``), or None for no MD.
-        materials: the crystals to check (a dataset's ``metadata["materials"]``), or None.
-        show_progress: a progress bar for the MD runs.
-    """
-    results, refits, predictions = {}, {}, {}
-    samples = {dataset: plot_sample(data, PLOT_SAMPLE) for dataset, data in datasets.items() if not isinstance(data, Dataset)}
-    for name, predictor in models.items():
-        level = energy_level(predictor.models if isinstance(predictor, Ensemble) else [predictor])
-        scores = {}
-        for dataset, data in datasets.items():
-            if not set(data.elements) <= set(predictor.species):
-                continue
-            refit = refit_offsets or _other_reference(level, references[dataset])
-            plotted = name.startswith(("student", "teacher ensemble", "baseline"))
-            plots = plot_dir / name.replace(" ", "_") if plot_dir is not None and plotted else None
-            if dataset in samples:  # streamed: scored a block at a time; plots and calibration from the sample
-                scores[dataset] = evaluate_streamed(predictor, data, refit=refit)
-                if plotted:
-                    evaluate(predictor, {dataset: samples[dataset]}, refit=refit, plot_dir=plots, predictions=predictions.setdefault(name, {}))
-            else:
-                scores.update(evaluate(predictor, {dataset: data}, refit=refit, plot_dir=plots, predictions=predictions.setdefault(name, {})))
-            if refit:
-                refits.setdefault(name, []).append(dataset)
-        scores.pop("all", None)
-        results[name] = ModelScores(level, {d: Scores(**s) for d, s in scores.items()})
-
-    headline = {}
-    for dataset in datasets:
-        force_mae = lambda prefix: [m.datasets[dataset].force_mae for n, m in results.items()  # noqa: E731
-                                    if n.startswith(prefix) and dataset in m.datasets and m.datasets[dataset].force_mae is not None]
-        student = SeedSpread.of(force_mae("student"))
-        ensemble = results.get("teacher ensemble")
-        ensemble_mae = ensemble.datasets[dataset].force_mae if ensemble and dataset in ensemble.datasets else None
-        if student is not None:
-            headline[dataset] = Headline.of(student, SeedSpread.of(force_mae("baseline")), ensemble_mae)
-    md_results = None
-    if md is not None:
-        settings, starts, roles = md
-        runs = {name: md_stability(p, starts, settings, show_progress=show_progress) for name, p in models.items() if name.startswith(tuple(roles))}
-        md_results = {"settings": settings.model_dump(), "models": {n: {k: v for k, v in r.items() if k != "settings"} for n, r in runs.items()}}
-    checked = {name: p for name, p in models.items() if name.startswith(("teacher ensemble", "student", "baseline"))}
-    properties = material_properties_of(checked, materials) if materials else None
-    if properties and plot_dir is not None:
-        materials_plot(properties, plot_dir / "materials.png")
-    calibration = calibration_of(predictions, datasets | samples, plot_dir)
-    return Report(results, headline, dict(stage_seconds or {}), config, dict(references), refits, md_results, properties, calibration)

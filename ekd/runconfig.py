@@ -22,10 +22,9 @@ from ekd.data.embedded import PREFIX as EMBEDDED_PREFIX
 from ekd.ensemble import PRETRAINED, pretrained_spec
 from ekd.errors import ConfigError
 from ekd.evaluate.md import MDSettings
-from ekd.provenance import config_hash
 from ekd.train import TrainConfig
 
-__all__ = ["RunConfig", "TeacherMember", "parse_teacher_spec", "config_hash"]
+__all__ = ["RunConfig", "TeacherMember", "parse_teacher_spec"]
 
 _STRICT = pydantic.ConfigDict(extra="forbid")
 

@@ -19,10 +19,11 @@ __all__ = ["Stage"]
 
 
 class Stage:
-    """One resumable unit of work living in ``directory`` (see module docstring)."""
+    """One resumable unit of work living in ``directory``, made from inputs whose sha256
+    (:mod:`ekd.provenance`) is ``inputs_sha256`` (see module docstring)."""
 
-    def __init__(self, directory: Path, digest: str):
-        self.directory, self.digest = Path(directory), digest
+    def __init__(self, directory: Path, inputs_sha256: str):
+        self.directory, self.inputs_sha256 = Path(directory), inputs_sha256
         self.record_path = self.directory / "stage.json"
         self._started = None
 
@@ -34,26 +35,26 @@ class Stage:
     @property
     def done(self) -> bool:
         record = self.record()
-        return record is not None and record["hash"] == self.digest and record["status"] == "done"
+        return record is not None and record["hash"] == self.inputs_sha256 and record["status"] == "done"
 
     def start(self) -> None:
         """Clear outputs made from other inputs; mark the stage as running."""
         record = self.record()
-        if self.directory.exists() and (record is None or record["hash"] != self.digest):
+        if self.directory.exists() and (record is None or record["hash"] != self.inputs_sha256):
             shutil.rmtree(self.directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._write({"hash": self.digest, "status": "running", "seconds": (record or {}).get("seconds", 0.0)})
+        self._write({"hash": self.inputs_sha256, "status": "running", "seconds": (record or {}).get("seconds", 0.0)})
         self._started = time.perf_counter()
 
     def record_time(self) -> None:
         """Add the time since :meth:`start` (or the last call) to the running stage's record, so
         that an attempt that is killed later keeps what it cost up to here (call it after each
         checkpoint)."""
-        self._write({"hash": self.digest, "status": "running", "seconds": self._spent()})
+        self._write({"hash": self.inputs_sha256, "status": "running", "seconds": self._spent()})
 
     def finish(self, **extra) -> None:
         """Mark the stage done, adding the time spent in this and earlier (interrupted) attempts."""
-        self._write({"hash": self.digest, "status": "done", "seconds": self._spent(), **extra})
+        self._write({"hash": self.inputs_sha256, "status": "done", "seconds": self._spent(), **extra})
 
     def _spent(self) -> float:
         """Seconds recorded so far plus those since the last record (which restarts the count)."""

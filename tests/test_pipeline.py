@@ -8,7 +8,7 @@ import ekd
 import ekd.units as ekd_units
 from ekd.errors import ConfigError
 from ekd.pipeline import failed_teachers
-from ekd.provenance import frames_fingerprint, sha256_file
+from ekd.provenance import sha256_arrays, sha256_file
 from ekd.runconfig import RunConfig, TeacherMember, parse_teacher_spec
 from ekd.stages import Stage
 from ekd.testing import labelled_molecules
@@ -37,19 +37,22 @@ def test_stages_compose_on_in_memory_data(tmp_path):
     assert not np.allclose(labels.mean_forces, members[0], atol=1e-6)
     np.testing.assert_allclose(labels.member_forces, members, atol=1e-12)
     assert [t.checkpoint_sha256 for t in labels.teachers] == [sha256_file(m.path) for m in ensemble.models]
-    assert labels.source_sha256 == frames_fingerprint(data)  # data built in memory: named by its arrays
+    assert labels.source_sha256 == sha256_arrays(data)  # data built in memory: named by its arrays
 
     students = ekd.train_students(labels, tmp_path / "out", config, show_progress=False)
-    baselines = ekd.train_students(labels, tmp_path / "out", config, baseline=True, show_progress=False)
-    assert [m.path.parent.name for m in students] == ["seed-200"] and baselines[0].path.parent.parent.name == "baselines"
+    both = ekd.train_students(labels, tmp_path / "out", config, baseline=True, show_progress=False)  # students, then baselines
+    assert [m.path.parent.parent.name for m in both] == ["students", "baselines"] and both[0].path == students[0].path
+    baselines = both[1:]
+    assert [m.path.parent.name for m in students] == ["seed-200"] and baselines[0].path.parent.name == "seed-200"
     assert students[0].info["role"] == "student" and baselines[0].info["role"] == "baseline"
     assert students[0].info["train_config"]["force_weight"] == 0.1 and baselines[0].info["train_config"]["force_weight"] == 0.0
 
 
-def test_a_published_ensemble_is_loaded_not_trained(tmp_path):
-    with pytest.raises(ConfigError, match="a published ensemble is loaded, not trained"):
-        data = labelled_molecules(2)
+def test_a_missing_published_ensemble_fails_before_training_naming_its_path(tmp_path):
+    data = labelled_molecules(2)
+    with pytest.raises(ekd.EkdError, match="/nowhere"):
         ekd.train_ensemble(data, data, tmp_path, tiny_config(**{"teachers.spec": "ani-pretrained:/nowhere", "teachers.options": {}}))
+    assert not list(tmp_path.iterdir())
 
 
 def test_failed_teachers_are_found_per_backend_by_validation_loss(tmp_path):
@@ -109,7 +112,7 @@ def test_a_baseline_does_not_depend_on_the_teachers_but_a_student_does(tmp_path)
     def stage_digests(member_forces, baseline):
         view = Labels(frames.without_forces(), member_forces, teachers).dataset()
         assert "force_spread" in view.atom_data
-        return [job.stage.digest for job in student_jobs(tmp_path, tiny_config(), view, view, {}, baseline=baseline)]
+        return [job.stage.inputs_sha256 for job in student_jobs(tmp_path, tiny_config(), view, view, {}, baseline=baseline)]
 
     first = np.stack([frames.forces, 3 * frames.forces])
     other = np.stack([0 * frames.forces, 4 * frames.forces])  # the same mean, another spread: other teachers

@@ -159,6 +159,8 @@ def test_the_outlier_rule_leaves_a_failed_teacher_out_of_the_labels(tmp_path, da
     history = tmp_path / "run/teachers/02-pairmlp/history.csv"
     rows = history.read_text().splitlines()
     history.write_text("\n".join([rows[0]] + [",".join(["1"] + ["1000"] * (len(r.split(",")) - 1)) for r in rows[1:]]) + "\n")  # a stuck training
+    run = ekd.Run.open(tmp_path / "run", show_progress=False)  # ('ekd label' later: the teachers are read from their folders)
+    assert run.teachers.left_out.keys() == {"02-pairmlp"} and len(run.teachers.members) == 4
     labels = run.label()
     assert [t.spec for t in labels.teachers] == ["00-pairmlp", "01-pairmlp", "03-pairmlp"]
     assert labels.left_out[0]["name"] == "02-pairmlp" and "the median of the pairmlp teachers" in labels.left_out[0]["reason"]
@@ -317,7 +319,7 @@ def test_model_size_follows_the_device_is_saved_and_separates_artifacts(tmp_path
     assert upstream.student_options == {"r_max": 4.0}
     runs = {name: ekd.Run(tmp_path / name, config, show_progress=False) for name, config in (("small", small), ("upstream", upstream))}
     assert runs["small"].members[0].options["hidden_irreps"] == "32x0e + 32x1o" and "hidden_irreps" not in runs["upstream"].members[0].options
-    digests = {name: student_jobs(run.directory, run.config, *run.split[:2], {}, False)[0].stage.digest for name, run in runs.items()}
+    digests = {name: student_jobs(run.directory, run.config, *run.split[:2], {}, False)[0].stage.inputs_sha256 for name, run in runs.items()}
     assert digests["small"] != digests["upstream"]  # a laptop's and a GPU node's students never mix
     assert "ekd: model size small (sized for a CPU" in runs["small"].describe_sizes()
     runs["small"]._save_config()
@@ -425,7 +427,7 @@ def test_a_run_on_two_ranks_spreads_the_members_shards_the_labels_and_matches_on
     assert ekd.load(tmp_path / "two/students/seed-200/model.pt").info["ranks"] == 1
     for name in ("member_forces", "member_energy"):
         np.testing.assert_allclose(getattr(two.labels, name), getattr(one.labels, name), rtol=0, atol=1e-10)
-    assert sorted(p.name for p in (tmp_path / "two/label").iterdir()) == ["shard-0-of-2.npz", "shard-1-of-2.npz", "stage.json"]
+    assert sorted(p.name for p in (tmp_path / "two/label").iterdir()) == ["stage.json"]  # each rank's blocks, removed once merged
     assert two.report.held_out.student_force_mae.mean == pytest.approx(one.report.held_out.student_force_mae.mean, rel=1e-8)
     assert not list((tmp_path / "two").glob("**/*.tmp*"))
     on_ranks(2, "ekd.run:distill", config.model_copy(update={"data": config.data.model_copy(update={"stream": True})}), out=tmp_path / "streamed")
@@ -441,22 +443,22 @@ def test_the_batch_cache_bound_changes_no_stage_and_no_checkpoint(tmp_path, data
     configs = [config_for(data_path, **{"train": {"batch_cache_mb": mb}}) for mb in (2048, 0)]
     assert [c.train_config("teachers").batch_cache_mb for c in configs] == [2048, 0]
     runs = [ekd.Run(tmp_path / "run", config, show_progress=False) for config in configs]
-    teachers = [[job.stage.digest for job in teacher_jobs(tmp_path, run.config, run.members, *run.split[:2])] for run in runs]
-    students = [[job.stage.digest for job in student_jobs(tmp_path, run.config, *run.split[:2], {}, False)] for run in runs]
+    teachers = [[job.stage.inputs_sha256 for job in teacher_jobs(tmp_path, run.config, run.members, *run.split[:2])] for run in runs]
+    students = [[job.stage.inputs_sha256 for job in student_jobs(tmp_path, run.config, *run.split[:2], {}, False)] for run in runs]
     assert teachers[0] == teachers[1] and students[0] == students[1]  # a run resumed with another bound retrains nothing
 
 
 def test_a_streamed_run_scores_as_the_run_in_memory_with_its_data_and_labels_left_on_disk(tmp_path, data_path, monkeypatch):
     import dataclasses
 
-    import ekd.report
+    import ekd.pipeline.evaluate
     from ekd.active import grow
 
     memory = ekd.distill(config_for(data_path), out=tmp_path / "memory", show_progress=False)
     whole = lambda *args, **kwargs: pytest.fail("read whole")  # noqa: E731
     monkeypatch.setitem(frames_io, "read", whole)
     monkeypatch.setattr(ekd.Labels, "read", classmethod(whole))
-    monkeypatch.setattr(ekd.report, "PLOT_SAMPLE", 3)  # parity plots and calibration from 3 of the test split's conformations
+    monkeypatch.setattr(ekd.pipeline.evaluate, "PLOT_SAMPLE", 3)  # parity plots and calibration from 3 of the test split's conformations
     streamed = ekd.distill(config_for(data_path, **{"data.stream": True}), out=tmp_path / "streamed", show_progress=False)
     assert isinstance(streamed.data, ekd.data.StreamedDataset)
     assert list(streamed.report.models) == list(memory.report.models)

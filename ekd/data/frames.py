@@ -20,7 +20,7 @@ from ase.data import chemical_symbols
 
 from ekd.data.options import ReadOptions
 from ekd.errors import ConfigError, DataError
-from ekd.provenance import frames_fingerprint
+from ekd.provenance import sha256_arrays
 
 __all__ = ["VOIGT", "Dataset", "PerConformation", "Split", "atom_rows", "formula", "molecule_split", "random_split", "voigt_stress"]
 
@@ -126,12 +126,18 @@ class PerConformation:
 
     def split(self, fractions: Sequence[float] = (0.8, 0.1, 0.1), by: Literal["random", "molecule"] = "random", seed: int = 0) -> "Split":
         """Seeded (train, validation, test) parts, by conformation or by whole molecule."""
+        return Split(*(self.subset(index) for index in self.split_indices(fractions, by, seed)))
+
+    def split_indices(self, fractions: Sequence[float] = (0.8, 0.1, 0.1), by: Literal["random", "molecule"] = "random",
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The conformations of each part of :meth:`split` (increasing indices): the same parts
+        of any dataset of the same conformations (its labels, a streamed view)."""
         if len(fractions) != 3:
             raise ConfigError(f"split fractions {list(fractions)}: expected three (train, validation, test)")
-        splitter = {"random": random_split, "molecule": molecule_split}.get(by)
+        splitter = {"random": _random_indices, "molecule": _molecule_indices}.get(by)
         if splitter is None:
             raise ConfigError(f"split by '{by}': expected 'random' or 'molecule'")
-        return Split(*splitter(self, fractions, seed=seed))
+        return tuple(splitter(self, fractions, seed))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -285,9 +291,12 @@ class Dataset(PerConformation):
         """Itself: a Dataset is in memory."""
         return self
 
-    def fingerprint(self) -> str:
-        """sha256 of the arrays (what a model trained on them depends on)."""
-        return frames_fingerprint(self)
+    def sha256(self) -> str:
+        """sha256 of the arrays (what a model trained on them depends on), hashed once per
+        Dataset: its arrays are not changed in place."""
+        if "_sha256" not in self.__dict__:
+            object.__setattr__(self, "_sha256", sha256_arrays(self))
+        return self.__dict__["_sha256"]
 
     @property
     def conformation_index(self) -> np.ndarray:
@@ -360,7 +369,9 @@ class Dataset(PerConformation):
     def without_forces(self) -> "Dataset":
         """A copy with no force or stress labels (the energy's derivatives) and no per-atom extras
         (the teachers' spread and force weights): what energy-only training may see, so that
-        its stage does not depend on the teachers."""
+        its stage does not depend on the teachers. Itself when it has none."""
+        if self.forces is None and self.stress is None and not self.atom_data:
+            return self
         return dataclasses.replace(self, forces=None, stress=None, atom_data={})
 
     # the user's entry points -------------------------------------------------------------------
@@ -466,10 +477,23 @@ def _cut_points(n: int, fractions: Sequence[float]) -> np.ndarray:
     return np.round(np.cumsum(fractions)[:-1] * n).astype(int)
 
 
+def _random_indices(frames: PerConformation, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
+    order = np.random.default_rng(seed).permutation(len(frames))
+    return [np.sort(part) for part in np.split(order, _cut_points(len(frames), fractions))]
+
+
+def _molecule_indices(frames: PerConformation, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
+    names = np.asarray(frames.molecules)
+    if len(names) < len(fractions):
+        raise ConfigError(f"cannot split {len(names)} molecules into {len(fractions)} parts by molecule")
+    shuffled = names[np.random.default_rng(seed).permutation(len(names))]
+    groups = np.split(shuffled, _cut_points(len(names), fractions))
+    return [np.flatnonzero(np.isin(frames.molecule, group)) for group in groups]
+
+
 def random_split(frames: Dataset, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> list[Dataset]:
     """Split conformations at random (seeded) into parts of the given fractions."""
-    order = np.random.default_rng(seed).permutation(len(frames))
-    return [frames.subset(np.sort(part)) for part in np.split(order, _cut_points(len(frames), fractions))]
+    return list(frames.split(fractions, "random", seed))
 
 
 def molecule_split(frames: Dataset, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> list[Dataset]:
@@ -477,9 +501,4 @@ def molecule_split(frames: Dataset, fractions: Sequence[float] = (0.8, 0.1, 0.1)
 
     Fractions apply to the number of molecules, not conformations.
     """
-    names = np.asarray(frames.molecules)
-    if len(names) < len(fractions):
-        raise ConfigError(f"cannot split {len(names)} molecules into {len(fractions)} parts by molecule")
-    shuffled = names[np.random.default_rng(seed).permutation(len(names))]
-    groups = np.split(shuffled, _cut_points(len(names), fractions))
-    return [frames.subset(np.flatnonzero(np.isin(frames.molecule, group))) for group in groups]
+    return list(frames.split(fractions, "molecule", seed))

@@ -36,7 +36,7 @@ from ekd.data.frames import Dataset
 from ekd.data.formats import Reader
 from ekd.data.hdf5 import FramesWriter, extend, has_format, read_frames_from_group
 from ekd.errors import DataError
-from ekd.provenance import frames_fingerprint, package_versions
+from ekd.provenance import package_versions, sha256_source
 
 __all__ = ["LABELS_FORMAT_VERSION", "READER", "Labels", "LabelsWriter", "TeacherRecord", "ensemble_statistics", "read_labels", "read_provenance"]
 
@@ -64,11 +64,6 @@ def ensemble_statistics(teacher_forces: np.ndarray) -> tuple[np.ndarray, np.ndar
     mean = teacher_forces.mean(axis=0)
     spread = np.sqrt(((teacher_forces - mean) ** 2).sum(axis=-1).mean(axis=0))
     return mean, spread
-
-
-def data_identity(data: Dataset) -> str:
-    """sha256 naming a dataset's content: its file's, or the arrays' for data built in memory."""
-    return data.metadata.get("sha256") or frames_fingerprint(data)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -126,7 +121,7 @@ class Labels:
 
     @property
     def source_sha256(self) -> str | None:
-        """sha256 naming the data the labels were made from (see :func:`data_identity`)."""
+        """sha256 naming the data the labels were made from (see :func:`sha256_source`)."""
         return self.provenance.get("source_sha256")
 
     def dataset(self, energies: Literal["reference", "teachers"] = "reference") -> Dataset:
@@ -142,16 +137,16 @@ class Labels:
         mean, spread = ensemble_statistics(self.member_forces)
         data = data.with_stress(self.mean_stress)
         return data.with_forces(mean, force_spread=spread, teacher_forces=self.member_forces.transpose(1, 0, 2)).with_metadata(
-            labels=True, provenance=self.provenance
+            labels=True, provenance=self.provenance, energy_labels=energies
         )
 
     def check_matches(self, data: Dataset) -> None:
         """Refuse labels made for other data: another source, other elements or conformations."""
         where = self.data.metadata.get("source", "labels")
-        if self.source_sha256 != data_identity(data):
+        if self.source_sha256 != sha256_source(data):
             raise DataError(
                 f"{where}: labels were made from data with sha256 {str(self.source_sha256)[:12]}…, "
-                f"but {data.metadata.get('source', 'the data')} has sha256 {data_identity(data)[:12]}…; run 'ekd label' again"
+                f"but {data.metadata.get('source', 'the data')} has sha256 {sha256_source(data)[:12]}…; run 'ekd label' again"
             )
         if self.data.elements != data.elements:
             raise DataError(f"{where}: labels cover elements {self.data.elements}, the data {data.elements}")
@@ -239,7 +234,7 @@ def make_provenance(data: Dataset, config: dict | None = None) -> dict:
     """The provenance of labels of ``data``: its source and sha256, versions, config, time."""
     return {
         "source": data.metadata.get("source"),
-        "source_sha256": data_identity(data),
+        "source_sha256": sha256_source(data),
         "versions": package_versions(),
         "config": config or {},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -68,7 +68,7 @@ class _File:
                 if "teacher_energy" not in handle:
                     raise DataError(f"{path}: no teacher energies recorded (labels made without them)")
                 self.energy = self._teacher_mean("teacher_energy")
-            self.metadata.update(labels=True, provenance=json.loads(handle.attrs["provenance"]))
+            self.metadata.update(labels=True, provenance=json.loads(handle.attrs["provenance"]), energy_labels=energies)
         self.species, self.counts = self._element_counts()
 
     def _teacher_mean(self, key: str) -> np.ndarray | None:
@@ -245,9 +245,9 @@ class StreamedDataset(PerConformation):
             stress=self.stress,
         )
 
-    def fingerprint(self) -> str:
+    def sha256(self) -> str:
         """sha256 of what the view reads and of its conformations (equal views, equal
-        fingerprints): the whole file, or for an energy-only view (:meth:`without_forces`) the
+        hashes): the whole file, or for an energy-only view (:meth:`without_forces`) the
         arrays it reads, so that energy-only training on a labels file does not depend on the teachers."""
         source = self.metadata["sha256"] if self._derivatives else self._file.energy_only_sha256()
         return hashlib.sha256(f"{source} {self._file.energies} {self._derivatives}".encode() + self.index.astype(np.int64).tobytes()).hexdigest()

@@ -23,7 +23,7 @@ from ase.symbols import string2symbols
 
 from ekd.data.frames import Dataset
 
-__all__ = ["PROPERTIES", "crystal", "lattice_and_bulk_modulus", "material_properties", "materials_metrics", "surface_energy", "system_elements",
+__all__ = ["PROPERTIES", "crystal", "lattice_and_bulk_modulus", "material_properties", "material_properties_of", "materials_metrics", "surface_energy", "system_elements",
            "vacancy_formation_energy"]
 
 #: what :func:`material_properties` reports, with units
@@ -138,3 +138,15 @@ def material_properties(calculator: Calculator, system: dict) -> dict[str, float
         values["vacancy_formation_energy"] = vacancy_formation_energy(calculator, system, a)
         values["surface_energy_111"] = surface_energy(calculator, system, a)
     return values
+
+
+def material_properties_of(predictors: dict, spec: dict) -> dict:
+    """A ``materials`` block: the ground truth of ``spec`` (a dataset's ``metadata["materials"]``)
+    and each predictor's properties (name → model or ensemble), on the systems all of them cover."""
+    systems = [s for s in spec["systems"] if all(set(system_elements(s)) <= set(p.species) for p in predictors.values())]
+    return {
+        "level_of_theory": spec.get("level_of_theory"),
+        "units": PROPERTIES,
+        "ground_truth": {s["name"]: spec["ground_truth"][s["name"]] for s in systems},
+        "models": {name: {s["name"]: material_properties(p.calculator(), s) for s in systems} for name, p in predictors.items()},
+    }

@@ -26,7 +26,7 @@ import dataclasses
 import signal
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from ekd import distributed
 from ekd.errors import ConfigError, DataError, Preempted, TrainingDiverged
 from ekd.model import Model, to_voigt
 from ekd.progress import progress_bar
-from ekd.provenance import config_hash, sha256_file
+from ekd.provenance import sha256_file, sha256_json
 from ekd.train.config import TrainConfig
 from ekd.train.loss import LossTotals, ekd_loss
 from ekd.backend import Backend, Batch, Statistics, validate_options
@@ -59,10 +59,10 @@ class TrainResult:
     seconds: float
 
 
-def _run_fingerprint(backend: str, options: dict, config: TrainConfig, train_frames: PerConformation, val_frames: PerConformation) -> str:
+def _inputs_sha256(backend: str, options: dict, config: TrainConfig, train_frames: PerConformation, val_frames: PerConformation) -> str:
     """What a checkpoint must match to be resumed (the epoch bound and device may change)."""
     start = sha256_file(config.init_from) if config.init_from else None
-    return config_hash(backend, options, config.hashed("epochs", "device"), start, train_frames.fingerprint(), val_frames.fingerprint())
+    return sha256_json(backend, options, config.hashed("epochs", "device"), start, train_frames.sha256(), val_frames.sha256())
 
 
 def train(
@@ -90,7 +90,31 @@ def train(
     config = config or TrainConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    derivatives = config.force_weight > 0 or config.stress_weight > 0
+    _check_data(train_frames, val_frames, config)
+    run = _start(backend, train_frames, val_frames, out_dir, config, options, info)
+    _resume(run)
+    train_batches, val_batches = _batches(run, train_frames, val_frames)
+
+    started = time.perf_counter()
+    with progress_bar(f"train {run.model.backend.name}", config.epochs, enabled=show_progress and run.main) as bar, _preemption() as asked_to_stop:
+        bar.advance(run.state["epoch"])
+        while not run.finished:
+            epoch = run.state["epoch"] + 1
+            train_loss, epoch_start = _train_epoch(run, epoch, train_batches, asked_to_stop)
+            val_loss = _validation_loss(run, epoch, val_batches)
+            row = _end_epoch(run, epoch, train_loss, val_loss, epoch_start)
+            bar.update(advance=1, info=f"loss {row['train_loss']:.3g} val {val_loss:.3g} best@{run.state['best_epoch']}")
+            if on_epoch_end is not None and run.main:
+                on_epoch_end(epoch, row)
+
+    distributed.barrier()  # model.pt is rank 0's
+    best = Model.load(out_dir / "model.pt", device=run.model.device)
+    return TrainResult(best, run.state["best_epoch"], run.state["best_val"], run.state["epoch"], run.stopped_early, time.perf_counter() - started)
+
+
+def _check_data(train_frames: PerConformation, val_frames: PerConformation, config: TrainConfig) -> None:
+    """Raise :class:`DataError` unless both parts are non-empty, have the labels ``config``
+    trains on, and valid geometries."""
     for name, frames in (("training", train_frames), ("validation", val_frames)):
         where = frames.metadata.get("source", name)
         if frames.energy is None:
@@ -102,13 +126,52 @@ def train(
                             f"({int(frames.periodic.sum())} periodic of {len(frames)})")
         if len(frames) == 0:
             raise DataError(f"the {name} split is empty")
-
     for frames in (train_frames, val_frames):
         check_geometries(frames)
+
+
+@dataclasses.dataclass
+class _Training:
+    """One training run's moving parts, read and updated by the steps of :func:`train`.
+
+    ``state`` is what the checkpoint keeps besides the weights and optimizer: epoch, best_val,
+    best_epoch, bad_epochs, history and, after a pre-emption, the epoch's ``partial`` progress.
+    """
+
+    model: Model
+    ema: _Ema
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    config: TrainConfig
+    out_dir: Path
+    inputs_sha256: str
+    state: dict
+    main: bool  # this rank writes the files
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoint.pt"
+
+    @property
+    def stopped_early(self) -> bool:
+        """The early-stopping rule: ``config.early_stopping`` epochs in a row without improvement."""
+        return self.state["bad_epochs"] >= self.config.early_stopping
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped_early or self.state["epoch"] >= self.config.epochs
+
+    def save_checkpoint(self) -> None:
+        _save_checkpoint(self.checkpoint_path, self.inputs_sha256, self.model, self.ema, self.optimizer, self.scheduler, self.state)
+
+
+def _start(backend: str, train_frames: PerConformation, val_frames: PerConformation, out_dir: Path,
+           config: TrainConfig, options: dict | None, info: dict | None) -> _Training:
+    """A fresh run: the model (warm-started from ``config.init_from`` if set), its EMA,
+    optimizer, plateau scheduler and the state before the first epoch."""
     model = build_from_data(backend, train_frames, val_frames, options, config)
     model.info = {**(info or {}), "train_config": config.model_dump(), "ranks": distributed.world()}
-    fingerprint = _run_fingerprint(model.backend.name, model.options.model_dump(mode="json"), config, train_frames, val_frames)
-
+    inputs_sha256 = _inputs_sha256(model.backend.name, model.options.model_dump(mode="json"), config, train_frames, val_frames)
     if config.init_from:
         _warm_start(model, Path(config.init_from))
     ema = _Ema(model.module, config.ema_decay)
@@ -117,97 +180,119 @@ def train(
         optimizer, factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
     )
     state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "bad_epochs": 0, "history": []}
+    return _Training(model, ema, optimizer, scheduler, config, out_dir, inputs_sha256, state, distributed.is_main())
 
-    checkpoint_path = out_dir / "checkpoint.pt"
-    if checkpoint_path.exists():
-        saved = torch.load(checkpoint_path, map_location=model.device, weights_only=False)
-        if saved["fingerprint"] != fingerprint:
-            raise ConfigError(
-                f"{out_dir} holds a training run with other data, options or settings; "
-                "use another output directory or delete it to start over"
-            )
-        model.module.load_state_dict(saved["module"])
-        ema.load_state_dict(saved["ema"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state = saved["state"]
 
-    stopped_early = state["bad_epochs"] >= config.early_stopping
-    finished = stopped_early or state["epoch"] >= config.epochs
-    # conversion (padding, graphs, ...) happens once; epochs reuse the cached batches (this rank's part of each)
+def _resume(run: _Training) -> None:
+    """Load the run directory's checkpoint, if any, into ``run``; :class:`ConfigError` if it
+    belongs to another run (other data, options or settings)."""
+    if not run.checkpoint_path.exists():
+        return
+    saved = torch.load(run.checkpoint_path, map_location=run.model.device, weights_only=False)
+    if saved["fingerprint"] != run.inputs_sha256:
+        raise ConfigError(
+            f"{run.out_dir} holds a training run with other data, options or settings; "
+            "use another output directory or delete it to start over"
+        )
+    run.model.module.load_state_dict(saved["module"])
+    run.ema.load_state_dict(saved["ema"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.scheduler.load_state_dict(saved["scheduler"])
+    run.state = saved["state"]
+
+
+def _batches(run: _Training, train_frames: PerConformation, val_frames: PerConformation) -> tuple[_SharedBatches | list, _SharedBatches | list]:
+    """The training batches (fixed by ``config.seed``) and validation batches, this rank's part
+    of each; none for a finished run. Conversion (padding, graphs, ...) happens once and
+    epochs reuse the batches kept in the shared cache."""
+    if run.finished:
+        return [], []
+    config = run.config
     cache = _BatchCache(config.batch_cache_mb * 2**20)
-    train_batches = [] if finished else _SharedBatches(model, train_frames, train_frames.batch_indices(config.batch_size, True, config.seed), cache)
-    val_batches = [] if finished else _SharedBatches(model, val_frames, val_frames.batch_indices(max(config.batch_size, 256)), cache)
-    main = distributed.is_main()
+    return (_SharedBatches(run.model, train_frames, train_frames.batch_indices(config.batch_size, True, config.seed), cache),
+            _SharedBatches(run.model, val_frames, val_frames.batch_indices(max(config.batch_size, 256)), cache))
 
-    def validation_loss() -> float:
-        model.module.eval()
+
+def _train_epoch(run: _Training, epoch: int, batches: _SharedBatches, asked_to_stop: Callable[[], bool]) -> tuple[float, float]:
+    """The optimizer steps of ``epoch``, in an order fixed by the seed and epoch, from the step
+    a pre-emption stopped at if the epoch was begun. Raises :class:`TrainingDiverged` on a
+    non-finite loss and, once a rank was asked to stop, :func:`_stop_preempted`.
+
+    Returns the mean training loss per conformation and the epoch's start time (earlier by the
+    time spent before a pre-emption)."""
+    partial = run.state.pop("partial", None) or {"step": 0, "train_loss": 0.0, "n_seen": 0, "seconds": 0.0}
+    epoch_start = time.perf_counter() - partial["seconds"]
+    run.model.module.train()
+    order = np.random.default_rng([run.config.seed, epoch]).permutation(len(batches))
+    train_loss, n_seen = partial["train_loss"], partial["n_seen"]
+    for step in range(partial["step"], len(order)):
+        batch, totals = batches[order[step]]
+        loss = optimizer_step(run.model, batch, run.optimizer, run.config, totals)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(_divergence(run.model, run.out_dir, epoch, float(loss.detach()), run.config))
+        run.ema.update()
+        train_loss += float(loss.detach()) * totals.conformations
+        n_seen += totals.conformations
+        if distributed.all_sum(torch.tensor(float(asked_to_stop()))) > 0 and step + 1 < len(order):
+            _stop_preempted(run, epoch, len(order), {"step": step + 1, "train_loss": train_loss, "n_seen": n_seen,
+                                                     "seconds": time.perf_counter() - epoch_start})
+    return train_loss / n_seen, epoch_start
+
+
+def _stop_preempted(run: _Training, epoch: int, steps: int, partial: dict) -> NoReturn:
+    """Checkpoint the epoch's ``partial`` progress (rank 0) and, once every rank is there,
+    raise :class:`Preempted`."""
+    run.state["partial"] = partial
+    if run.main:
+        run.save_checkpoint()
+    distributed.barrier()
+    raise Preempted(f"training in {run.out_dir} stopped by the scheduler at epoch {epoch}, step {partial['step']} of {steps}: "
+                    "checkpoint saved; the same command resumes from there")
+
+
+def _validation_loss(run: _Training, epoch: int, batches: _SharedBatches) -> float:
+    """The EMA weights' loss per conformation on the validation batches, summed over ranks;
+    :class:`TrainingDiverged` if it is not finite."""
+    derivatives = run.config.force_weight > 0 or run.config.stress_weight > 0
+    with run.ema.applied():
+        run.model.module.eval()
         total, count = 0.0, 0
-        for batch, totals in val_batches:
+        for batch, totals in batches:
             with torch.set_grad_enabled(derivatives):
-                loss = batch_loss(model, batch, config, create_graph=False, totals=totals) if batch is not None else _zero(model)
+                loss = batch_loss(run.model, batch, run.config, create_graph=False, totals=totals) if batch is not None else _zero(run.model)
             total += float(distributed.all_sum(loss.detach())) * totals.conformations
             count += totals.conformations
-        return total / count
+        val_loss = total / count
+    if not np.isfinite(val_loss):
+        raise TrainingDiverged(_divergence(run.model, run.out_dir, epoch, val_loss, run.config, "validation "))
+    return val_loss
 
-    started = time.perf_counter()
-    with progress_bar(f"train {model.backend.name}", config.epochs, enabled=show_progress and main) as bar, _preemption() as asked_to_stop:
-        bar.advance(state["epoch"])
-        while state["epoch"] < config.epochs and not stopped_early:
-            epoch = state["epoch"] + 1
-            partial = state.pop("partial", None) or {"step": 0, "train_loss": 0.0, "n_seen": 0, "seconds": 0.0}
-            epoch_start = time.perf_counter() - partial["seconds"]
-            model.module.train()
-            order = np.random.default_rng([config.seed, epoch]).permutation(len(train_batches))
-            train_loss, n_seen = partial["train_loss"], partial["n_seen"]
-            for step in range(partial["step"], len(order)):
-                batch, totals = train_batches[order[step]]
-                loss = optimizer_step(model, batch, optimizer, config, totals)
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(_divergence(model, out_dir, epoch, float(loss.detach()), config))
-                ema.update()
-                train_loss += float(loss.detach()) * totals.conformations
-                n_seen += totals.conformations
-                if distributed.all_sum(torch.tensor(float(asked_to_stop()))) > 0 and step + 1 < len(order):
-                    state["partial"] = {"step": step + 1, "train_loss": train_loss, "n_seen": n_seen, "seconds": time.perf_counter() - epoch_start}
-                    if main:
-                        _save_checkpoint(checkpoint_path, fingerprint, model, ema, optimizer, scheduler, state)
-                    distributed.barrier()
-                    raise Preempted(f"training in {out_dir} stopped by the scheduler at epoch {epoch}, step {step + 1} of {len(order)}: "
-                                    "checkpoint saved; the same command resumes from there")
-            with ema.applied():
-                val_loss = validation_loss()
-            if not np.isfinite(val_loss):
-                raise TrainingDiverged(_divergence(model, out_dir, epoch, val_loss, config, "validation "))
-            scheduler.step(val_loss)
-            improved = val_loss < state["best_val"]
-            if improved:
-                state.update(best_val=val_loss, best_epoch=epoch, bad_epochs=0)
-                if main:
-                    with ema.applied():
-                        model.save(out_dir / "model.pt")
-            else:
-                state["bad_epochs"] += 1
-            row = {
-                "epoch": epoch,
-                "train_loss": train_loss / n_seen,
-                "val_loss": val_loss,
-                "lr": optimizer.param_groups[0]["lr"],
-                "seconds": time.perf_counter() - epoch_start,
-            }
-            state["history"].append(row)
-            state["epoch"] = epoch
-            stopped_early = state["bad_epochs"] >= config.early_stopping
-            if main:
-                _save_checkpoint(checkpoint_path, fingerprint, model, ema, optimizer, scheduler, state)
-                _write_history(out_dir / "history.csv", state["history"])
-            bar.update(advance=1, info=f"loss {row['train_loss']:.3g} val {val_loss:.3g} best@{state['best_epoch']}")
-            if on_epoch_end is not None and main:
-                on_epoch_end(epoch, row)
 
-    distributed.barrier()  # model.pt is rank 0's
-    best = Model.load(out_dir / "model.pt", device=model.device)
-    return TrainResult(best, state["best_epoch"], state["best_val"], state["epoch"], stopped_early, time.perf_counter() - started)
+def _end_epoch(run: _Training, epoch: int, train_loss: float, val_loss: float, epoch_start: float) -> dict:
+    """Close ``epoch``: the scheduler's step, the best model saved if validation improved (else
+    one more bad epoch), the history row added, then checkpoint and history written (rank 0).
+    Returns the row."""
+    run.scheduler.step(val_loss)
+    if val_loss < run.state["best_val"]:
+        run.state.update(best_val=val_loss, best_epoch=epoch, bad_epochs=0)
+        if run.main:
+            with run.ema.applied():
+                run.model.save(run.out_dir / "model.pt")
+    else:
+        run.state["bad_epochs"] += 1
+    row = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "seconds": time.perf_counter() - epoch_start,
+    }
+    run.state["history"].append(row)
+    run.state["epoch"] = epoch
+    if run.main:
+        run.save_checkpoint()
+        _write_history(run.out_dir / "history.csv", run.state["history"])
+    return row
 
 
 class _BatchCache:
@@ -382,11 +467,11 @@ class _Ema:
         self.updates = state["updates"]
 
 
-def _save_checkpoint(path: Path, fingerprint: str, model: Model, ema, optimizer, scheduler, state: dict) -> None:
+def _save_checkpoint(path: Path, inputs_sha256: str, model: Model, ema, optimizer, scheduler, state: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(
             {
-                "fingerprint": fingerprint,
+                "fingerprint": inputs_sha256,
                 "module": model.module.state_dict(),
                 "ema": ema.state_dict(),
                 "optimizer": optimizer.state_dict(),

@@ -84,7 +84,7 @@ def test_views_splits_and_batches_load_what_the_in_memory_reader_holds(on_disk, 
     index = [9, 3, 3, len(whole) - 1, 0]  # any order, repeats
     assert_same(streamed.subset(index).subset([4, 1, 2]).load(), whole.subset(index).subset([4, 1, 2]))
     assert_same(pickle.loads(pickle.dumps(streamed.subset(index))).load(), whole.subset(index))  # to spawned ranks
-    assert streamed.subset(index).fingerprint() != streamed.subset(index[::-1]).fingerprint()
+    assert streamed.subset(index).sha256() != streamed.subset(index[::-1]).sha256()
 
 
 def test_a_view_lacking_an_element_reports_its_own_elements(on_disk):
@@ -149,7 +149,7 @@ def test_a_streamed_labels_file_is_the_training_view_without_reading_the_teacher
     assert np.array_equal(streamed.energy, expected.energy)
     provenance = streamed.metadata["provenance"]
     assert provenance["source_sha256"] == labels.provenance["source_sha256"] and provenance["teachers"][1]["spec"] == "pairmlp:1"
-    assert streamed.fingerprint() != stream(tmp_path / "labels.h5", "teachers" if energies == "reference" else "reference").fingerprint()
+    assert streamed.sha256() != stream(tmp_path / "labels.h5", "teachers" if energies == "reference" else "reference").sha256()
 
 
 def test_energy_only_training_on_a_streamed_labels_file_does_not_depend_on_the_teachers(tmp_path, on_disk):
@@ -169,11 +169,11 @@ def test_energy_only_training_on_a_streamed_labels_file_does_not_depend_on_the_t
     index = [3, 1, 4]
     one, other, shifted = labels_file("a.h5", 0), labels_file("b.h5", 1), labels_file("c.h5", 0, energy_shift=1e-3)
     view = lambda path, energies="reference": stream(path, energies).subset(index)  # noqa: E731
-    assert view(one).fingerprint() != view(other).fingerprint()  # the students' view: the teachers' forces
-    assert view(one).without_forces().fingerprint() == view(other).without_forces().fingerprint()  # other teachers, same energies
-    assert view(one).without_forces().fingerprint() != view(shifted).without_forces().fingerprint()  # other reference energies
-    assert view(one, "teachers").without_forces().fingerprint() != view(other, "teachers").without_forces().fingerprint()
-    assert view(one).without_forces().fingerprint() != stream(one).subset(index[::-1]).without_forces().fingerprint()
+    assert view(one).sha256() != view(other).sha256()  # the students' view: the teachers' forces
+    assert view(one).without_forces().sha256() == view(other).without_forces().sha256()  # other teachers, same energies
+    assert view(one).without_forces().sha256() != view(shifted).without_forces().sha256()  # other reference energies
+    assert view(one, "teachers").without_forces().sha256() != view(other, "teachers").without_forces().sha256()
+    assert view(one).without_forces().sha256() != stream(one).subset(index[::-1]).without_forces().sha256()
 
 
 def test_teacher_energies_need_a_labels_file(on_disk):
@@ -210,25 +210,25 @@ def assert_same_labels(expected_path, got_path) -> None:
 def test_labelling_a_streamed_dataset_block_by_block_writes_the_labels_of_the_whole(tmp_path, on_disk, name):
     import h5py
 
-    from ekd.pipeline import label, label_to_file
+    from ekd.pipeline import label
 
     whole, streamed = on_disk[name]
     ensemble = tiny_ensemble(whole)
     label(whole, ensemble, show_progress=False).write(tmp_path / "whole.h5")
-    label_to_file(streamed, ensemble, tmp_path / "blocks.h5", block=37, show_progress=False)
+    label(streamed, ensemble, tmp_path / "blocks.h5", block=37, show_progress=False)
     assert_same_labels(tmp_path / "whole.h5", tmp_path / "blocks.h5")
     with h5py.File(tmp_path / "blocks.h5") as got:
         assert ("teacher_stress" in got) == (name == "metals")
 
 
 def test_an_interrupted_labelling_redoes_only_missing_blocks_and_two_ranks_write_the_same_file(tmp_path, on_disk, monkeypatch):
-    from ekd.pipeline import label_to_file
+    from ekd.pipeline import label as label_data
     from ekd.testing import on_ranks
 
-    pipeline = importlib.import_module("ekd.pipeline")
+    pipeline = importlib.import_module("ekd.pipeline.label")
     whole, streamed = on_disk["s66x8"]  # 528 conformations: 6 blocks of 100
     ensemble = tiny_ensemble(whole)
-    label_to_file(streamed, ensemble, tmp_path / "one.h5", block=100, show_progress=False)
+    label_data(streamed, ensemble, tmp_path / "one.h5", block=100, show_progress=False)
     predicted, real, stop_at = [], pipeline._member_predictions, [3]
 
     def interrupted(frames, *args):  # a killed labelling: the stop_at-th block fails
@@ -238,7 +238,7 @@ def test_an_interrupted_labelling_redoes_only_missing_blocks_and_two_ranks_write
         return real(frames, *args)
 
     monkeypatch.setattr(pipeline, "_member_predictions", interrupted)
-    label = lambda teachers, out: label_to_file(streamed, teachers, tmp_path / out, block=100, show_progress=False, shards=tmp_path / "blocks")  # noqa: E731
+    label = lambda teachers, out: label_data(streamed, teachers, tmp_path / out, cache=tmp_path / "blocks", block=100, show_progress=False)  # noqa: E731
     with pytest.raises(RuntimeError, match="killed"):
         label(ensemble, "resumed.h5")
     assert not (tmp_path / "resumed.h5").exists() and sorted(p.name for p in (tmp_path / "blocks").iterdir()) == ["block-0.npz", "block-1.npz"]
@@ -253,6 +253,6 @@ def test_an_interrupted_labelling_redoes_only_missing_blocks_and_two_ranks_write
     predicted[:], stop_at[0] = [], 0
     label(tiny_ensemble(whole.subset(range(50))), "other.h5")  # other teachers' weights: blocks 0 and 1 are not reused
     assert predicted == [100] * 5 + [28]
-    on_ranks(2, "ekd.pipeline:label_to_file", streamed, ensemble, tmp_path / "two.h5", block=100, show_progress=False, shards=tmp_path / "two-blocks")
+    on_ranks(2, "ekd.pipeline:label", streamed, ensemble, tmp_path / "two.h5", cache=tmp_path / "two-blocks", block=100, show_progress=False)
     assert_same_labels(tmp_path / "one.h5", tmp_path / "two.h5")
     assert sorted(p.name for p in tmp_path.iterdir() if "tmp" in p.name) == []
