@@ -12,16 +12,19 @@ import itertools
 import os
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ekd import distributed
+from ekd.data.frames import PerConformation
 from ekd.parallel import TrainJob, default_jobs
+from ekd.pipeline import RunInputs, student_jobs, teacher_jobs
 from ekd.progress import duration
 from ekd.train.trainer import build_from_data, optimizer_step
 
-__all__ = ["describe_estimate", "epoch_seconds", "stage_seconds"]
+__all__ = ["describe_estimate", "epoch_seconds", "run_estimate", "stage_seconds"]
 
 
 def epoch_seconds(job: TrainJob, threads: int = 1, steps: int = 3) -> float:
@@ -82,3 +85,15 @@ def describe_estimate(stages: dict[str, float]) -> str:
     if total > 3600:
         line += "; --epochs N bounds every model, and --size small or a smaller model (its options) trains faster"
     return line
+
+
+def run_estimate(directory: Path, inputs: RunInputs, labelled: PerConformation | None = None) -> dict[str, float]:
+    """Seconds each stage of a run's trainings in ``directory`` takes here at its epoch bounds
+    (``teach``, ``students`` or ``students and baselines``; 0 when finished); the students are
+    timed on their ``labelled`` data, or before labelling on the same conformations unlabelled."""
+    timed, config = {}, inputs.config
+    teach = teacher_jobs(directory / "teachers", config, [m for m in inputs.members if not m.pretrained], *inputs.energy_only)
+    parts = [(labelled if labelled is not None else inputs.data).subset(index) for index in inputs.split_index[:2]]
+    jobs = student_jobs(directory, config, *parts, {}) + (student_jobs(directory, config, *inputs.energy_only, {}, baseline=True) if config.student.baseline else [])
+    return {"teach": stage_seconds(teach, config.jobs, timed),
+            "students and baselines" if config.student.baseline else "students": stage_seconds(jobs, config.jobs, timed)}

@@ -15,25 +15,25 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 from ase import Atoms
 
 from ekd import distributed
 from ekd._io import atomic_path
 from ekd.config import dump_yaml, validate
-from ekd.data import Dataset, StreamedDataset, stream
+from ekd.data import Dataset, StreamedDataset
 from ekd.data.frames import PerConformation
 from ekd.data.labels import Labels
 from ekd.ensemble import Ensemble, load_predictor, pretrained_spec
 from ekd.errors import ConfigError
-from ekd.estimate import describe_estimate, stage_seconds
+from ekd.estimate import describe_estimate, run_estimate
 from ekd.graph import check_geometries
 from ekd.model import Model, energy_level
-from ekd.pipeline import (RunInputs, RunModel, Scoring, Teachers, evaluate_run, label, resolve_inputs, student_jobs, teacher_jobs, train_ensemble,
-                          train_students, trained_teachers)
+from ekd.pipeline import RunInputs, RunModel, Teachers, evaluate_run, label, resolve_inputs, train_ensemble, train_students, trained_teachers
+from ekd.pipeline.evaluate import run_scoring
+from ekd.pipeline.label import labels_of
 from ekd.progress import ProgressCallback, ProgressEvent, notify
 from ekd.provenance import sha256_file, sha256_json
-from ekd.report import HELD_OUT, Report
+from ekd.report import Report
 from ekd.runconfig import RunConfig
 from ekd.stages import Stage
 
@@ -111,14 +111,8 @@ class Run:
 
     def estimate(self) -> dict[str, float]:
         """Seconds each unfinished stage of trainings takes on this machine at its epoch bounds
-        (:mod:`ekd.estimate`); early stopping usually ends them sooner."""
-        timed, config = {}, self.config
-        teach = teacher_jobs(self.directory / "teachers", config, [m for m in self.members if not m.pretrained], *self.inputs.energy_only)
-        labelled = self._labels_view() if (self.directory / "labels.h5").is_file() else self.data  # (no labels yet: the same conformations)
-        jobs = student_jobs(self.directory, config, *self._parts(labelled), {}) + (
-            student_jobs(self.directory, config, *self.inputs.energy_only, {}, baseline=True) if config.student.baseline else [])
-        return {"teach": stage_seconds(teach, config.jobs, timed),
-                "students and baselines" if config.student.baseline else "students": stage_seconds(jobs, config.jobs, timed)}
+        (:func:`ekd.estimate.run_estimate`); early stopping usually ends them sooner."""
+        return run_estimate(self.directory, self.inputs, self._labels_view() if (self.directory / "labels.h5").is_file() else None)
 
     def describe_estimate(self) -> str:
         """One line: the run's trainings' time at their epoch bounds, per stage, and how to shorten a long run."""
@@ -158,29 +152,13 @@ class Run:
             distributed.barrier()
             notify(self.on_progress, ProgressEvent("label", finished=True))
         if self._labels is None or self.inputs.streamed:
-            self._labels = self._read_labels(energies=self.inputs.energy_source)
+            self._labels = labels_of(path, self.data, self.inputs.energy_source)
         return self._labels
-
-    def _read_labels(self, energies: str) -> Labels | StreamedDataset:
-        """``labels.h5`` (streamed: opened as the training view of ``energies``), refused when made from other data."""
-        path = self.directory / "labels.h5"
-        if not self.inputs.streamed:
-            labels = Labels.read(path)
-            labels.check_matches(self.data)
-            return labels
-        view = stream(path, energies=energies)
-        if view.metadata["provenance"].get("source_sha256") != self.inputs.data_sha256 or len(view) != len(self.data):
-            raise ConfigError(f"{path}: labels were made from other data than {self.data.metadata.get('source')}; run 'ekd label' again")
-        return view
 
     def _labels_view(self) -> PerConformation:
         """The labels' training view (teacher-mean forces; the run's energies)."""
-        labels = self._read_labels(self.inputs.energy_source)
+        labels = labels_of(self.directory / "labels.h5", self.data, self.inputs.energy_source)
         return labels.dataset(self.inputs.energy_source) if isinstance(labels, Labels) else labels
-
-    def _parts(self, data) -> tuple:
-        """(train, validation) of ``data`` (the run's data or its labels) by the run's split."""
-        return tuple(data.subset(index) for index in self.inputs.split_index[:2])
 
     def train_students(self, baseline: bool | None = None) -> list[Model]:
         """Train the students (and, with ``baseline`` or ``student.baseline``, the energy-only
@@ -194,39 +172,16 @@ class Run:
 
     def evaluate(self) -> Report:
         """Score every model of the run; write ``report.json``, ``report.md`` and parity plots."""
-        self._check_something_to_score()
-        config, datasets = self.config, {}
-        if self.held_out is not None:
-            datasets[HELD_OUT] = self.held_out
-        elif len(self.split.test):
-            reference = self.inputs.energy_source == "reference"
-            test = self.split.test if reference else self._labels_view().subset(self.inputs.split_index[2])
-            datasets[HELD_OUT if reference else f"{HELD_OUT} (vs teacher labels)"] = test
-        datasets |= self.inputs.evaluation
-        references = {name: data.metadata.get("level_of_theory") for name, data in datasets.items()}
-        if f"{HELD_OUT} (vs teacher labels)" in datasets:
-            references[f"{HELD_OUT} (vs teacher labels)"] = energy_level(self.teachers.models)
-        md = config.evaluate.md
-        starts = self._md_starts() if md else None
-        scoring = Scoring(datasets, references, config.evaluate.refit_offsets, md, starts, config.evaluate.md_models, self.data.metadata.get("materials"))
-        report = evaluate_run(self.directory, list(self.models().values()), scoring, config.model_dump(), self.inputs.data_sha256, self.show_progress)
+        teachers_energies = self.inputs.energy_source == "teachers"
+        scoring = run_scoring(self.inputs, self._labels_view() if teachers_energies else None, energy_level(self.teachers.models) if teachers_energies else None)
+        report = evaluate_run(self.directory, list(self.models().values()), scoring, self.config.model_dump(), self.inputs.data_sha256, self.show_progress)
         notify(self.on_progress, ProgressEvent("evaluate", finished=True))
         return report
-
-    def _check_something_to_score(self) -> None:
-        if not len(self.split.test) and not self.config.evaluate.files:
-            raise ConfigError(f"nothing to score: data.test_fraction is {self.config.data.test_fraction} and {len(self.data)} conformations leave "
-                              "no held-out test split, and no evaluation file is given (--eval FILE or evaluate.files)")
-
-    def _md_starts(self) -> Dataset:
-        """The first conformation of each molecule MD stability starts from, in memory."""
-        _, first = np.unique(self.data.molecule, return_index=True)
-        return self.data.subset(np.sort(first)[: self.config.evaluate.md.max_molecules]).load()
 
     def run(self) -> Report:
         """Every stage in order, each skipped when finished with the same inputs."""
         self._save_config()  # (resolving the inputs reads the data and every evaluation file: a missing one fails here)
-        self._check_something_to_score()
+        run_scoring(self.inputs)  # nothing to score fails here, before any training
         check_geometries(self.data)  # a broken geometry fails here, not as a NaN loss later
         if self.show_progress and distributed.is_main():
             print(self.describe_sizes(), file=sys.stderr)

@@ -56,11 +56,13 @@ def test_teachers_label_energies_of_geometries_without_any(ani1x, tmp_path, monk
         "evaluate.files": [],
         "jobs": 1,
     })
-    import ekd.run
+    import ekd.pipeline.inputs
+    import ekd.pipeline.teach
 
     loads = []
-    real = ekd.run.load_pretrained
-    monkeypatch.setattr(ekd.run, "load_pretrained", lambda *a, **k: loads.append(a) or real(*a, **k))
+    real = ekd.pipeline.inputs.load_pretrained
+    for module in (ekd.pipeline.inputs, ekd.pipeline.teach):  # (the run resolves its inputs once; the teach stage reuses them)
+        monkeypatch.setattr(module, "load_pretrained", lambda *a, **k: loads.append(a) or real(*a, **k))
     run = ekd.distill(config, out=tmp_path / "run", show_progress=False)
     assert len(loads) == 1  # the published ensemble is read once per run
 

@@ -17,6 +17,7 @@ from ekd import distributed
 from ekd.data import Dataset
 from ekd.data.frames import PerConformation
 from ekd.ensemble import Ensemble
+from ekd.errors import ConfigError
 from ekd.evaluate import evaluate, evaluate_streamed
 from ekd.evaluate.calibration import calibration_plot, force_calibration
 from ekd.evaluate.materials import material_properties_of
@@ -24,10 +25,11 @@ from ekd.evaluate.md import MDSettings, md_stability
 from ekd.evaluate.plots import materials_plot
 from ekd.model import Model, energy_level
 from ekd.provenance import sha256_file, sha256_json, sha256_source
-from ekd.report import Headline, ModelScores, Report, Role, Scores, SeedSpread
+from ekd.pipeline.inputs import RunInputs
+from ekd.report import HELD_OUT, Headline, ModelScores, Report, Role, Scores, SeedSpread
 from ekd.stages import Stage
 
-__all__ = ["PLOT_SAMPLE", "RunModel", "Scoring", "evaluate_models", "evaluate_run"]
+__all__ = ["PLOT_SAMPLE", "RunModel", "Scoring", "evaluate_models", "evaluate_run", "run_scoring"]
 
 #: conformations of a streamed dataset its parity plots and calibration are made from
 PLOT_SAMPLE = 10_000
@@ -68,6 +70,29 @@ class Scoring:
     md_starts: Dataset | None = None
     md_roles: Sequence[str] = _SUMMARISED
     materials: dict | None = None
+
+
+def run_scoring(inputs: RunInputs, labelled: PerConformation | None = None, teachers_level: str | None = None) -> Scoring:
+    """What a run scores: its held-out set (the held-out file, or the test split against the
+    reference energies or, for data without them, the ``labelled`` test split against the
+    teachers' at ``teachers_level``), the evaluation files, and the checks its config asks for."""
+    if not len(inputs.split.test) and not inputs.config.evaluate.files:
+        raise ConfigError(f"nothing to score: data.test_fraction is {inputs.config.data.test_fraction} and {len(inputs.data)} conformations leave "
+                          "no held-out test split, and no evaluation file is given (--eval FILE or evaluate.files)")
+    datasets, references, evaluate_config = {}, {}, inputs.config.evaluate
+    if inputs.held_out is not None or (len(inputs.split.test) and inputs.energy_source == "reference"):
+        datasets[HELD_OUT], references[HELD_OUT] = inputs.split.test, inputs.split.test.metadata.get("level_of_theory")
+    elif len(inputs.split.test) and labelled is not None:
+        name = f"{HELD_OUT} (vs teacher labels)"
+        datasets[name], references[name] = labelled.subset(inputs.split_index[2]), teachers_level
+    for name, data in inputs.evaluation.items():
+        datasets[name], references[name] = data, data.metadata.get("level_of_theory")
+    starts = None
+    if evaluate_config.md is not None:  # the first conformation of each molecule, in memory
+        _, first = np.unique(inputs.data.molecule, return_index=True)
+        starts = inputs.data.subset(np.sort(first)[: evaluate_config.md.max_molecules]).load()
+    return Scoring(datasets, references, evaluate_config.refit_offsets, evaluate_config.md, starts, evaluate_config.md_models,
+                   inputs.data.metadata.get("materials"))
 
 
 def evaluate_models(models: list[RunModel], scoring: Scoring, config: dict, stage_seconds: dict[str, float] | None = None,

@@ -25,9 +25,9 @@ from ekd.data.labels import Labels, LabelsWriter, TeacherRecord, make_provenance
 from ekd.ensemble import Ensemble
 from ekd.errors import ConfigError, DataError
 from ekd.progress import progress_bar
-from ekd.provenance import sha256_file, sha256_json, sha256_weights
+from ekd.provenance import sha256_file, sha256_json, sha256_source, sha256_weights
 
-__all__ = ["BLOCK", "block_size", "label"]
+__all__ = ["BLOCK", "block_size", "label", "labels_of"]
 
 #: most conformations in one block (a block's member forces are held in memory)
 BLOCK = 4096
@@ -92,6 +92,20 @@ def label(data: PerConformation, teachers: Ensemble, out: str | os.PathLike | No
         for file in saved:
             file.unlink()
     return labels if in_memory else stream(out)
+
+
+def labels_of(path: Path, data: PerConformation, energies: str = "reference") -> Labels | StreamedDataset:
+    """The labels file ``path`` made from ``data``: its :class:`Labels` for data in memory, or
+    for streamed data the file opened as the students' training view with ``energies``; refused
+    (a one-line error naming the file) when it was made from other data."""
+    if isinstance(data, Dataset):
+        labels = Labels.read(path)
+        labels.check_matches(data)
+        return labels
+    view = stream(path, energies=energies)
+    if view.metadata["provenance"].get("source_sha256") != sha256_source(data) or len(view) != len(data):
+        raise DataError(f"{path}: labels were made from other data than {data.metadata.get('source')}; run 'ekd label' again")
+    return view
 
 
 def _block(unlabelled: PerConformation, first: int, size: int) -> Dataset:

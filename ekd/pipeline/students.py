@@ -81,7 +81,7 @@ def train_students(
     view = training_view(labels, config)
     train_index, validation_index, _ = split if split is not None else view.split_indices(config.data.fractions, config.data.split, config.data.seed)
     parts = view.subset(train_index), view.subset(validation_index)
-    info = _info(view, config)
+    info = _info(labels, view)
     jobs = student_jobs(Path(out), config, *parts, info)
     if baseline:
         jobs += student_jobs(Path(out), config, *(energy_only or parts), info, baseline=True)
@@ -89,9 +89,10 @@ def train_students(
     return [Model.load(job.stage.directory / "model.pt") for job in jobs]
 
 
-def _info(view: PerConformation, config: RunConfig) -> dict:
+def _info(labels: Labels | PerConformation, view: PerConformation) -> dict:
     """Provenance of the students' trainings: the labelled data and the level of their energies."""
     provenance, source = view.metadata.get("provenance", {}), view.metadata.get("energy_labels", "reference")
-    levels = {(t.get("source") or {}).get("level_of_theory") for t in provenance.get("teachers", [])}
+    teachers = [t.source for t in labels.teachers] if isinstance(labels, Labels) else [t.get("source") for t in provenance.get("teachers", [])]
+    levels = {(t or {}).get("level_of_theory") for t in teachers}
     level = view.metadata.get("level_of_theory") if source == "reference" else (levels.pop() if len(levels) == 1 else None)
     return {"data_sha256": provenance.get("source_sha256"), "energy_labels": source, "level_of_theory": level}
