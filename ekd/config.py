@@ -12,7 +12,7 @@ import yaml
 
 from ekd.errors import ConfigError
 
-__all__ = ["load_yaml", "validate", "dump_yaml"]
+__all__ = ["config_error", "dump_yaml", "load_yaml", "validate"]
 
 Model = TypeVar("Model", bound=pydantic.BaseModel)
 
@@ -38,13 +38,18 @@ def validate(model: type[Model], values: dict, where: str) -> Model:
     try:
         return model(**values)
     except pydantic.ValidationError as error:
-        first = error.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        message = first["msg"]
-        if first["type"] == "extra_forbidden":
-            allowed = _field_names(model, first["loc"][:-1])
-            message = "unknown option" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
-        raise ConfigError(f"{where}.{key}: {message}") from None
+        raise config_error(error, model, where) from None
+
+
+def config_error(error: pydantic.ValidationError, model: type[Model], where: str) -> ConfigError:
+    """The first problem of a validation ``error`` of ``model`` as a ConfigError naming ``where.key``."""
+    first = error.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        allowed = _field_names(model, first["loc"][:-1])
+        message = "unknown option" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+    return ConfigError(f"{where}.{key}: {message}" if key else f"{where}: {message}")
 
 
 def _field_names(model: type[pydantic.BaseModel], path: tuple) -> list[str]:

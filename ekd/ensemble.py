@@ -34,6 +34,17 @@ class EnsemblePrediction(Prediction):
     member_energy: np.ndarray | None = None
     member_forces: np.ndarray | None = None
     member_stress: np.ndarray | None = None  # (M, N, 6) eV/Å³, when asked
+    sizes: np.ndarray | None = None  # (N,) atoms of each conformation
+
+    def per_conformation(self, atom_values: np.ndarray) -> list[np.ndarray]:
+        """Per-atom values (A, ...) split into one array per conformation (n_i, ...)."""
+        if self.sizes is None:
+            raise ValueError("per_conformation: this prediction does not record its conformations' sizes")
+        return np.split(np.asarray(atom_values), np.cumsum(self.sizes)[:-1])
+
+    def force_spread_per_conformation(self) -> list[np.ndarray]:
+        """:attr:`force_spread` of each conformation: one (n_i,) eV/Å array per conformation."""
+        return self.per_conformation(self.force_spread)
 
     @property
     def energy_spread(self) -> np.ndarray:
@@ -92,6 +103,7 @@ class Ensemble:
             member_energy=energy,
             member_forces=member_forces,
             member_stress=member_stress,
+            sizes=frames.sizes,
         )
 
     @property

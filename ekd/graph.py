@@ -53,10 +53,12 @@ def neighbour_edges(frames: Dataset, cutoff: float) -> tuple[np.ndarray, np.ndar
 
 
 def check_geometries(frames: PerConformation, minimum: float = MIN_DISTANCE) -> None:
-    """A DataError naming the file, conformation and atoms when two atoms of a conformation are
-    closer than ``minimum`` Å (coincident atoms make every model's loss NaN); read a block of
-    conformations at a time."""
+    """A DataError naming the file, conformation and atoms when a position is not finite or
+    absurd (:meth:`~ekd.data.frames.PerConformation.check_coordinates`) or two atoms of a
+    conformation are closer than ``minimum`` Å (coincident atoms make every model's loss NaN);
+    read a block of conformations at a time."""
     for first, block in frames.blocks():
+        block.check_coordinates(first)
         edges, shifts = neighbour_edges(block, minimum)
         if edges.shape[1]:
             i, j = (int(a) for a in edges[:, 0])

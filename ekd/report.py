@@ -86,7 +86,8 @@ class SeedSpread:
 @dataclasses.dataclass(frozen=True)
 class Headline:
     """What EKD achieved on one dataset: the students' force MAE against the energy-only
-    baselines' (kcal/mol/Å) and whether the difference exceeds the larger seed spread."""
+    baselines' (kcal/mol/Å) and whether the difference exceeds the larger seed spread (None
+    with one seed of either: there is no spread to compare)."""
 
     student_force_mae: SeedSpread
     baseline_force_mae: SeedSpread | None = None
@@ -100,7 +101,7 @@ class Headline:
             student_force_mae=student,
             baseline_force_mae=baseline,
             student_over_baseline=student.mean / baseline.mean if baseline else None,
-            difference_exceeds_spread=bool(baseline.mean - student.mean > max(student.std, baseline.std)) if baseline else None,
+            difference_exceeds_spread=bool(baseline.mean - student.mean > max(student.std, baseline.std)) if baseline and min(student.n, baseline.n) > 1 else None,
             student_over_teacher_ensemble=student.mean / ensemble if ensemble else None,
         )
 
@@ -203,7 +204,11 @@ class Report:
         path = path / "report.json" if path.is_dir() else path
         if not path.is_file():
             raise DataError(f"{path}: no report yet (the run has not been evaluated; run 'ekd run' or Run.evaluate())")
-        return cls.from_dict(json.loads(path.read_text()))
+        try:
+            values = json.loads(path.read_text())
+            return cls.from_dict(values)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise DataError(f"{path}: not a report of this ekd ({type(error).__name__}: {error}); run 'ekd run' again to rewrite it") from None
 
     def write(self, directory: str | os.PathLike) -> None:
         """``report.json`` and ``report.md`` in ``directory``, atomically."""
@@ -231,9 +236,9 @@ class Report:
             lines += ["", f"**{dataset}**: student force MAE {s.mean:.2f} ± {s.std:.2f} (n={s.n})"]
             if h.baseline_force_mae is not None:
                 b = h.baseline_force_mae
-                verdict = "exceeds" if h.difference_exceeds_spread else "does not exceed"
-                lines[-1] += (f", energy-only baseline {b.mean:.2f} ± {b.std:.2f} (n={b.n}); "
-                              f"student/baseline = {h.student_over_baseline:.2f}; the difference {verdict} the seed spread")
+                verdict = {True: "the difference exceeds the seed spread", False: "the difference does not exceed the seed spread",
+                           None: "a single seed: no spread to compare (student.seeds: 3 gives one)"}[h.difference_exceeds_spread]
+                lines[-1] += f", energy-only baseline {b.mean:.2f} ± {b.std:.2f} (n={b.n}); student/baseline = {h.student_over_baseline:.2f}; {verdict}"
             if h.student_over_teacher_ensemble is not None:
                 lines[-1] += f"; student/teacher ensemble = {h.student_over_teacher_ensemble:.2f}"
         datasets = list(dict.fromkeys(d for m in self.models.values() for d in m.datasets))

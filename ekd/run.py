@@ -62,6 +62,7 @@ class Run:
         self._given = self._saved(data) if data is not None else None
         self._teachers: Teachers | None = None
         self._labels: Labels | StreamedDataset | None = None
+        self._estimate: dict[str, float] | None = None
 
     @classmethod
     def open(cls, directory: str | os.PathLike, **kwargs) -> "Run":
@@ -87,6 +88,10 @@ class Run:
     @functools.cached_property
     def inputs(self) -> RunInputs:
         """The run's inputs, resolved once (:class:`ekd.pipeline.RunInputs`)."""
+        own = self.directory / "data.h5"
+        if self._given is None and not self.given_config.data.path and own.is_file():
+            raise ConfigError(f"{own} holds this run's data (given in memory): reopen the run with ekd.Run.open('{self.directory}'), "
+                              "or pass data= or data.path (without them it would run on the embedded reference set)")
         return resolve_inputs(self.given_config, self._given)
 
     config = property(lambda self: self.inputs.config, doc="The config as it applies to the data (:attr:`RunInputs.config`).")
@@ -111,8 +116,10 @@ class Run:
 
     def estimate(self) -> dict[str, float]:
         """Seconds each unfinished stage of trainings takes on this machine at its epoch bounds
-        (:func:`ekd.estimate.run_estimate`); early stopping usually ends them sooner."""
-        return run_estimate(self.directory, self.inputs, self._labels_view() if (self.directory / "labels.h5").is_file() else None)
+        (:func:`ekd.estimate.run_estimate`), timed once per Run; early stopping usually ends them sooner."""
+        if self._estimate is None:  # (timed once per run: describe_estimate() says the same)
+            self._estimate = run_estimate(self.directory, self.inputs, self._labels_view() if (self.directory / "labels.h5").is_file() else None)
+        return self._estimate
 
     def describe_estimate(self) -> str:
         """One line: the run's trainings' time at their epoch bounds, per stage, and how to shorten a long run."""
@@ -126,6 +133,7 @@ class Run:
             raise ConfigError(f"--member {member}: the ensemble has members 0..{len(self.members) - 1}")
         teachers = train_ensemble(*self.inputs.energy_only, self.directory / "teachers", self.config, self.members if member is None else [self.members[member]],
                                   self.inputs.published, self.on_progress, self.show_progress)
+        self._estimate = None  # (what is left to train changed)
         if member is None:
             self._teachers, self._labels = teachers, None
         notify(self.on_progress, ProgressEvent("teach", finished=True))
@@ -167,6 +175,7 @@ class Run:
         self._save_config()
         energy_only = self.inputs.energy_only if self.inputs.energy_source == "reference" else None  # the control needs no teacher
         models = train_students(labels, self.directory, self.config, baseline, self.inputs.split_index, energy_only, self.on_progress, self.show_progress)
+        self._estimate = None
         notify(self.on_progress, ProgressEvent("students", finished=True))
         return models
 
@@ -183,6 +192,8 @@ class Run:
         self._save_config()  # (resolving the inputs reads the data and every evaluation file: a missing one fails here)
         run_scoring(self.inputs)  # nothing to score fails here, before any training
         check_geometries(self.data)  # a broken geometry fails here, not as a NaN loss later
+        for notice in self.config.notices() if distributed.is_main() else []:
+            print(f"ekd: {notice}", file=sys.stderr)
         if self.show_progress and distributed.is_main():
             print(self.describe_sizes(), file=sys.stderr)
             print(self.describe_estimate(), file=sys.stderr)

@@ -16,7 +16,7 @@ from typing import Callable, Literal
 
 import pydantic
 
-from ekd.config import load_yaml, validate
+from ekd.config import config_error, load_yaml, validate
 from ekd.data import ReadOptions
 from ekd.data.embedded import PREFIX as EMBEDDED_PREFIX
 from ekd.ensemble import PRETRAINED, pretrained_spec
@@ -62,6 +62,13 @@ class DataSection(ReadOptions):
     # the labels then stay on disk too: for data larger than memory (docs/scaling.md)
     stream: bool = False
 
+    @pydantic.model_validator(mode="after")
+    def _check_fractions(self) -> "DataSection":
+        if self.val_fraction + (0.0 if self.test_path else self.test_fraction) >= 1:
+            raise ConfigError(f"data.val_fraction + data.test_fraction: {self.val_fraction:g} + {self.test_fraction:g} leaves no training data "
+                              "(together they must be below 1)")
+        return self
+
     @property
     def fractions(self) -> tuple[float, float, float]:
         """(train, validation, test) shares of the conformations (or molecules); no test share
@@ -96,8 +103,10 @@ class TeacherSection(pydantic.BaseModel):
                 parts.append((published[0], None, published[1]))
                 continue
             name, _, rest = part.strip().partition(":")
-            if not name or (rest and not rest.isdigit()) or rest == "0":
+            if not name or (rest and not rest.isdigit()):
                 raise ConfigError(f"teacher spec '{self.spec}': expected backend[:count][,backend[:count]...]")
+            if rest and int(rest) < 1:
+                raise ConfigError(f"teacher spec '{self.spec}': {name}'s count must be at least 1")
             parts.append((name, int(rest) if rest else None, None))
         return parts
 
@@ -149,6 +158,12 @@ class RunConfig(pydantic.BaseModel):
     # namesake there (same backend, options and elements), as ekd grow's rounds do
     warm_start: str | None = None
 
+    def __init__(self, **values):
+        try:
+            super().__init__(**values)
+        except pydantic.ValidationError as error:  # (built directly: RunConfig(...) fails as a ConfigError too)
+            raise config_error(error, RunConfig, "config") from None
+
     @pydantic.model_validator(mode="after")
     def _check_what_a_run_uses(self) -> "RunConfig":
         from ekd.backend import validate_options
@@ -164,6 +179,8 @@ class RunConfig(pydantic.BaseModel):
         for role in ("teachers", "student", "baseline"):
             self.train_config(role)
         trained = {backend for backend, _, path in self.teachers.parts() if path is None}
+        for backend in sorted(trained | {self.student.backend}):
+            get_backend(backend)  # an unknown backend is the error, not another backend's options
         for backend in sorted(set(self.teachers.options) - trained):
             raise ConfigError(f"teachers.options.{backend}: no '{backend}' teachers in the spec '{self.teachers.spec}' (trained ones: {', '.join(sorted(trained)) or 'none'})")
         for backend in sorted(trained):
@@ -203,6 +220,14 @@ class RunConfig(pydantic.BaseModel):
         if role != "student":
             values.update(force_weight=0.0, stress_weight=0.0)  # teachers and baselines never see forces or stresses
         return validate(TrainConfig, values, {"teachers": "teachers.train", "student": "student.train", "baseline": "student.baseline_train"}[role])
+
+    def notices(self) -> list[str]:
+        """Settings that do not apply where a user may expect them to, one line each (a run prints them)."""
+        shared = self.train.get("epochs")
+        if self.epochs is None and shared is not None and shared != TrainConfig().epochs and "epochs" not in self.student.train:
+            return [f"train.epochs {shared} bounds the teachers and baselines; the students keep their own {STUDENT_TRAIN['epochs']} "
+                    f"(student.train.epochs sets theirs, epochs or --epochs every model's)"]
+        return []
 
     def resolved_size(self) -> Literal["small", "upstream"]:
         """``size`` with ``auto`` decided by the device: upstream sizes on CUDA, small on a CPU."""

@@ -82,8 +82,8 @@ def test_teacher_spec_parsing():
     assert [m.options for m in seeds_only] == [{}, {}]
     recipe = parse_teacher_spec(RunConfig.load(None, {"teachers.spec": "ani:2"}).teachers)
     assert recipe[0].options != recipe[1].options  # the backend's own diversity recipe
-    for bad in ("ani:x", "ani:0", ":3"):
-        with pytest.raises(ConfigError, match="expected backend"):
+    for bad, message in (("ani:x", "expected backend"), (":3", "expected backend"), ("ani:0", "ani's count must be at least 1")):
+        with pytest.raises(ConfigError, match=message):
             RunConfig.load(None, {"teachers.spec": bad})
 
 

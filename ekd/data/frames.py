@@ -47,6 +47,10 @@ def atom_rows(ptr: np.ndarray, index: np.ndarray) -> np.ndarray:
     return np.repeat(ptr[index] - (np.cumsum(sizes) - sizes), sizes) + np.arange(int(sizes.sum()), dtype=np.int64)
 
 
+#: the widest a conformation may be, Å (coordinates beyond are not a geometry: wrong units or garbage)
+MAX_EXTENT = 1e4
+
+
 class PerConformation:
     """What every set of conformations offers from its per-conformation arrays (``ptr``,
     ``molecule``, ``cell``, ``pbc``, ``stress``, ``metadata``): sizes, periodicity, batches and
@@ -113,6 +117,29 @@ class PerConformation:
         with ``ranks``, only the blocks of rank ``rank`` (every ``ranks``-th)."""
         for start in range(rank * size, len(self), ranks * size):
             yield start, self.subset(np.arange(start, min(start + size, len(self)))).load()
+
+    def check_coordinates(self, first: int = 0) -> None:
+        """Raise a DataError naming the file, conformation (numbered from ``first``) and atom when
+        a position is not finite or a conformation spans more than :data:`MAX_EXTENT` Å (such
+        coordinates are not a geometry, and would crash the neighbour list)."""
+        positions, ptr = self.positions, self.ptr  # (a Dataset's: a streamed one is checked a block at a time)
+        bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+        problem = "is not finite" if len(bad) else None
+        if not len(bad) and len(positions):
+            filled = np.flatnonzero(np.diff(ptr) > 0)
+            low, high = np.minimum.reduceat(positions, ptr[filled]), np.maximum.reduceat(positions, ptr[filled])
+            extent = (high - low).max(axis=1)
+            if extent.max() > MAX_EXTENT:
+                k = filled[int(np.argmax(extent))]
+                rows = positions[ptr[k] : ptr[k + 1]]
+                bad = [ptr[k] + int(np.abs(rows - np.median(rows, axis=0)).max(axis=1).argmax())]
+                problem = f"makes it {extent.max():.3g} Å across (more than {MAX_EXTENT:g} Å: check the units, or remove it)"
+        if problem:
+            atom = int(bad[0])
+            k = int(np.searchsorted(ptr, atom, side="right") - 1)
+            x, y, z = positions[atom]
+            raise DataError(f"{self.metadata.get('source', 'data')}: conformation {first + k} ({self.molecule[k]}): atom {atom - ptr[k]} at "
+                            f"({x:.4g}, {y:.4g}, {z:.4g}) Å {problem}")
 
     def check_elements(self, supported, what: str) -> None:
         """Raise a DataError naming the file if any element is outside ``supported`` (atomic numbers)."""
@@ -408,22 +435,24 @@ class Dataset(PerConformation):
         if not images:
             raise DataError("from_atoms: no Atoms given")
         periodic = any(a.pbc.any() for a in images)
-        results = [a.calc.results if a.calc is not None else {} for a in images]
+        results = [_own_results(k, a) for k, a in enumerate(images)]
         has = lambda key: all(key in r for r in results)  # noqa: E731
         stress = None
         if periodic and all("stress" in r for a, r in zip(images, results) if a.pbc.any()):
             stress = np.array([voigt_stress(r["stress"]) if a.pbc.any() else np.full(6, np.nan) for a, r in zip(images, results)])
-        return cls.from_arrays(
+        data = cls.from_arrays(
             numbers=[a.numbers for a in images],
             positions=[a.positions for a in images],
             molecule=[str(a.info.get(molecule_key, formula(a.numbers))) for a in images],
             energy=np.array([r["energy"] for r in results]) if has("energy") else None,
             forces=[r["forces"] for r in results] if has("forces") else None,
-            metadata={"source": "ase.Atoms"},
+            metadata={"source": "from_atoms"},
             cell=np.array([a.cell.array for a in images]) if periodic else None,
             pbc=np.array([a.pbc for a in images]) if periodic else None,
             stress=stress,
         )
+        data.check_coordinates()
+        return data.with_metadata(source="ase.Atoms")
 
     def to_atoms(self) -> list[Atoms]:
         """One ``Atoms`` per conformation (with its cell and pbc); energies, forces and stresses
@@ -450,6 +479,22 @@ class Dataset(PerConformation):
     def write(self, path: str | os.PathLike) -> None:
         """Write by file extension: ``.h5`` ekd HDF5, ``.xyz`` extended XYZ (eV, Å)."""
         _IO["write"](self, path)
+
+
+def _own_results(k: int, atoms: Atoms) -> dict:
+    """The calculator results of image ``k`` that belong to it: refused when its calculator last
+    computed other atoms (one calculator shared by several images keeps only the last one's
+    results) or a result has another image's shape."""
+    calc = atoms.calc
+    if calc is None or not calc.results:
+        return {}
+    where = f"from_atoms: image {k} ({atoms.get_chemical_formula()})"
+    if calc.check_state(atoms):
+        raise DataError(f"{where}: its calculator holds the results of other atoms (one calculator shared by several images?); "
+                        "give each image its own results, e.g. atoms.calc = SinglePointCalculator(atoms, energy=..., forces=...)")
+    if "forces" in calc.results and np.shape(calc.results["forces"]) != (len(atoms), 3):
+        raise DataError(f"{where}: forces of shape {np.shape(calc.results['forces'])}, expected ({len(atoms)}, 3)")
+    return calc.results
 
 
 def voigt_stress(stress: np.ndarray) -> np.ndarray:

@@ -72,8 +72,9 @@ def read(path: str | os.PathLike, options: ReadOptions | None = None, **kwargs) 
     options = (options or ReadOptions(**kwargs)).reading_only()
     path, reader = reader_for(path, options)
     with unreadable_as(path, reader):
-        frames = reader.read(path, options)
-    return frames.with_metadata(source=str(path), sha256=sha256_file(path), format=reader.name)
+        frames = reader.read(path, options).with_metadata(source=str(path))
+    frames.check_coordinates()
+    return frames.with_metadata(sha256=sha256_file(path), format=reader.name)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,150 @@
+"""Bad inputs and faults as a user meets them: each gives a correct result or a one-line error
+naming what is wrong (issue 31; the list with what ekd says is in docs/bad-inputs.md)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+
+import ekd
+from ekd.cli import main
+from ekd.data import Dataset, write
+from ekd.errors import ConfigError, DataError
+from ekd.runconfig import RunConfig
+from ekd.testing import labelled_molecules
+
+TINY = {"width": 8, "n_rbf": 8}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(data_path=None, **overrides) -> RunConfig:
+    return RunConfig.load(None, {
+        **({"data.path": str(data_path)} if data_path else {}), "teachers.spec": "pairmlp:2", "teachers.options": {"pairmlp": TINY},
+        "student.backend": "pairmlp", "student.options": TINY, "student.seeds": 2, "train": {"batch_size": 8, "dtype": "float64", "device": "cpu"},
+        "epochs": 2, "jobs": 1, **overrides,
+    })
+
+
+def one_line_error(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+# 1. one calculator shared by every frame ------------------------------------------------------
+def dimers(*distances: float) -> list[Atoms]:
+    return [Atoms("Cu2", positions=[[0, 0, 0], [0, 0, d]]) for d in distances]
+
+
+def test_frames_sharing_one_calculator_are_refused_not_given_the_last_frames_results():
+    frames, calculator = dimers(2.2, 2.5, 2.8), EMT()
+    for atoms in frames:  # the common ASE loop: one calculator, each frame computed in turn
+        atoms.calc = calculator
+        atoms.get_potential_energy()
+    with pytest.raises(DataError, match=r"from_atoms: image 0 \(Cu2\): its calculator holds the results of other atoms"):
+        Dataset.from_atoms(frames)
+    expected = []
+    for atoms in frames:  # each frame's own results
+        atoms.calc = EMT()
+        expected.append(atoms.get_potential_energy())
+    data = Dataset.from_atoms(frames)
+    assert np.allclose(data.energy, expected) and len(set(np.round(expected, 6))) == 3
+
+
+def test_results_of_the_wrong_shape_name_their_frame():
+    frames = dimers(2.2) + [Atoms("Cu3", positions=[[0, 0, 0], [0, 0, 2.5], [0, 2.5, 0]])]
+    for atoms, n in zip(frames, (2, 2)):  # the second frame's forces are another frame's
+        atoms.calc = SinglePointCalculator(atoms, energy=-1.0, forces=np.zeros((n, 3)))
+    with pytest.raises(DataError, match=r"from_atoms: image 1 \(Cu3\): forces of shape \(2, 3\), expected \(3, 3\)"):
+        Dataset.from_atoms(frames)
+
+
+# 2. a run directory whose data were given in memory --------------------------------------------
+def test_a_run_of_data_given_in_memory_is_not_resumed_on_the_embedded_set(tmp_path):
+    ekd.Run(tmp_path / "run", tiny(), labelled_molecules(4), show_progress=False).teach()
+    with pytest.raises(ConfigError, match=r"run/data.h5 holds this run's data.*Run.open"):
+        ekd.Run(tmp_path / "run", tiny(), show_progress=False).run()
+    assert ekd.Run.open(tmp_path / "run", show_progress=False).data.metadata["source"].endswith("run/data.h5")
+
+
+# 6. options that silently do not apply ---------------------------------------------------------
+def test_a_shared_epoch_bound_the_students_do_not_take_is_said_and_one_seed_claims_no_spread(tmp_path, capsys, monkeypatch):
+    config = tiny(**{"train": {"epochs": 3, "batch_size": 8, "dtype": "float64", "device": "cpu"}, "epochs": None})
+    assert [config.train_config(role).epochs for role in ("teachers", "student", "baseline")] == [3, 50, 3]
+    monkeypatch.setattr(ekd.Run, "teach", lambda self: pytest.fail("stop here"))
+    with pytest.raises(pytest.fail.Exception, match="stop here"):  # the run's start says it, before training
+        ekd.Run(tmp_path / "run", config, labelled_molecules(4), show_progress=False).run()
+    assert "ekd: train.epochs 3 bounds the teachers and baselines; the students keep their own 50" in capsys.readouterr().err
+    assert not tiny().notices() and not RunConfig.load(None, {"train": {"epochs": 3}, "epochs": 3}).notices()
+    headline = ekd.Headline.of(ekd.SeedSpread.of([1.0]), ekd.SeedSpread.of([2.0]), ensemble=1.0)
+    assert headline.difference_exceeds_spread is None and headline.student_over_baseline == 0.5
+    report = ekd.Report({}, {"held-out test": headline}, {}, {}, {}, {})
+    assert "a single seed: no spread to compare" in report.markdown()
+
+
+# 8. coordinates that crash the neighbour list, NaN and inf -------------------------------------
+@pytest.mark.parametrize("value", [1e5, 1e247, np.nan, np.inf])
+def test_absurd_or_non_finite_coordinates_are_refused_naming_the_conformation(tmp_path, capsys, value):
+    images = labelled_molecules(2).to_atoms()
+    images[1].positions[1, 0] = value
+    images[1].calc = None  # (its results were of the old positions)
+    problem = "is not finite" if not np.isfinite(value) else "Å across"
+    with pytest.raises(DataError, match=rf"from_atoms: conformation 1 \(.*\): atom 1 at .*{problem}"):
+        Dataset.from_atoms(images)
+    from ase.io import write as ase_write
+
+    for atoms in images:
+        atoms.calc = None
+    ase_write(tmp_path / "bad.xyz", images)  # as a data or evaluation file: refused when read, before anything runs
+    err = one_line_error(["data", "info", str(tmp_path / "bad.xyz")], capsys)
+    assert "bad.xyz: conformation 1" in err and problem in err
+    err = one_line_error(["run", "--config", str(ROOT / "configs/pairmlp-smoke.yaml"), "--eval", str(tmp_path / "bad.xyz"), "--out", str(tmp_path / "r")], capsys)
+    assert "bad.xyz: conformation 1" in err and not (tmp_path / "r/teachers").exists()  # before any training
+
+
+# 11. configuration mistakes --------------------------------------------------------------------
+def test_config_mistakes_are_config_errors_naming_the_key(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="config.studnet: unknown option; allowed: data, teachers, student"):
+        RunConfig(studnet={"backend": "ani"})
+    (tmp_path / "pairmlp.yaml").write_text("teachers: {spec: pairmlp, options: {pairmlp: {width: 8}}}\n")
+    err = one_line_error(["teach", "--config", str(tmp_path / "pairmlp.yaml"), "--teacher", "nosuchbackend:2", "--out", str(tmp_path / "r")], capsys)
+    assert err.startswith("ekd: error: unknown backend 'nosuchbackend'")
+    assert "count must be at least 1" in one_line_error(["teach", "--teacher", "pairmlp:0", "--out", str(tmp_path / "r")], capsys)
+    with pytest.raises(ConfigError, match=r"data.val_fraction \+ data.test_fraction: 0.6 \+ 0.5 leaves no training data"):
+        RunConfig.load(None, {"data.val_fraction": 0.6, "data.test_fraction": 0.5})
+    (tmp_path / "report.json").write_text("not json")
+    with pytest.raises(DataError, match="report.json: not a report"):
+        ekd.Report.read(tmp_path / "report.json")
+
+
+# 13. one estimate per run ---------------------------------------------------------------------
+def test_the_estimate_is_made_once_per_run(tmp_path, monkeypatch):
+    import ekd.run
+
+    calls = []
+    monkeypatch.setattr(ekd.run, "run_estimate", lambda *args: calls.append(args) or {"teach": 60.0, "students": 120.0})
+    run = ekd.Run(tmp_path / "run", tiny(), labelled_molecules(4), show_progress=False)
+    assert run.estimate() == {"teach": 60.0, "students": 120.0}
+    assert "about 3 min" in run.describe_estimate() and len(calls) == 1
+
+
+# 15. the committee spread per conformation -----------------------------------------------------
+def test_the_force_spread_of_each_conformation():
+    import torch
+
+    from ekd.backend import Statistics
+
+    data = labelled_molecules(2)
+    statistics = Statistics.of(data, data.elements, 4.0)
+    ensemble = ekd.Ensemble([ekd.Model.build("pairmlp", data.elements, statistics, TINY, seed=s, dtype=torch.float64) for s in (0, 1)])
+    prediction = ensemble.predict(data)
+    spreads = prediction.force_spread_per_conformation()
+    assert [len(s) for s in spreads] == list(data.sizes) and len(spreads) == len(data)
+    assert np.array_equal(np.concatenate(spreads), prediction.force_spread)
+    first = ensemble.predict(data.subset([1]))  # the spread of one conformation alone
+    np.testing.assert_allclose(spreads[1], first.force_spread, rtol=1e-12)
