@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ekd.active import GrowSettings, grow
     from ekd.model import Model, Prediction
     from ekd.pipeline import label, train_ensemble, train_model, train_students
+    from ekd.pipeline.evaluate import score
     from ekd.plugins import backends, register_backend
     from ekd.progress import ProgressEvent
     from ekd.report import Headline, Report, Scores, SeedSpread
@@ -49,6 +50,7 @@ _LAZY = {
     "Model": "ekd.model",
     "Prediction": "ekd.model",
     "label": "ekd.pipeline",
+    "score": "ekd.pipeline.evaluate",
     "train_ensemble": "ekd.pipeline",
     "train_model": "ekd.pipeline",
     "train_students": "ekd.pipeline",

@@ -94,6 +94,9 @@ def data_info(path, as_json, **read_kwargs) -> None:
             f"{'+1' if summary['force_sign'] == -1 else '-1'}",
             err=True,
         )
+    elif check["verdict"] == "scale":
+        click.echo(f"warning: {path}: the energies change {abs(check['slope']):.3g} times as much as the forces predict ({check['n_pairs']} nearby "
+                   "pairs): energies and forces are in different units (23.06: kcal/mol energies read as eV; --energy-unit sets theirs)", err=True)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return

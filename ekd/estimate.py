@@ -21,10 +21,11 @@ from ekd import distributed
 from ekd.data.frames import PerConformation
 from ekd.parallel import TrainJob, default_jobs
 from ekd.pipeline import RunInputs, student_jobs, teacher_jobs
+from ekd.runconfig import RunConfig, TeacherMember
 from ekd.progress import duration
 from ekd.train.trainer import build_from_data, optimizer_step
 
-__all__ = ["describe_estimate", "epoch_seconds", "run_estimate", "stage_seconds"]
+__all__ = ["describe_estimate", "describe_sizes", "epoch_seconds", "run_estimate", "stage_seconds"]
 
 
 def epoch_seconds(job: TrainJob, threads: int = 1, steps: int = 3) -> float:
@@ -97,3 +98,12 @@ def run_estimate(directory: Path, inputs: RunInputs, labelled: PerConformation |
     jobs = student_jobs(directory, config, *parts, {}) + (student_jobs(directory, config, *inputs.energy_only, {}, baseline=True) if config.student.baseline else [])
     return {"teach": stage_seconds(teach, config.jobs, timed),
             "students and baselines" if config.student.baseline else "students": stage_seconds(jobs, config.jobs, timed)}
+
+
+def describe_sizes(config: RunConfig, members: list[TeacherMember]) -> str:
+    """One line: the model size chosen and each trained backend's options at that size."""
+    size = config.resolved_size()
+    why = {"small": "sized for a CPU", "upstream": "the libraries' own sizes"}[size]
+    backends = sorted({m.backend for m in members if not m.pretrained} | {config.student.backend})
+    sized = "; ".join(f"{b}: {config.sized_options(b, {}) or 'its defaults'}" for b in backends)
+    return f"ekd: model size {size} ({why}; size: small|upstream overrides, your options win): {sized}"

@@ -125,6 +125,8 @@ class Report:
         calibration: dataset → model (the teacher ensemble, each student) → how well the
             teachers' force spread predicts its force error there
             (:func:`ekd.evaluate.calibration.force_calibration`), on datasets with forces.
+        notes: what makes a score less than it seems (conformations both trained on and
+            scored) and datasets some models could not score, one line each.
     """
 
     models: dict[str, ModelScores]
@@ -136,6 +138,7 @@ class Report:
     md_stability: dict | None = None
     materials: dict | None = None
     calibration: dict | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
     format_version: int = REPORT_FORMAT_VERSION
     units: dict = dataclasses.field(default_factory=lambda: {"energy": "kcal/mol", "forces": "kcal/mol/Å"})
 
@@ -164,6 +167,7 @@ class Report:
             **({"md_stability": self.md_stability} if self.md_stability else {}),
             **({"materials": self.materials} if self.materials else {}),
             **({"calibration": self.calibration} if self.calibration else {}),
+            **({"notes": self.notes} if self.notes else {}),
             "stage_seconds": self.stage_seconds,
             "config": self.config,
             "energy_references": self.energy_references,
@@ -194,6 +198,7 @@ class Report:
             md_stability=values.get("md_stability"),
             materials=values.get("materials"),
             calibration=values.get("calibration"),
+            notes=values.get("notes", []),
             units=values["units"],
         )
 
@@ -231,6 +236,7 @@ class Report:
             who = names[0] if len(names) == 1 else f"{len(names)} models ({names[0]} … {names[-1]})"
             lines.append(f"Per-element energy offsets refit before scoring energies of {who}, on {level or 'an unrecorded reference'}, "
                          f"on {', '.join(datasets_refit)}.")
+        lines += [f"**Note**: {note}." for note in self.notes]
         for dataset, h in self.headline.items():
             s = h.student_force_mae
             lines += ["", f"**{dataset}**: student force MAE {s.mean:.2f} ± {s.std:.2f} (n={s.n})"]

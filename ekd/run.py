@@ -9,6 +9,7 @@ artifact made from other settings or data is redone or refused, never reused.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -24,13 +25,14 @@ from ekd.data import Dataset, StreamedDataset
 from ekd.data.frames import PerConformation
 from ekd.data.labels import Labels
 from ekd.ensemble import Ensemble, load_predictor, pretrained_spec
-from ekd.errors import ConfigError
-from ekd.estimate import describe_estimate, run_estimate
+from ekd.errors import ConfigError, EkdError
+from ekd.estimate import describe_estimate, describe_sizes, run_estimate
 from ekd.graph import check_geometries
+from ekd.locks import directory_lock
 from ekd.model import Model, energy_level
 from ekd.pipeline import RunInputs, RunModel, Teachers, evaluate_run, label, resolve_inputs, train_ensemble, train_students, trained_teachers
 from ekd.pipeline.evaluate import run_scoring
-from ekd.pipeline.label import labels_of
+from ekd.pipeline.label import labels_of, made_by
 from ekd.progress import ProgressCallback, ProgressEvent, notify
 from ekd.provenance import sha256_file, sha256_json
 from ekd.report import Report
@@ -38,6 +40,15 @@ from ekd.runconfig import RunConfig
 from ekd.stages import Stage
 
 __all__ = ["Run", "distill", "load"]
+
+
+def _exclusive(stage):
+    """The stage with the run directory locked (:mod:`ekd.locks`; rank 0 of ``torchrun`` holds it)."""
+    @functools.wraps(stage)
+    def locked(self, *args, **kwargs):
+        with directory_lock(self.directory) if distributed.is_main() else contextlib.nullcontext():
+            return stage(self, *args, **kwargs)
+    return locked
 
 
 class Run:
@@ -59,7 +70,7 @@ class Run:
         self.directory = Path(directory)
         self.given_config = config if config is not None else RunConfig()
         self.on_progress, self.show_progress = on_progress, show_progress
-        self._given = self._saved(data) if data is not None else None
+        self._given = _saved(self.directory, data, self.given_config) if data is not None else None
         self._teachers: Teachers | None = None
         self._labels: Labels | StreamedDataset | None = None
         self._estimate: dict[str, float] | None = None
@@ -74,15 +85,6 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run('{self.directory}', teachers='{self.given_config.teachers.spec}', student='{self.given_config.student.backend}')"
-
-    def _saved(self, data: Dataset) -> Dataset:
-        """Data given as an object, saved as the run's file ``data.h5`` (unless read from
-        ``config.data.path``), so that the run can be reopened and its stages checked."""
-        source, path = data.metadata.get("source"), self.given_config.data.path
-        if source and path and Path(source).resolve() == Path(path).resolve() and data.metadata.get("sha256"):
-            return data
-        data.write(self.directory / "data.h5")
-        return data.with_metadata(source=str(self.directory / "data.h5"), sha256=sha256_file(self.directory / "data.h5"))
 
     # inputs ------------------------------------------------------------------------------------
     @functools.cached_property
@@ -108,17 +110,13 @@ class Run:
 
     def describe_sizes(self) -> str:
         """One line: the model size chosen and each trained backend's options at that size."""
-        size = self.config.resolved_size()
-        why = {"small": "sized for a CPU", "upstream": "the libraries' own sizes"}[size]
-        backends = sorted({m.backend for m in self.members if not m.pretrained} | {self.config.student.backend})
-        sized = "; ".join(f"{b}: {self.config.sized_options(b, {}) or 'its defaults'}" for b in backends)
-        return f"ekd: model size {size} ({why}; size: small|upstream overrides, your options win): {sized}"
+        return describe_sizes(self.config, self.members)
 
     def estimate(self) -> dict[str, float]:
         """Seconds each unfinished stage of trainings takes on this machine at its epoch bounds
         (:func:`ekd.estimate.run_estimate`), timed once per Run; early stopping usually ends them sooner."""
         if self._estimate is None:  # (timed once per run: describe_estimate() says the same)
-            self._estimate = run_estimate(self.directory, self.inputs, self._labels_view() if (self.directory / "labels.h5").is_file() else None)
+            self._estimate = run_estimate(self.directory, self.inputs, self._current_labels_view())
         return self._estimate
 
     def describe_estimate(self) -> str:
@@ -126,6 +124,7 @@ class Run:
         return describe_estimate(self.estimate())
 
     # stages ------------------------------------------------------------------------------------
+    @_exclusive
     def teach(self, member: int | None = None) -> Teachers:
         """Train the teachers on energies only (or just ``member``); install published ones."""
         self._save_config()
@@ -139,6 +138,7 @@ class Run:
         notify(self.on_progress, ProgressEvent("teach", finished=True))
         return teachers
 
+    @_exclusive
     def label(self) -> Labels | StreamedDataset:
         """Label every conformation with each (good) teacher's forces and energies: ``labels.h5``.
 
@@ -147,7 +147,7 @@ class Run:
         teachers, path = self.teachers, self.directory / "labels.h5"
         self._save_config()
         stage = Stage(self.directory / "label", sha256_json("labels", teachers.inputs_sha256, self.inputs.data_sha256, self.config.teachers.outlier_factor))
-        if not (stage.done and path.is_file()):
+        if not (stage.done and path.is_file() and made_by(path, teachers)):  # (a checkpoint replaced since: labelled again)
             if distributed.is_main():
                 stage.start()  # (clears outputs of other inputs: the others wait for it)
             distributed.barrier()
@@ -163,11 +163,19 @@ class Run:
             self._labels = labels_of(path, self.data, self.inputs.energy_source)
         return self._labels
 
+    def _current_labels_view(self) -> PerConformation | None:
+        """The labels' training view when ``labels.h5`` holds labels of the run's data, else None."""
+        try:
+            return self._labels_view() if (self.directory / "labels.h5").is_file() else None
+        except EkdError:  # (labels of other data: the label stage redoes them)
+            return None
+
     def _labels_view(self) -> PerConformation:
         """The labels' training view (teacher-mean forces; the run's energies)."""
         labels = labels_of(self.directory / "labels.h5", self.data, self.inputs.energy_source)
         return labels.dataset(self.inputs.energy_source) if isinstance(labels, Labels) else labels
 
+    @_exclusive
     def train_students(self, baseline: bool | None = None) -> list[Model]:
         """Train the students (and, with ``baseline`` or ``student.baseline``, the energy-only
         baselines) side by side; returns students then baselines."""
@@ -179,6 +187,7 @@ class Run:
         notify(self.on_progress, ProgressEvent("students", finished=True))
         return models
 
+    @_exclusive
     def evaluate(self) -> Report:
         """Score every model of the run; write ``report.json``, ``report.md`` and parity plots."""
         teachers_energies = self.inputs.energy_source == "teachers"
@@ -187,12 +196,13 @@ class Run:
         notify(self.on_progress, ProgressEvent("evaluate", finished=True))
         return report
 
+    @_exclusive
     def run(self) -> Report:
         """Every stage in order, each skipped when finished with the same inputs."""
         self._save_config()  # (resolving the inputs reads the data and every evaluation file: a missing one fails here)
         run_scoring(self.inputs)  # nothing to score fails here, before any training
         check_geometries(self.data)  # a broken geometry fails here, not as a NaN loss later
-        for notice in self.config.notices() if distributed.is_main() else []:
+        for notice in [*self.config.notices(), *self.inputs.notes] if distributed.is_main() else []:
             print(f"ekd: {notice}", file=sys.stderr)
         if self.show_progress and distributed.is_main():
             print(self.describe_sizes(), file=sys.stderr)
@@ -236,6 +246,16 @@ class Run:
         for role in ("student", "baseline"):
             models += [RunModel(f"{role} {p.parent.name}", role, Model.load(p)) for p in sorted(self.directory.glob(f"{role}s/*/model.pt"))]
         return {m.name: m for m in models}
+
+
+def _saved(directory: Path, data: Dataset, config: RunConfig) -> Dataset:
+    """Data given as an object, saved as the run's file ``data.h5`` (unless read from
+    ``config.data.path``), so that the run can be reopened and its stages checked."""
+    source, path = data.metadata.get("source"), config.data.path
+    if source and path and Path(source).resolve() == Path(path).resolve() and data.metadata.get("sha256"):
+        return data
+    data.write(directory / "data.h5")
+    return data.with_metadata(source=str(directory / "data.h5"), sha256=sha256_file(directory / "data.h5"))
 
 
 def distill(config: RunConfig | dict | str | os.PathLike | None = None, data: Dataset | Sequence[Atoms] | str | os.PathLike | None = None,

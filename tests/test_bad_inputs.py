@@ -148,3 +148,109 @@ def test_the_force_spread_of_each_conformation():
     assert np.array_equal(np.concatenate(spreads), prediction.force_spread)
     first = ensemble.predict(data.subset([1]))  # the spread of one conformation alone
     np.testing.assert_allclose(spreads[1], first.force_spread, rtol=1e-12)
+
+
+# 4. two runs in one directory, and labels of a replaced checkpoint --------------------------------
+def test_a_second_process_in_a_run_directory_fails_at_once_and_runs_after_it(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom ekd.locks import directory_lock\n"
+                               f"with directory_lock({str(tmp_path / 'run')!r}):\n    print('held', flush=True)\n    time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        argv = ["run", "--config", str(ROOT / "configs/pairmlp-smoke.yaml"), "--data", str(tmp_path / "data.h5"), "--out", str(tmp_path / "run")]
+        write(labelled_molecules(4), tmp_path / "data.h5")
+        err = one_line_error(argv, capsys)
+        assert f"another ekd process (pid {holder.pid}) is working in this run directory" in err
+        assert not (tmp_path / "run/teachers").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    ekd.Run(tmp_path / "run", tiny(tmp_path / "data.h5"), show_progress=False).teach()  # the lock went with its process
+
+
+def test_labels_of_a_teacher_checkpoint_replaced_since_are_made_again(tmp_path):
+    write(labelled_molecules(4), tmp_path / "data.h5")
+    run = ekd.Run(tmp_path / "run", tiny(tmp_path / "data.h5"), show_progress=False)
+    run.teach()
+    first = run.label()
+    teachers = tmp_path / "run/teachers"
+    (teachers / "00-pairmlp/model.pt").write_bytes((teachers / "01-pairmlp/model.pt").read_bytes())  # another process retrained it
+    labels = ekd.Run.open(tmp_path / "run", show_progress=False).label()
+    assert np.array_equal(labels.member_forces[0], labels.member_forces[1])  # both members' forces from the same weights now
+    assert not np.array_equal(first.member_forces[0], labels.member_forces[0])
+
+
+# 10. other data behind an existing run directory ----------------------------------------------
+def test_a_run_on_changed_data_redoes_what_they_invalidate(tmp_path):
+    from ekd.provenance import sha256_file
+
+    argv = ["run", "--config", str(ROOT / "configs/pairmlp-smoke.yaml"), "--data", str(tmp_path / "data.h5"), "--out", str(tmp_path / "run"), "--jobs", "1"]
+    for seed in (3, 5):  # the same path, other conformations the second time ('ekd run' once said to run 'ekd label', which said 'ekd teach')
+        write(labelled_molecules(4, seed=seed), tmp_path / "data.h5")
+        main(argv if seed == 3 else ["run", "--out", str(tmp_path / "run")])  # (a user mistake would exit 2)
+    labels = ekd.Labels.read(tmp_path / "run/labels.h5")
+    assert labels.source_sha256 == sha256_file(tmp_path / "data.h5")
+
+
+# 3. the students' split is the teachers' ------------------------------------------------------
+def test_students_train_where_their_teachers_trained_not_on_the_users_test_set(tmp_path, monkeypatch):
+    import ekd.pipeline.students as students
+
+    data = labelled_molecules(6)
+    train, validation, test = data.split((0.6, 0.2, 0.2), seed=7)  # not config.data's split
+    config = tiny(**{"student.seeds": 1})
+    teachers = ekd.train_ensemble(train, validation, tmp_path / "teachers", config, show_progress=False)
+    seen, real = [], students.run_jobs
+    monkeypatch.setattr(students, "run_jobs", lambda jobs, *a: seen.extend(jobs) or real(jobs, *a))
+    ekd.train_students(ekd.label(data, teachers, show_progress=False), tmp_path, config, baseline=True, show_progress=False)
+    keys = lambda part: set(part.conformation_keys())  # noqa: E731
+    for job in seen:  # students and baselines
+        assert keys(job.train_frames) == keys(train) and keys(job.val_frames) == keys(validation)
+        assert not keys(job.train_frames) & keys(test)
+    assert config.data.fractions != (0.6, 0.2, 0.2)
+
+
+# 5. energies in another unit ------------------------------------------------------------------
+@pytest.mark.parametrize("unit", ["kcal/mol", "kJ/mol", "Ha"])
+def test_energies_in_another_unit_are_named_and_stop_the_read(tmp_path, capsys, unit):
+    import dataclasses
+
+    from ekd.units import energy_factor
+
+    data = Dataset.embedded().subset(range(0, 1600, 20))
+    write(dataclasses.replace(data, energy=data.energy / energy_factor(unit)), tmp_path / "wrong.xyz")  # the numbers of that unit, read as eV
+    err = one_line_error(["data", "info", str(tmp_path / "wrong.xyz")], capsys)
+    assert f"the energies look like {unit}, not eV" in err and f"--energy-unit {unit}" in err
+    main(["data", "info", str(tmp_path / "wrong.xyz"), "--energy-unit", unit])  # read as what they are: accepted
+    half = data.energy.copy()
+    half[::2] /= energy_factor(unit)
+    with pytest.raises(DataError, match="look like several units at once") as error:
+        ekd.distill(tiny(), data=dataclasses.replace(data, energy=half), out=tmp_path / "run", show_progress=False)
+    assert "40 like eV" in str(error.value) and f"40 like {unit}" in str(error.value) and not (tmp_path / "run/teachers").exists()
+
+
+def test_a_force_energy_slope_far_from_one_is_not_called_consistent():
+    from ekd.data.force_sign import SignCheck
+
+    assert [SignCheck(s, 50).verdict for s in (1.02, -0.98, 22.6, 0.043, 0.3, 1.0)] == ["consistent", "flipped", "scale", "scale", "inconclusive", "consistent"]
+    assert SignCheck(1.0, 3).verdict == "inconclusive"
+
+
+# 7. scores that are not what they seem --------------------------------------------------------
+def test_scores_of_trained_on_conformations_and_uncovered_elements_are_noted(tmp_path, capsys):
+    data = labelled_molecules(4)
+    write(Dataset.concatenate([data, data]), tmp_path / "repeated.h5")  # every conformation twice: the test split copies training ones
+    sulfur = Dataset.from_arrays([np.array([16, 1, 1])], [np.array([[0, 0, 0], [1.34, 0, 0], [0, 1.34, 0]])], ["H2S"], energy=np.array([-10828.0]))
+    write(sulfur, tmp_path / "h2s.xyz")
+    config = tiny(tmp_path / "repeated.h5", **{"evaluate.files": [str(tmp_path / "repeated.h5"), str(tmp_path / "h2s.xyz")]})
+    report = ekd.distill(config, out=tmp_path / "run", show_progress=False).report
+    notes = " | ".join(report.notes)
+    assert "held-out test conformations are copies of training or validation ones" in notes
+    assert "repeated.h5: " in notes and "conformations are in the training or validation split" in notes
+    assert "h2s: not scored for teacher 00-pairmlp, teacher 01-pairmlp, teacher ensemble, student seed-200, student seed-201: element(s) S not covered" in notes
+    assert "h2s" not in report.headline and all("**Note**: " + n in (tmp_path / "run/report.md").read_text() for n in report.notes)
+    assert ekd.Report.read(tmp_path / "run/report.json").notes == report.notes
+    assert "copies of training or validation ones" in capsys.readouterr().err  # said at the start too

@@ -26,12 +26,14 @@ class SignCheck:
 
     @property
     def verdict(self) -> str:
-        """``consistent`` (slope ≈ +1), ``flipped`` (≈ −1) or ``inconclusive``."""
-        if self.n_pairs < 5:
+        """``consistent`` (slope ≈ +1), ``flipped`` (≈ −1), ``scale`` (|slope| far from 1:
+        energies and forces in different units, e.g. 23.06 for kcal/mol energies read as eV) or
+        ``inconclusive``."""
+        if self.n_pairs < 5 or not np.isfinite(self.slope):
             return "inconclusive"
-        if self.slope > 0.5:
-            return "consistent"
-        return "flipped" if self.slope < -0.5 else "inconclusive"
+        if 0.5 < abs(self.slope) < 2:
+            return "consistent" if self.slope > 0 else "flipped"
+        return "scale" if abs(self.slope) >= 2 or abs(self.slope) < 0.2 else "inconclusive"
 
 
 def _pairs_of_group(frames: Dataset, index: np.ndarray, max_displacement: float, rng) -> list[tuple[int, int]]:

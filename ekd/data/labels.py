@@ -80,6 +80,8 @@ class Labels:
             or None.
         left_out: teachers not used, each ``{"name", "reason"}``.
         provenance: how the labels were made (source data and sha256, versions, config, created).
+        teachers_trained_on: the (train, validation) conformations the teachers were trained
+            and selected on, when labelled in this process (not written to the file).
     """
 
     data: Dataset
@@ -89,6 +91,7 @@ class Labels:
     left_out: list[dict] = dataclasses.field(default_factory=list)
     provenance: dict = dataclasses.field(default_factory=dict)
     member_stress: np.ndarray | None = None
+    teachers_trained_on: tuple | None = dataclasses.field(default=None, repr=False)  # (train, validation) datasets; not in the file
 
     def __post_init__(self) -> None:
         where = self.data.metadata.get("source", "labels")
@@ -139,6 +142,16 @@ class Labels:
         return data.with_forces(mean, force_spread=spread, teacher_forces=self.member_forces.transpose(1, 0, 2)).with_metadata(
             labels=True, provenance=self.provenance, energy_labels=energies
         )
+
+    def teachers_split(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(train, validation, rest) indices of the labelled conformations by where the teachers
+        met them (:attr:`teachers_trained_on`; None when not known): the students' default split."""
+        if self.teachers_trained_on is None:
+            return None
+        train, validation = (set(part.load().conformation_keys()) for part in self.teachers_trained_on)
+        keys = self.data.conformation_keys()
+        where = np.array([0 if k in train else 1 if k in validation else 2 for k in keys])
+        return tuple(np.flatnonzero(where == part) for part in range(3))
 
     def check_matches(self, data: Dataset) -> None:
         """Refuse labels made for other data: another source, other elements or conformations."""

@@ -12,6 +12,7 @@ from typing import Iterator
 
 from ekd.data import ani, extxyz, hdf5, labels
 from ekd.data.embedded import resolve
+from ekd.data.energy_units import check_energy_units
 from ekd.data.formats import Reader
 from ekd.data.frames import Dataset
 from ekd.data.options import ReadOptions
@@ -74,6 +75,7 @@ def read(path: str | os.PathLike, options: ReadOptions | None = None, **kwargs) 
     with unreadable_as(path, reader):
         frames = reader.read(path, options).with_metadata(source=str(path))
     frames.check_coordinates()
+    check_energy_units(frames)
     return frames.with_metadata(sha256=sha256_file(path), format=reader.name)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from ase.data import chemical_symbols
 
 from ekd import distributed
 from ekd.data import Dataset
@@ -29,7 +30,7 @@ from ekd.pipeline.inputs import RunInputs
 from ekd.report import HELD_OUT, Headline, ModelScores, Report, Role, Scores, SeedSpread
 from ekd.stages import Stage
 
-__all__ = ["PLOT_SAMPLE", "RunModel", "Scoring", "evaluate_models", "evaluate_run", "run_scoring"]
+__all__ = ["PLOT_SAMPLE", "RunModel", "Scoring", "evaluate_models", "evaluate_run", "run_scoring", "score"]
 
 #: conformations of a streamed dataset its parity plots and calibration are made from
 PLOT_SAMPLE = 10_000
@@ -61,6 +62,7 @@ class Scoring:
         md_starts: the conformations MD starts from (one per molecule).
         md_roles: the roles whose models run MD.
         materials: the crystals to check (a dataset's ``metadata["materials"]``), or None.
+        notes: what the report must say about the scores (:attr:`RunInputs.notes`).
     """
 
     datasets: dict[str, PerConformation]
@@ -70,6 +72,20 @@ class Scoring:
     md_starts: Dataset | None = None
     md_roles: Sequence[str] = _SUMMARISED
     materials: dict | None = None
+    notes: tuple[str, ...] = ()
+
+
+def score(predictor: Model | Ensemble, data: PerConformation | str | Sequence, refit_offsets: bool = False) -> Scores:
+    """COMP6 errors of a model or ensemble on one dataset (a :class:`Dataset`, a streamed one, a
+    file path or a list of ASE ``Atoms`` with energies and forces as calculator results):
+    kcal/mol and kcal/mol/Å, and meV/atom, meV/Å and GPa where the data are periodic.
+    ``refit_offsets``: refit the per-element energy offsets first (another energy reference)."""
+    if isinstance(data, (str, Path)):
+        data = Dataset.read(data)
+    elif not isinstance(data, PerConformation):
+        data = Dataset.from_atoms(data)
+    data.check_elements(predictor.species, "the model")
+    return Scores(**evaluate_streamed(predictor, data, refit=refit_offsets))
 
 
 def run_scoring(inputs: RunInputs, labelled: PerConformation | None = None, teachers_level: str | None = None) -> Scoring:
@@ -92,7 +108,7 @@ def run_scoring(inputs: RunInputs, labelled: PerConformation | None = None, teac
         _, first = np.unique(inputs.data.molecule, return_index=True)
         starts = inputs.data.subset(np.sort(first)[: evaluate_config.md.max_molecules]).load()
     return Scoring(datasets, references, evaluate_config.refit_offsets, evaluate_config.md, starts, evaluate_config.md_models,
-                   inputs.data.metadata.get("materials"))
+                   inputs.data.metadata.get("materials"), inputs.notes)
 
 
 def evaluate_models(models: list[RunModel], scoring: Scoring, config: dict, stage_seconds: dict[str, float] | None = None,
@@ -114,7 +130,19 @@ def evaluate_models(models: list[RunModel], scoring: Scoring, config: dict, stag
             materials_plot(properties, plot_dir / "materials.png")
     calibration = _calibration(models, predictions, scoring.datasets | samples, plot_dir)
     return Report(results, _headlines(models, results, scoring.datasets), dict(stage_seconds or {}), config, dict(scoring.references), refits,
-                  md, properties, calibration)
+                  md, properties, calibration, notes=[*scoring.notes, *_not_scored(models, scoring.datasets)])
+
+
+def _not_scored(models: list[RunModel], datasets: dict[str, PerConformation]) -> list[str]:
+    """A note per dataset that some models could not score: elements they do not cover."""
+    notes = []
+    for name, data in datasets.items():
+        missing = {m.name: sorted(set(data.elements) - set(m.predictor.species)) for m in models}
+        skipped = [n for n, elements in missing.items() if elements]
+        if skipped:
+            elements = " ".join(chemical_symbols[z] for z in sorted({z for n in skipped for z in missing[n]}))
+            notes.append(f"{name}: not scored for {', '.join(skipped)}: element(s) {elements} not covered")
+    return notes
 
 
 def _scores(model: RunModel, scoring: Scoring, samples: dict[str, Dataset], plot_dir: Path | None, predictions: dict) -> tuple[ModelScores, list[str]]:

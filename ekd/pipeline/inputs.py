@@ -14,6 +14,7 @@ import numpy as np
 
 from ekd.data import DEFAULT_DATASET, Dataset, Split, StreamedDataset, stream
 from ekd.data.embedded import resolve
+from ekd.data.energy_units import check_energy_units
 from ekd.ensemble import load_pretrained
 from ekd.errors import ConfigError, DataError
 from ekd.model import Model
@@ -40,6 +41,8 @@ class RunInputs:
         members: the teacher ensemble's members.
         published: the published ensembles the members come from, by (backend, path).
         energy_source: ``reference`` (the data's energies) or ``teachers`` (the ensemble's mean).
+        notes: what makes a score less than it seems (a held-out or evaluation conformation that
+            is also trained on), one line each; the run prints them and the report keeps them.
     """
 
     config: RunConfig
@@ -52,6 +55,7 @@ class RunInputs:
     members: list[TeacherMember]
     published: dict[tuple[str, str], list[Model]]
     energy_source: Literal["reference", "teachers"]
+    notes: tuple[str, ...] = ()
 
     @property
     def data_sha256(self) -> str:
@@ -75,6 +79,9 @@ def resolve_inputs(config: RunConfig, data: Dataset | None = None) -> RunInputs:
             kept = config.data.model_dump(include={"val_fraction", "test_fraction", "split", "seed", "test_path"})
             config = config.model_copy(update={"data": DataSection(path=str(Path(data.metadata["source"]).resolve()), **kept)})
     given, data = data is not None, data if data is not None else _read(config)
+    if given and isinstance(data, Dataset):  # (files are checked when read)
+        data.check_coordinates()
+        check_energy_units(data)
     if data.energy is None and config.student.energy_labels == "reference":
         raise DataError(f"{data.metadata.get('source')}: no reference energies (student.energy_labels: teachers labels energies too)")
     own = data.metadata.get("held_out")
@@ -90,6 +97,7 @@ def resolve_inputs(config: RunConfig, data: Dataset | None = None) -> RunInputs:
         published[backend, path] = load_pretrained(backend, path, device="cpu")
         return len(published[backend, path])
 
+    evaluation = {Path(p).stem: Dataset.read(p) for p in config.evaluate.files}
     return RunInputs(
         config=config,
         data=data,
@@ -97,10 +105,11 @@ def resolve_inputs(config: RunConfig, data: Dataset | None = None) -> RunInputs:
         split=Split(train, validation, test if held_out is None else held_out),
         energy_only=(train.without_forces(), validation.without_forces()),
         held_out=held_out,
-        evaluation={Path(p).stem: Dataset.read(p) for p in config.evaluate.files},
+        evaluation=evaluation,
         members=parse_teacher_spec(config.teachers, published_size, config.sized_options),
         published=published,
         energy_source=config.energy_source(data.energy is not None),
+        notes=_overlaps(data, (train, validation), test if held_out is None else None, evaluation),
     )
 
 
@@ -115,6 +124,27 @@ def _read(config: RunConfig) -> Dataset | StreamedDataset:
     if config.student.weighting == "inverse_spread":
         raise ConfigError("student.weighting: inverse_spread needs the labels in memory; it does not work with data.stream")
     return stream(resolve(path))
+
+
+def _overlaps(data: Dataset | StreamedDataset, trained: tuple, test: Dataset | None, evaluation: dict[str, Dataset]) -> tuple[str, ...]:
+    """Notes on scored conformations that are also trained on or selected with: the test split's
+    copies of training ones (a dataset of repeated conformations) and evaluation files' overlap
+    with the data (not checked for streamed data, whose positions are not read whole)."""
+    if not isinstance(data, Dataset):
+        return ()
+    seen = set(trained[0].conformation_keys()) | set(trained[1].conformation_keys())
+    notes = []
+    if test is not None and len(test):
+        copies = sum(key in seen for key in test.conformation_keys())
+        if copies:
+            notes.append(f"{copies} of the {len(test)} held-out test conformations are copies of training or validation ones: "
+                         "their scores are not independent of the training")
+    for name, frames in evaluation.items():
+        shared = sum(key in seen for key in frames.conformation_keys())
+        if shared:
+            notes.append(f"evaluation file {frames.metadata.get('source', name)}: {shared} of its {len(frames)} conformations are in the "
+                         "training or validation split: its scores are not independent of the training")
+    return tuple(notes)
 
 
 def _held_out(config: RunConfig, data: Dataset | StreamedDataset) -> Dataset | None:

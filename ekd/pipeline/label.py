@@ -21,13 +21,13 @@ from ekd import distributed
 from ekd._io import atomic_path
 from ekd.data import Dataset, StreamedDataset, stream
 from ekd.data.frames import PerConformation
-from ekd.data.labels import Labels, LabelsWriter, TeacherRecord, make_provenance
+from ekd.data.labels import Labels, LabelsWriter, TeacherRecord, make_provenance, read_provenance
 from ekd.ensemble import Ensemble
 from ekd.errors import ConfigError, DataError
 from ekd.progress import progress_bar
 from ekd.provenance import sha256_file, sha256_json, sha256_source, sha256_weights
 
-__all__ = ["BLOCK", "block_size", "label", "labels_of"]
+__all__ = ["BLOCK", "block_size", "label", "labels_of", "made_by"]
 
 #: most conformations in one block (a block's member forces are held in memory)
 BLOCK = 4096
@@ -77,7 +77,7 @@ def label(data: PerConformation, teachers: Ensemble, out: str | os.PathLike | No
     if in_memory:
         forces, energies, stresses = zip(*(predicted for _, predicted in blocks))
         labels = Labels(unlabelled, np.concatenate(forces, axis=1), records, np.concatenate(energies, axis=1), left_out, provenance,
-                        np.concatenate(stresses, axis=1) if periodic else None)
+                        np.concatenate(stresses, axis=1) if periodic else None, getattr(teachers, "trained_on", None))
         if out is not None and distributed.is_main():
             labels.write(out)
     elif distributed.is_main():
@@ -106,6 +106,13 @@ def labels_of(path: Path, data: PerConformation, energies: str = "reference") ->
     if view.metadata["provenance"].get("source_sha256") != sha256_source(data) or len(view) != len(data):
         raise DataError(f"{path}: labels were made from other data than {data.metadata.get('source')}; run 'ekd label' again")
     return view
+
+
+def made_by(path: Path, teachers: Ensemble) -> bool:
+    """Whether the labels file ``path`` was made by these very teacher checkpoints (the sha256 of
+    each member's file, as recorded in its provenance)."""
+    recorded = [t.get("checkpoint_sha256") for t in read_provenance(path)["teachers"]]
+    return recorded == [sha256_file(m.path) if m.path else None for m in teachers.models]
 
 
 def _block(unlabelled: PerConformation, first: int, size: int) -> Dataset:

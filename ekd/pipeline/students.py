@@ -70,8 +70,10 @@ def train_students(
 
     Args:
         labels: :class:`Labels`, or their training view (a streamed labels file).
-        split: (train, validation, test) conformation indices of the labels (default: the split
-            of ``config.data``); the test part is never trained on.
+        split: (train, validation, test) conformation indices of the labels (default: where the
+            teachers were trained and selected, when the labels were made here from
+            :func:`train_ensemble`'s teachers; else the split of ``config.data``); the test part
+            is never trained on.
         energy_only: the baselines' (train, validation), if already made (default: those parts
             of the labels without forces: the same conformations and energies).
     Returns the students, then the baselines.
@@ -79,6 +81,8 @@ def train_students(
     config = config if config is not None else RunConfig()
     baseline = config.student.baseline if baseline is None else baseline
     view = training_view(labels, config)
+    if split is None and isinstance(labels, Labels):
+        split = labels.teachers_split()  # where the teachers trained: the students never train on what the teachers did not
     train_index, validation_index, _ = split if split is not None else view.split_indices(config.data.fractions, config.data.split, config.data.seed)
     parts = view.subset(train_index), view.subset(validation_index)
     info = _info(labels, view)

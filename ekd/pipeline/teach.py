@@ -40,13 +40,15 @@ class Teachers(Ensemble):
     members: dict[str, Model] = dataclasses.field(default_factory=dict)
     left_out: dict[str, str] = dataclasses.field(default_factory=dict)
     inputs_sha256: list[str] = dataclasses.field(default_factory=list)
+    trained_on: tuple[PerConformation, PerConformation] | None = None  # (train, validation) of the trained members
 
     @classmethod
-    def of(cls, members: dict[str, Model], left_out: dict[str, str], inputs_sha256: list[str]) -> "Teachers":
+    def of(cls, members: dict[str, Model], left_out: dict[str, str], inputs_sha256: list[str],
+           trained_on: tuple[PerConformation, PerConformation] | None = None) -> "Teachers":
         kept = [name for name in members if name not in left_out]
         if not kept:
             raise ConfigError(f"every teacher was left out: {'; '.join(f'{n}: {r}' for n, r in left_out.items())}")
-        return cls([members[n] for n in kept], kept, members, left_out, inputs_sha256)
+        return cls([members[n] for n in kept], kept, members, left_out, inputs_sha256, trained_on)
 
     def __repr__(self) -> str:
         left_out = f"; left out: {', '.join(self.left_out)}" if self.left_out else ""
@@ -109,7 +111,7 @@ def trained_teachers(out: Path, config: RunConfig, members: list[TeacherMember],
     """The :class:`Teachers` of ``members`` in ``out``, each checkpoint loaded once; refused
     when a member is not trained yet or was made with other settings or data."""
     jobs = teacher_jobs(out, config, [m for m in members if not m.pretrained], train_part, validation)
-    return _loaded(out, config, _stages(out, members, jobs, published))
+    return _loaded(out, config, _stages(out, members, jobs, published), (train_part, validation))
 
 
 def _stages(out: Path, members: list[TeacherMember], jobs: list[TrainJob], published: Published) -> list[tuple[TeacherMember, Stage]]:
@@ -118,7 +120,7 @@ def _stages(out: Path, members: list[TeacherMember], jobs: list[TrainJob], publi
     return [(m, pretrained_stage(out, m, published[m.backend, m.pretrained][m.pretrained_member]) if m.pretrained else trained[m.name]) for m in members]
 
 
-def _loaded(out: Path, config: RunConfig, stages: list[tuple[TeacherMember, Stage]]) -> Teachers:
+def _loaded(out: Path, config: RunConfig, stages: list[tuple[TeacherMember, Stage]], trained_on: tuple[PerConformation, PerConformation]) -> Teachers:
     for m, stage in stages:
         record = stage.record()
         if record is None or record["status"] != "done":
@@ -127,7 +129,7 @@ def _loaded(out: Path, config: RunConfig, stages: list[tuple[TeacherMember, Stag
             raise ConfigError(f"teacher {m.name} was made with other settings or data than this config: "
                               f"run 'ekd teach --out {out.parent}' to retrain it (or 'ekd run')")
     models = {m.name: Model.load(stage.directory / "model.pt") for m, stage in stages}
-    return Teachers.of(models, failed_teachers(stages, config.teachers.outlier_factor), [s.inputs_sha256 for _, s in stages])
+    return Teachers.of(models, failed_teachers(stages, config.teachers.outlier_factor), [s.inputs_sha256 for _, s in stages], trained_on)
 
 
 def train_ensemble(
@@ -164,4 +166,4 @@ def train_ensemble(
     distributed.barrier()
     jobs = teacher_jobs(out, config, [m for m in members if not m.pretrained], train_part, validation)
     run_jobs(jobs, config.jobs, show_progress, "teach", on_progress)
-    return _loaded(out, config, _stages(out, members, jobs, published))
+    return _loaded(out, config, _stages(out, members, jobs, published), (train_part, validation))
