@@ -466,6 +466,13 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
+    except OSError as error:  # the machine's, not ekd's: a full or read-only disk, a missing permission
+        if os.environ.get("EKD_DEBUG"):
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        click.echo(f"ekd: error: {where}{error.strerror or error} (nothing half-written is kept; run the same command again to resume; "
+                   "--debug for the traceback)", err=True)
+        sys.exit(2)
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("ekd: interrupted; run the same command again to resume from the last finished step", err=True)
         sys.exit(130)

@@ -167,5 +167,5 @@ def _run(job: TrainJob, show_progress: bool, on_epoch_end) -> None:
     distributed.barrier()  # start() clears outputs of other inputs before any rank reads the folder
     train(job.backend, job.train_frames, job.val_frames, job.stage.directory, job.config, job.options, info=job.info, show_progress=show_progress, on_epoch_end=epoch_saved)
     if main:
-        job.stage.finish()
+        job.stage.finish(outputs=("model.pt",))
     distributed.barrier()

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ekd._io import atomic_path
+from ekd.provenance import sha256_file
 
 __all__ = ["Stage"]
 
@@ -34,13 +35,21 @@ class Stage:
 
     @property
     def done(self) -> bool:
+        """Finished with the same inputs, and the outputs it recorded are intact."""
         record = self.record()
-        return record is not None and record["hash"] == self.inputs_sha256 and record["status"] == "done"
+        return record is not None and record["hash"] == self.inputs_sha256 and record["status"] == "done" and self._intact(record)
+
+    def _intact(self, record: dict) -> bool:
+        """Whether each output recorded at :meth:`finish` still has its sha256 (a file truncated or
+        replaced since is not the stage's output; records without outputs are taken as they are)."""
+        outputs = record.get("outputs", {})
+        return all((self.directory / name).is_file() and sha256_file(self.directory / name) == digest for name, digest in outputs.items())
 
     def start(self) -> None:
-        """Clear outputs made from other inputs; mark the stage as running."""
+        """Clear outputs made from other inputs, or broken since; mark the stage as running."""
         record = self.record()
-        if self.directory.exists() and (record is None or record["hash"] != self.inputs_sha256):
+        broken = record is not None and record["status"] == "done" and not self._intact(record)
+        if self.directory.exists() and (record is None or record["hash"] != self.inputs_sha256 or broken):
             shutil.rmtree(self.directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._write({"hash": self.inputs_sha256, "status": "running", "seconds": (record or {}).get("seconds", 0.0)})
@@ -52,9 +61,11 @@ class Stage:
         checkpoint)."""
         self._write({"hash": self.inputs_sha256, "status": "running", "seconds": self._spent()})
 
-    def finish(self, **extra) -> None:
-        """Mark the stage done, adding the time spent in this and earlier (interrupted) attempts."""
-        self._write({"hash": self.inputs_sha256, "status": "done", "seconds": self._spent(), **extra})
+    def finish(self, outputs: tuple[str, ...] = (), **extra) -> None:
+        """Mark the stage done, adding the time spent in this and earlier (interrupted) attempts;
+        ``outputs`` (files in the stage directory) are recorded by sha256 and checked by :attr:`done`."""
+        digests = {name: sha256_file(self.directory / name) for name in outputs}
+        self._write({"hash": self.inputs_sha256, "status": "done", "seconds": self._spent(), **({"outputs": digests} if digests else {}), **extra})
 
     def _spent(self) -> float:
         """Seconds recorded so far plus those since the last record (which restarts the count)."""

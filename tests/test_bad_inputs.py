@@ -1,6 +1,7 @@
 """Bad inputs and faults as a user meets them: each gives a correct result or a one-line error
 naming what is wrong (issue 31; the list with what ekd says is in docs/bad-inputs.md)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +29,14 @@ def tiny(data_path=None, **overrides) -> RunConfig:
     })
 
 
-def one_line_error(argv, capsys) -> str:
+def one_line_error(argv, capsys, progress: bool = False) -> str:
+    """The one line of a user's mistake (``progress``: after the run's progress lines)."""
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
+    assert exit_info.value.code == 2 and (progress or len(err.splitlines()) == 1) and "Traceback" not in err, err
+    assert err.splitlines()[-1].startswith("ekd: error: ")
+    return err.splitlines()[-1]
 
 
 # 1. one calculator shared by every frame ------------------------------------------------------
@@ -254,3 +257,44 @@ def test_scores_of_trained_on_conformations_and_uncovered_elements_are_noted(tmp
     assert "h2s" not in report.headline and all("**Note**: " + n in (tmp_path / "run/report.md").read_text() for n in report.notes)
     assert ekd.Report.read(tmp_path / "run/report.json").notes == report.notes
     assert "copies of training or validation ones" in capsys.readouterr().err  # said at the start too
+
+
+# 9. files cut short, and a full disk ----------------------------------------------------------
+def test_files_cut_short_are_named_or_made_again_and_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    from ekd.data.labels import LabelsWriter
+
+    write(labelled_molecules(4), tmp_path / "data.h5")
+    (tmp_path / "cut.h5").write_bytes((tmp_path / "data.h5").read_bytes()[:20000])
+    assert "cut.h5: not a readable file" in one_line_error(["data", "info", str(tmp_path / "cut.h5")], capsys)
+
+    run_dir = tmp_path / "run"
+    argv = ["run", "--config", str(ROOT / "configs/pairmlp-smoke.yaml"), "--data", str(tmp_path / "data.h5"), "--out", str(run_dir), "--jobs", "1"]
+
+    def full(self, block):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(run_dir / "labels.h5"))
+
+    monkeypatch.setattr(LabelsWriter, "append", full)
+    err = one_line_error(argv, capsys, progress=True)
+    assert err.startswith(f"ekd: error: {run_dir / 'labels.h5'}: No space left on device") and "run the same command again" in err
+    assert not (run_dir / "labels.h5").exists() and not list(run_dir.glob("**/*.tmp"))  # nothing half-written
+    monkeypatch.undo()
+    main(argv)  # resumes: the teachers are kept
+    capsys.readouterr()
+    before = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*/model.pt")}
+
+    (run_dir / "labels.h5").write_bytes((run_dir / "labels.h5").read_bytes()[:5000])  # cut short after the run
+    (run_dir / "students/seed-200/model.pt").write_bytes(b"cut")
+    main(argv)
+    after = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*/model.pt")}
+    assert ekd.Labels.read(run_dir / "labels.h5").member_forces.shape[0] == 2  # labelled again
+    assert [p.name for p in before if after[p] != before[p]] == ["model.pt"] and run_dir / "students/seed-200/model.pt" in [p for p in before if after[p] != before[p]]
+    ekd.load(run_dir / "students/seed-200/model.pt")  # retrained, whole
+
+    (run_dir / "students/seed-201/checkpoint.pt").write_bytes(b"cut")
+    record = json.loads((run_dir / "students/seed-201/stage.json").read_text())
+    (run_dir / "students/seed-201/stage.json").write_text(json.dumps({**record, "status": "running"}))  # killed mid-training
+    err = one_line_error(argv, capsys, progress=True)
+    assert "students/seed-201/checkpoint.pt: not a readable checkpoint" in err and "delete it to start this training over" in err

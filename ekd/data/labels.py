@@ -180,7 +180,7 @@ class Labels:
         path = Path(path)
         if not path.is_file():
             raise DataError(f"{path}: no such labels file")
-        with h5py.File(path, "r") as handle:
+        with _opened(path) as handle:
             check_labels_layout(handle, path)
             data = read_frames_from_group(handle, path)
             provenance = json.loads(handle.attrs["provenance"])
@@ -238,9 +238,17 @@ def check_labels_layout(handle: h5py.File, path: Path) -> None:
 def read_provenance(path: str | os.PathLike) -> dict:
     """A labels file's provenance (teachers, teachers left out, source data, config, versions),
     read without its arrays."""
-    with h5py.File(path, "r") as handle:
+    with _opened(Path(path)) as handle:
         check_labels_layout(handle, Path(path))
         return json.loads(handle.attrs["provenance"])
+
+
+def _opened(path: Path) -> h5py.File:
+    """``path`` opened for reading; a file that is not readable HDF5 (truncated) is a DataError naming it."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise DataError(f"{path}: not a readable labels file ({error}); run 'ekd label' again") from None
 
 
 def make_provenance(data: Dataset, config: dict | None = None) -> dict:

@@ -51,7 +51,10 @@ def reader_for(path: str | os.PathLike, options: ReadOptions) -> tuple[Path, Rea
     path = resolve(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    name = options.format or detect_format(path)
+    try:
+        name = options.format or detect_format(path)
+    except OSError as error:  # (an HDF5 file cut short: its signature is there, its contents are not)
+        raise DataError(f"{path}: not a readable file ({error}); is it complete?") from None
     reader = readers().get(name)
     if reader is None:
         raise ConfigError(f"unknown format '{name}'; expected one of {', '.join(readers())}")

@@ -111,7 +111,10 @@ def labels_of(path: Path, data: PerConformation, energies: str = "reference") ->
 def made_by(path: Path, teachers: Ensemble) -> bool:
     """Whether the labels file ``path`` was made by these very teacher checkpoints (the sha256 of
     each member's file, as recorded in its provenance)."""
-    recorded = [t.get("checkpoint_sha256") for t in read_provenance(path)["teachers"]]
+    try:
+        recorded = [t.get("checkpoint_sha256") for t in read_provenance(path)["teachers"]]
+    except DataError:  # (unreadable, e.g. truncated: made again)
+        return False
     return recorded == [sha256_file(m.path) if m.path else None for m in teachers.models]
 
 

@@ -188,7 +188,10 @@ def _resume(run: _Training) -> None:
     belongs to another run (other data, options or settings)."""
     if not run.checkpoint_path.exists():
         return
-    saved = torch.load(run.checkpoint_path, map_location=run.model.device, weights_only=False)
+    try:
+        saved = torch.load(run.checkpoint_path, map_location=run.model.device, weights_only=False)
+    except Exception as error:  # (truncated by a full disk, or not a checkpoint)
+        raise DataError(f"{run.checkpoint_path}: not a readable checkpoint ({type(error).__name__}); delete it to start this training over") from None
     if saved["fingerprint"] != run.inputs_sha256:
         raise ConfigError(
             f"{run.out_dir} holds a training run with other data, options or settings; "
