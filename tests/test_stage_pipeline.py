@@ -46,6 +46,7 @@ def test_a_run_directory_of_the_previous_layout_resumes_without_retraining_and_s
     after = digests(run_dir)
     trained = [k for k in before if k.endswith(("model.pt", "history.csv", "labels.h5")) or (k.endswith("stage.json") and not k.startswith("evaluate"))]
     assert len(trained) == 20 and {k: after[k] for k in trained} == {k: before[k] for k in trained}  # nothing retrained or relabelled
+    assert after["evaluate/stage.json"] != before["evaluate/stage.json"]  # scored again, by this code (the config's data path moved with the copy)
     saved = ekd.Report.read(FIXTURE / "report.json")
     assert saved.models.keys() == report.models.keys()
     for name, scores in saved.models.items():
