@@ -32,7 +32,7 @@ from ekd.locks import directory_lock
 from ekd.model import Model, energy_level
 from ekd.pipeline import RunInputs, RunModel, Teachers, evaluate_run, label, resolve_inputs, train_ensemble, train_students, trained_teachers
 from ekd.pipeline.evaluate import run_scoring
-from ekd.pipeline.label import labels_of, made_by
+from ekd.pipeline.labelling import labels_of, made_by
 from ekd.progress import ProgressCallback, ProgressEvent, notify
 from ekd.provenance import sha256_file, sha256_json
 from ekd.report import Report

@@ -22,7 +22,7 @@ from ekd.testing import labelled_molecules
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests/fixtures/run-v0c78935"  # made by scripts/make_run_fixture.py at 0c78935
-STAGES = ["inputs", "teach", "label", "students", "evaluate"]  # in pipeline order
+STAGES = ["inputs", "teach", "labelling", "students", "evaluate"]  # in pipeline order
 TINY = {"width": 8, "n_rbf": 8}
 
 
@@ -93,7 +93,7 @@ def label_both_ways(data_path: str, out: str) -> None:
     from ekd import distributed
     from ekd.pipeline import label as label_module
 
-    stage = importlib.import_module("ekd.pipeline.label")
+    stage = importlib.import_module("ekd.pipeline.labelling")
     calls, real = [], stage._blocks
 
     def recorded(unlabelled, *args):
@@ -101,7 +101,7 @@ def label_both_ways(data_path: str, out: str) -> None:
         return real(unlabelled, *args)
 
     stage._blocks = recorded
-    assert label_module.__module__ == "ekd.pipeline.label"
+    assert label_module.__module__ == "ekd.pipeline.labelling"
     for streamed in (False, True):
         run = ekd.Run(Path(out) / ("streamed" if streamed else "memory"), tiny(data_path, **{"data.stream": streamed}), show_progress=False)
         run.teach()

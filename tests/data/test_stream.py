@@ -225,7 +225,7 @@ def test_an_interrupted_labelling_redoes_only_missing_blocks_and_two_ranks_write
     from ekd.pipeline import label as label_data
     from ekd.testing import on_ranks
 
-    pipeline = importlib.import_module("ekd.pipeline.label")
+    pipeline = importlib.import_module("ekd.pipeline.labelling")
     whole, streamed = on_disk["s66x8"]  # 528 conformations: 6 blocks of 100
     ensemble = tiny_ensemble(whole)
     label_data(streamed, ensemble, tmp_path / "one.h5", block=100, show_progress=False)
