@@ -168,15 +168,15 @@ def _scores(model: RunModel, scoring: Scoring, samples: dict[str, Dataset], plot
 
 def _headlines(models: list[RunModel], results: dict[str, ModelScores], datasets: dict) -> dict[str, Headline]:
     """Per dataset: the students' force MAE over seeds against the baselines' and the ensemble's."""
+    def force_mae(role: str, dataset: str) -> list[float]:
+        scored = (results[m.name].datasets.get(dataset) for m in models if m.role == role)
+        return [s.force_mae for s in scored if s is not None and s.force_mae is not None]
+
     headline = {}
     for dataset in datasets:
-        def force_mae(role: str) -> list[float]:
-            scored = (results[m.name].datasets.get(dataset) for m in models if m.role == role)
-            return [s.force_mae for s in scored if s is not None and s.force_mae is not None]
-
-        student, ensemble = SeedSpread.of(force_mae("student")), force_mae("teacher ensemble")
+        student, ensemble = SeedSpread.of(force_mae("student", dataset)), force_mae("teacher ensemble", dataset)
         if student is not None:
-            headline[dataset] = Headline.of(student, SeedSpread.of(force_mae("baseline")), ensemble[0] if ensemble else None)
+            headline[dataset] = Headline.of(student, SeedSpread.of(force_mae("baseline", dataset)), ensemble[0] if ensemble else None)
     return headline
 
 
