@@ -103,10 +103,14 @@ class Run:
     members = property(lambda self: self.inputs.members, doc="The teacher ensemble's members as the config specifies them.")
 
     def _save_config(self) -> None:
-        """The config as run: ``size: auto`` saved as what it resolved to on this machine."""
+        """``config.yaml``: the config as run (:meth:`_as_run`), so that a reopened run is the same run."""
         if distributed.is_main():
             with atomic_path(self.directory / "config.yaml") as tmp:
-                tmp.write_text(dump_yaml({**self.config.model_dump(), "size": self.config.resolved_size()}))
+                tmp.write_text(dump_yaml(self._as_run()))
+
+    def _as_run(self) -> dict:
+        """The config as run (saved, reported, hashed): ``size: auto`` as what it resolved to here."""
+        return {**self.config.model_dump(), "size": self.config.resolved_size()}
 
     def describe_sizes(self) -> str:
         """One line: the model size chosen and each trained backend's options at that size."""
@@ -192,7 +196,7 @@ class Run:
         """Score every model of the run; write ``report.json``, ``report.md`` and parity plots."""
         teachers_energies = self.inputs.energy_source == "teachers"
         scoring = run_scoring(self.inputs, self._labels_view() if teachers_energies else None, energy_level(self.teachers.models) if teachers_energies else None)
-        report = evaluate_run(self.directory, list(self.models().values()), scoring, self.config.model_dump(), self.inputs.data_sha256, self.show_progress)
+        report = evaluate_run(self.directory, list(self.models().values()), scoring, self._as_run(), self.inputs.data_sha256, self.show_progress)
         notify(self.on_progress, ProgressEvent("evaluate", finished=True))
         return report
 

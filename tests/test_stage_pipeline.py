@@ -178,3 +178,11 @@ def test_the_run_class_stays_small_and_never_reassigns_its_config():
     assigned = [n for n in ast.walk(run) if isinstance(n, ast.Attribute) and n.attr == "config" and isinstance(n.ctx, ast.Store)]
     assert not assigned
     assert not [p for p in (ROOT / "ekd").rglob("*.py") if "noqa: B018" in p.read_text()]
+
+
+def test_a_finished_run_reopened_from_its_saved_config_is_not_scored_again(tmp_path):
+    write(labelled_molecules(4), tmp_path / "data.h5")
+    ekd.distill(tiny(tmp_path / "data.h5"), out=tmp_path / "run", show_progress=False)  # size: auto, saved as what it resolved to
+    before = digests(tmp_path / "run")
+    ekd.Run.open(tmp_path / "run", show_progress=False).run()
+    assert digests(tmp_path / "run") == before  # nothing redone, the report included
