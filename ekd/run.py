@@ -33,6 +33,7 @@ from ekd.model import Model, energy_level
 from ekd.pipeline import RunInputs, RunModel, Teachers, evaluate_run, label, resolve_inputs, train_ensemble, train_students, trained_teachers
 from ekd.pipeline.evaluate import run_scoring
 from ekd.pipeline.labelling import labels_of, made_by
+from ekd.pipeline.students import training_view
 from ekd.progress import ProgressCallback, ProgressEvent, notify
 from ekd.provenance import sha256_file, sha256_json
 from ekd.report import Report
@@ -158,12 +159,13 @@ class Run:
             for name, reason in teachers.left_out.items():
                 print(f"ekd label: teacher {name} left out: {reason}", file=sys.stderr)
             config = {"hash": stage.inputs_sha256, "run": self.config.model_dump()}
-            self._labels = label(self.data, teachers, path, config, stage.directory, show_progress=self.show_progress)
+            made = label(self.data, teachers, path, config, stage.directory, show_progress=self.show_progress)
+            self._labels = None if self.inputs.streamed else made  # (streamed: opened below with the run's energies)
             if distributed.is_main():
                 stage.finish()
             distributed.barrier()
             notify(self.on_progress, ProgressEvent("label", finished=True))
-        if self._labels is None or self.inputs.streamed:
+        if self._labels is None:  # (read once per run)
             self._labels = labels_of(path, self.data, self.inputs.energy_source)
         return self._labels
 
@@ -176,8 +178,9 @@ class Run:
 
     def _labels_view(self) -> PerConformation:
         """The labels' training view (teacher-mean forces; the run's energies)."""
-        labels = labels_of(self.directory / "labels.h5", self.data, self.inputs.energy_source)
-        return labels.dataset(self.inputs.energy_source) if isinstance(labels, Labels) else labels
+        if self._labels is None:
+            self._labels = labels_of(self.directory / "labels.h5", self.data, self.inputs.energy_source)
+        return training_view(self._labels, self.config)
 
     @_exclusive
     def train_students(self, baseline: bool | None = None) -> list[Model]:
@@ -230,11 +233,8 @@ class Run:
         """The teachers' labels of the run's data (``labels.h5``)."""
         return Labels.read(self.directory / "labels.h5")
 
-    students = property(lambda self: self._trained("students"), doc="The trained students, one per seed.")
-    baselines = property(lambda self: self._trained("baselines"), doc="The energy-only baselines, one per seed.")
-
-    def _trained(self, role: str) -> list[Model]:
-        return [Model.load(p) for p in sorted(self.directory.glob(f"{role}/*/model.pt"))]
+    students = property(lambda self: [Model.load(p) for p in sorted(self.directory.glob("students/*/model.pt"))], doc="The trained students, one per seed.")
+    baselines = property(lambda self: [Model.load(p) for p in sorted(self.directory.glob("baselines/*/model.pt"))], doc="The energy-only baselines, one per seed.")
 
     @property
     def report(self) -> Report:

@@ -100,10 +100,13 @@ def label_both_ways(data_path: str, out: str) -> None:
         return real(unlabelled, *args)
 
     stage._blocks = recorded
-    for streamed in (False, True):
-        run = ekd.Run(Path(out) / ("streamed" if streamed else "memory"), tiny(data_path, **{"data.stream": streamed}), show_progress=False)
-        run.teach()
-        run.label()
+    try:
+        for streamed in (False, True):
+            run = ekd.Run(Path(out) / ("streamed" if streamed else "memory"), tiny(data_path, **{"data.stream": streamed}), show_progress=False)
+            run.teach()
+            run.label()
+    finally:
+        stage._blocks = real  # (the one-rank case runs in the test's own process)
     (Path(out) / f"calls-{distributed.rank()}.json").write_text(json.dumps(calls))
 
 
