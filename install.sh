@@ -38,7 +38,7 @@ pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
 echo "== torch"
 "${pip[@]}" install -q "$TORCH_PIN"
 echo "== ekd core"
-"${pip[@]}" install -q -e ".[test,reference]" "$TORCH_PIN"
+"${pip[@]}" install -q -e ".[test,reference,sample]" "$TORCH_PIN"
 
 mace_beside_nequip=false
 want mace && want nequip && mace_beside_nequip=true

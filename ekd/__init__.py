@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ekd.report import Headline, Report, Scores, SeedSpread
     from ekd.run import Run, distill, load
     from ekd.runconfig import RunConfig
+    from ekd.sampling import SampleSettings, sample
 
 _LAZY = {
     "Dataset": "ekd.data",
@@ -65,6 +66,8 @@ _LAZY = {
     "distill": "ekd.run",
     "load": "ekd.run",
     "RunConfig": "ekd.runconfig",
+    "SampleSettings": "ekd.sampling",
+    "sample": "ekd.sampling",
 }
 
 __all__ = ["hookimpl", "hookspec", "__version__", *_LAZY]

@@ -44,6 +44,7 @@ from ekd.graph import MIN_DISTANCE
 from ekd.model import Model
 from ekd.provenance import sha256_json, sha256_arrays, sha256_file
 from ekd.report import HELD_OUT
+from ekd.sampling.filters import descriptor, distinct
 from ekd.run import Run
 from ekd.runconfig import RunConfig
 
@@ -74,31 +75,17 @@ class GrowSettings(pydantic.BaseModel):
     seed: int = 0
 
 
-def _descriptor(numbers: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Sorted interatomic distances (Å): invariant to rotation, translation and permutation."""
-    i, j = np.triu_indices(len(numbers), 1)
-    return np.sort(np.linalg.norm(positions[i] - positions[j], axis=-1))
-
-
 def select(candidates: Dataset, scores: np.ndarray | None, count: int, min_distance: float, rng: np.random.Generator) -> np.ndarray:
     """Rows of ``count`` candidates: the highest ``scores`` first, skipping any within
     ``min_distance`` (Å, RMS of sorted pair distances) of one already taken; ``scores`` None:
     at random. Fewer are returned only when fewer are far enough apart."""
     if scores is None:
         return np.sort(rng.permutation(len(candidates))[:count])
-    taken: list[int] = []
-    kept: dict[str, list[np.ndarray]] = {}
-    for row in np.argsort(-np.asarray(scores), kind="stable"):
-        atoms = candidates.atoms_of(int(row))
-        key = candidates.numbers[atoms].tobytes()
-        descriptor = _descriptor(candidates.numbers[atoms], candidates.positions[atoms])
-        if any(np.sqrt(np.mean((descriptor - other) ** 2)) < min_distance for other in kept.get(key, [])):
-            continue
-        kept.setdefault(key, []).append(descriptor)
-        taken.append(int(row))
-        if len(taken) == count:
-            break
-    return np.sort(np.array(taken, dtype=int))
+    rows = [candidates.atoms_of(i) for i in range(len(candidates))]
+    keys = [candidates.numbers[atoms].tobytes() for atoms in rows]
+    descriptors = [descriptor(candidates.positions[atoms]) for atoms in rows]
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    return np.sort(np.array(distinct(descriptors, order, min_distance, count, keys), dtype=int))
 
 
 def sample(model: Model, data: Dataset, settings: GrowSettings, folder: Path, seed: int) -> Dataset:

@@ -31,6 +31,18 @@ class BackendOptions(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
 
+def loss_weights(frames: Dataset) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(N,) per-conformation weights of the energy loss and (A,) per-atom weights of the force
+    loss, None where all are one: ``atom_data['weight']`` (a conformation's weight, the same on
+    each of its atoms: its source's, ``data.mix``, or the spread gate's) scales both;
+    ``atom_data['force_weight']`` (e.g. inverse teacher spread) the forces' too."""
+    weight, force_weight = frames.atom_data.get("weight"), frames.atom_data.get("force_weight")
+    if weight is None:
+        return None, force_weight
+    weight = np.asarray(weight, dtype=float)
+    return weight[frames.ptr[:-1]], weight if force_weight is None else weight * force_weight
+
+
 @dataclasses.dataclass
 class Batch:
     """Conformations as tensors, atoms concatenated (the layout of :class:`ekd.data.Dataset`).
@@ -44,6 +56,7 @@ class Batch:
         energy: (N,) eV reference energies, or None.
         forces: (A, 3) eV/Å force labels, or None.
         force_weight: (A,) per-atom weight of the force loss, or None (all ones).
+        energy_weight: (N,) per-conformation weight of the energy loss, or None (all ones).
         stress: (N, 6) eV/Å³ stress labels (Voigt, NaN rows where unknown: molecules), or None.
         edge_index: (2, E) int64 ``[centre, neighbour]`` of every ordered pair of atoms of a
             conformation within the backend's cutoff (both directions), built by the core.
@@ -60,6 +73,7 @@ class Batch:
     energy: torch.Tensor | None = None
     forces: torch.Tensor | None = None
     force_weight: torch.Tensor | None = None
+    energy_weight: torch.Tensor | None = None
     stress: torch.Tensor | None = None
     edge_index: torch.Tensor | None = None
     shifts: torch.Tensor | None = None
@@ -94,13 +108,14 @@ class Batch:
 
     @classmethod
     def from_frames(cls, frames: Dataset, dtype: torch.dtype, device: torch.device | str = "cpu", cutoff: float | None = None) -> "Batch":
-        """Tensors of ``frames``, with neighbour edges within ``cutoff`` (Å) when given; force
-        weights come from ``atom_data['force_weight']`` if present."""
+        """Tensors of ``frames``, with neighbour edges within ``cutoff`` (Å) when given; the loss
+        weights from :func:`loss_weights`."""
         from ekd.graph import neighbour_edges
 
         as_float = lambda a: None if a is None else torch.as_tensor(np.asarray(a), dtype=dtype, device=device)  # noqa: E731
         as_long = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.long, device=device)  # noqa: E731
         edges, shifts = neighbour_edges(frames, cutoff) if cutoff is not None else (None, None)
+        energy_weight, force_weight = loss_weights(frames)
         return cls(
             numbers=as_long(frames.numbers),
             positions=as_float(frames.positions),
@@ -108,7 +123,8 @@ class Batch:
             ptr=as_long(frames.ptr),
             energy=as_float(frames.energy),
             forces=as_float(frames.forces),
-            force_weight=as_float(frames.atom_data.get("force_weight")),
+            force_weight=as_float(force_weight),
+            energy_weight=as_float(energy_weight),
             stress=as_float(frames.stress),
             edge_index=None if edges is None else as_long(edges),
             shifts=None if shifts is None else as_long(shifts),

@@ -204,6 +204,7 @@ def run_options(command):
         click.option("--out", default="runs/ekd", show_default=True, help="Run directory (resumed when it exists)."),
         click.option("--config", "config_path", help="Run YAML (default: the run directory's saved config)."),
         click.option("--data", "data_path", help="Dataset (default: the embedded reference set)."),
+        click.option("--mix", "mix_specs", multiple=True, help="Also train on this file, PATH or PATH:WEIGHT (its loss weight; repeat), e.g. sampled.h5:0.5."),
         click.option("--test", "test_path", help="Held-out test set file (default: a data.test_fraction cut of --data, or the file the data name)."),
         click.option("--teacher", "teacher_spec", help="Teachers: backend[:count][,backend[:count]...], e.g. ani:4,mace:2."),
         click.option("--student", "student_backend", help="Student backend name."),
@@ -220,12 +221,25 @@ def run_options(command):
     return command
 
 
-def _config(out, config_path, data_path, test_path, teacher_spec, student_backend, epochs, jobs, eval_paths, size, stress_weight, stream, **extra):
+def _mixed(specs: tuple[str, ...]) -> list[dict] | None:
+    """--mix PATH[:WEIGHT] values as data.mix entries (paths relative to the working directory)."""
+    entries = []
+    for spec in specs:
+        path, sep, weight = spec.rpartition(":")
+        try:
+            entries.append({"path": path, "weight": float(weight)} if sep and path else {"path": spec})
+        except ValueError:
+            entries.append({"path": spec})  # a colon that is part of the path
+    return entries or None
+
+
+def _config(out, config_path, data_path, mix_specs, test_path, teacher_spec, student_backend, epochs, jobs, eval_paths, size, stress_weight, stream, **extra):
     """The run configuration: the given YAML (or the saved config in ``out``) with the flags on top."""
     from ekd.runconfig import RunConfig
 
     overrides = {
         "data.path": data_path,
+        "data.mix": _mixed(mix_specs),
         "data.test_path": test_path,
         "teachers.spec": teacher_spec,
         "student.backend": student_backend,
@@ -313,6 +327,30 @@ def grow_command(rounds, per_round, strategy, initial, temperature, reference_na
                 "reference": reference_name, "reference_options": parsed_options, "seed": seed}
     grow(kwargs["out"], _config(**kwargs), {k: v for k, v in settings.items() if v is not None})
     click.echo((Path(kwargs["out"]) / "grow.md").read_text().strip())
+
+
+@cli.command("sample")
+@click.argument("out")
+@click.option("--teachers", required=True, help="The ensemble that samples and labels: ani-pretrained:PATH (a published one) or a run's teachers folder.")
+@click.option("--smiles", "smiles", multiple=True, help="A seed molecule as 'SMILES' or 'SMILES name' (repeat; needs RDKit).")
+@click.option("--smiles-file", help="Seed molecules, one 'SMILES [name]' per line.")
+@click.option("--structures", multiple=True, help="A structure file (any format ekd reads): the first conformation of each molecule is a seed (repeat).")
+@click.option("--config", "config_path", help="YAML file of sampling settings (ekd.sampling.SampleSettings; see docs/sample.md).")
+@click.option("--no-pairs", is_flag=True, default=None, help="Sample each seed alone, not pairs of seeds.")
+@click.option("--max-force-spread", type=click.FloatRange(min=0, min_open=True), help="eV/Å: the spread gate (default: 2 x the seeds' median spread).")
+@click.option("--exclude", multiple=True, help="A file (e.g. your test set) whose geometries are kept out of the sample (repeat).")
+@click.option("--seed", type=int, help="Seed of the conformers, MD and placements (default 0).")
+def sample_command(out, teachers, smiles, smiles_file, structures, config_path, no_pairs, max_force_spread, exclude, seed) -> None:
+    """Make geometries for a student with the teachers: MD over a temperature ladder, rattles, soft
+    modes and pairs of the seeds, filtered and labelled with the teachers' mean and spread; writes OUT/sampled.h5."""
+    from ekd.config import load_yaml
+    from ekd.sampling import sample
+
+    settings = {**load_yaml(config_path), **{k: v for k, v in {"pairs": None if no_pairs is None else False,
+                                                              "max_force_spread": max_force_spread, "seed": seed,
+                                                              "exclude": list(exclude) or None}.items() if v is not None}}
+    data = sample(out, teachers, smiles, smiles_file, structures, settings)
+    click.echo(f"wrote {len(data)} conformations to {Path(out) / 'sampled.h5'} (summary: {Path(out) / 'sample.json'}, spread: {Path(out) / 'spread.png'})")
 
 
 @cli.command("evaluate")

@@ -24,7 +24,7 @@ from ekd.errors import ConfigError
 from ekd.evaluate.md import MDSettings
 from ekd.train import TrainConfig
 
-__all__ = ["RunConfig", "TeacherMember", "parse_teacher_spec"]
+__all__ = ["MixedSource", "RunConfig", "TeacherMember", "parse_teacher_spec"]
 
 _STRICT = pydantic.ConfigDict(extra="forbid")
 
@@ -45,6 +45,15 @@ _SET_ELSEWHERE = {
 }
 
 
+class MixedSource(pydantic.BaseModel):
+    """Another file trained on beside ``data.path`` (e.g. geometries ``ekd sample`` made), with
+    the loss weight of its conformations (energies and forces)."""
+
+    model_config = _STRICT
+    path: str
+    weight: float = pydantic.Field(1.0, gt=0)
+
+
 class DataSection(ReadOptions):
     """What to train on (path and how to read it) and how to split it (the test part is never trained on)."""
 
@@ -61,9 +70,15 @@ class DataSection(ReadOptions):
     # read the data lazily, a batch at a time (an ekd HDF5 file: 'ekd data convert' makes one);
     # the labels then stay on disk too: for data larger than memory (docs/scaling.md)
     stream: bool = False
+    weight: float = pydantic.Field(1.0, gt=0, description="loss weight of path's conformations beside the mixed sources")
+    # more files trained on beside path, each with its loss weight (a reference set and sampled
+    # geometries: docs/sample.md); they join every split part, their conformations by the same seed
+    mix: list[MixedSource] = []
 
     @pydantic.model_validator(mode="after")
     def _check_fractions(self) -> "DataSection":
+        if self.mix and self.stream:
+            raise ConfigError("data.mix: mixed sources are read into memory; they do not work with data.stream")
         if self.val_fraction + (0.0 if self.test_path else self.test_fraction) >= 1:
             raise ConfigError(f"data.val_fraction + data.test_fraction: {self.val_fraction:g} + {self.test_fraction:g} leaves no training data "
                               "(together they must be below 1)")
@@ -261,7 +276,7 @@ class RunConfig(pydantic.BaseModel):
 
 
 def _resolve_paths(values: dict, base: Path) -> dict:
-    """``values`` with relative ``data.path``, ``data.test_path``, ``evaluate.files`` and published-teacher paths made
+    """``values`` with relative ``data.path``, ``data.test_path``, ``data.mix`` paths, ``evaluate.files`` and published-teacher paths made
     absolute against ``base``."""
     absolute = lambda p: str(p) if Path(str(p)).is_absolute() or str(p).startswith(EMBEDDED_PREFIX) else str((base / str(p)).resolve())  # noqa: E731
     values = {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
@@ -269,6 +284,8 @@ def _resolve_paths(values: dict, base: Path) -> dict:
     for key in ("path", "test_path"):
         if isinstance(data, dict) and isinstance(data.get(key), str):
             data[key] = absolute(data[key])
+    if isinstance(data, dict) and isinstance(data.get("mix"), list):
+        data["mix"] = [{**m, "path": absolute(m["path"])} if isinstance(m, dict) and isinstance(m.get("path"), str) else m for m in data["mix"]]
     if isinstance(values.get("warm_start"), str):
         values["warm_start"] = absolute(values["warm_start"])
     if isinstance(evaluate, dict) and isinstance(evaluate.get("files"), list):

@@ -395,11 +395,13 @@ class Dataset(PerConformation):
 
     def without_forces(self) -> "Dataset":
         """A copy with no force or stress labels (the energy's derivatives) and no per-atom extras
-        (the teachers' spread and force weights): what energy-only training may see, so that
-        its stage does not depend on the teachers. Itself when it has none."""
-        if self.forces is None and self.stress is None and not self.atom_data:
+        (the teachers' spread and force weights) but the conformations' loss ``weight``: what
+        energy-only training may see, so that its stage does not depend on the teachers. Itself
+        when it has none."""
+        kept = {k: v for k, v in self.atom_data.items() if k == "weight"}
+        if self.forces is None and self.stress is None and kept == self.atom_data:
             return self
-        return dataclasses.replace(self, forces=None, stress=None, atom_data={})
+        return dataclasses.replace(self, forces=None, stress=None, atom_data=kept)
 
     # the user's entry points -------------------------------------------------------------------
     @classmethod

@@ -76,12 +76,13 @@ def resolve_inputs(config: RunConfig, data: Dataset | None = None) -> RunInputs:
     if data is not None and data.metadata.get("source"):
         same_file = config.data.path and Path(data.metadata["source"]).resolve() == Path(config.data.path).resolve()
         if not same_file:  # saved as ekd HDF5: the reading options of another file do not apply
-            kept = config.data.model_dump(include={"val_fraction", "test_fraction", "split", "seed", "test_path"})
+            kept = config.data.model_dump(include={"val_fraction", "test_fraction", "split", "seed", "test_path", "weight", "mix"})
             config = config.model_copy(update={"data": DataSection(path=str(Path(data.metadata["source"]).resolve()), **kept)})
     given, data = data is not None, data if data is not None else _read(config)
     if given and isinstance(data, Dataset):  # (files are checked when read)
         data.check_coordinates()
         check_energy_units(data)
+    data, mix_notes = _mixed(config, data)
     if data.energy is None and config.student.energy_labels == "reference":
         raise DataError(f"{data.metadata.get('source')}: no reference energies (student.energy_labels: teachers labels energies too)")
     own = data.metadata.get("held_out")
@@ -109,7 +110,7 @@ def resolve_inputs(config: RunConfig, data: Dataset | None = None) -> RunInputs:
         members=parse_teacher_spec(config.teachers, published_size, config.sized_options),
         published=published,
         energy_source=config.energy_source(data.energy is not None),
-        notes=_overlaps(data, (train, validation), test if held_out is None else None, evaluation),
+        notes=mix_notes + _overlaps(data, (train, validation), test if held_out is None else None, evaluation),
     )
 
 
@@ -124,6 +125,36 @@ def _read(config: RunConfig) -> Dataset | StreamedDataset:
     if config.student.weighting == "inverse_spread":
         raise ConfigError("student.weighting: inverse_spread needs the labels in memory; it does not work with data.stream")
     return stream(resolve(path))
+
+
+def _mixed(config: RunConfig, data: Dataset | StreamedDataset) -> tuple[Dataset | StreamedDataset, tuple[str, ...]]:
+    """``data`` joined by the ``data.mix`` files, each conformation carrying its source's loss
+    weight (times any weight it had, the spread gate's) in ``atom_data['weight']``; a note when
+    the sources' energies are on different levels of theory."""
+    if not config.data.mix:
+        return data, ()
+    sources = [(data, config.data.weight)] + [(Dataset.read(m.path), m.weight) for m in config.data.mix]
+    with_energies = [frames.energy is not None for frames, _ in sources]
+    if any(with_energies) and not all(with_energies):
+        lacking = next(frames for frames, _ in sources if frames.energy is None)
+        raise DataError(f"{lacking.metadata.get('source')}: no energies, but the other data.mix sources have them (mix sources with energies, "
+                        "or all without: student.energy_labels teachers)")
+    parts = []
+    for frames, weight in sources:
+        own = frames.atom_data.get("weight", np.ones(frames.n_atoms))
+        parts.append(dataclasses.replace(frames, atom_data={**frames.atom_data, "weight": own * weight}))
+    joined = Dataset.concatenate(parts)
+    levels = {frames.metadata.get("level_of_theory") for frames, _ in sources}
+    metadata = {k: v for k, v in data.metadata.items() if k != "sha256"}  # (the file's hash does not name the mix)
+    metadata.update(level_of_theory=levels.pop() if len(levels) == 1 else None,
+                    mixed=[{"source": f.metadata.get("source"), "sha256": sha256_source(f), "weight": w, "conformations": len(f)} for f, w in sources])
+    joined = dataclasses.replace(joined, metadata=metadata)
+    notes = ()
+    if len({frames.metadata.get("level_of_theory") for frames, _ in sources}) > 1:
+        found = ", ".join(f"{f.metadata.get('source')}: {f.metadata.get('level_of_theory') or 'not recorded'}" for f, _ in sources)
+        notes = (f"data.mix: the sources' energies are on different levels of theory ({found}); a student learns one energy surface, "
+                 "so their absolute energies disagree (student.energy_labels: teachers puts every source on the teachers' level)",)
+    return joined, notes
 
 
 def _overlaps(data: Dataset | StreamedDataset, trained: tuple, test: Dataset | None, evaluation: dict[str, Dataset]) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from ekd.backend import Batch
+from ekd.backend import Batch, loss_weights
 
 __all__ = ["LossTotals", "ekd_loss", "inverse_spread_weights"]
 
@@ -19,16 +19,19 @@ class LossTotals:
     among ranks, each rank's part uses the whole batch's totals, so that the ranks' losses (and
     gradients) add up to the loss of the whole batch."""
 
-    conformations: int
+    conformations: float
     force_weight: float
     stress_rows: int
 
     @classmethod
-    def of(cls, frames, force_weight: np.ndarray | None = None) -> "LossTotals":
-        """Totals of a :class:`ekd.data.Dataset` (``force_weight``: its per-atom weights, if any)."""
+    def of(cls, frames) -> "LossTotals":
+        """Totals of a :class:`ekd.data.Dataset`, its loss weights (:func:`ekd.backend.loss_weights`)
+        included: the conformations count by their energy weights."""
+        energy_weight, force_weight = loss_weights(frames)
+        conformations = float(energy_weight.sum()) if energy_weight is not None else len(frames)
         weights = float(force_weight.sum()) if force_weight is not None else float(frames.n_atoms)
         stress_rows = int(np.isfinite(frames.stress).all(axis=1).sum()) if frames.stress is not None else 0
-        return cls(len(frames), weights, stress_rows)
+        return cls(conformations, weights, stress_rows)
 
 
 def ekd_loss(
@@ -41,17 +44,22 @@ def ekd_loss(
     stress_weight: float = 0.0,
     totals: LossTotals | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss = w_E·mean_conf((ΔE/n_atoms)²) + w_F·Σ_atoms w_a|ΔF_a|² / (3 Σ_atoms w_a)
+    """Loss = w_E·Σ_conf w_c(ΔE/n_atoms)² / Σ_conf w_c + w_F·Σ_atoms w_a|ΔF_a|² / (3 Σ_atoms w_a)
     + w_S·mean_{periodic conf, Voigt component}(Δσ²).
 
     Energies in eV, forces in eV/Å, stresses (N, 6) in eV/Å³ (Voigt); the force labels are
     ``batch.forces`` (reference forces or the teachers' mean) and ``batch.force_weight`` the
-    optional per-atom weights (e.g. inverse teacher spread); the stress labels ``batch.stress``
+    optional per-atom weights (e.g. inverse teacher spread), ``batch.energy_weight`` the optional
+    per-conformation ones (w_c, default 1); the stress labels ``batch.stress``
     (rows with NaN, molecules, do not count). ``totals``: the means' denominators when ``batch``
     is one rank's part of a larger batch (default: the batch's own). Returns the loss and its
     parts as floats (``energy``, ``forces``, ``stress``).
     """
-    energy_term = (((energy - batch.energy) / batch.sizes) ** 2).sum() / (totals.conformations if totals else batch.n_conformations)
+    squared_energy = ((energy - batch.energy) / batch.sizes) ** 2
+    if batch.energy_weight is None:
+        energy_term = squared_energy.sum() / (totals.conformations if totals else batch.n_conformations)
+    else:
+        energy_term = (batch.energy_weight * squared_energy).sum() / (totals.conformations if totals else batch.energy_weight.sum())
     loss = energy_weight * energy_term
     parts = {"energy": float(energy_term.detach())}
     if force_weight > 0:

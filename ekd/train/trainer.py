@@ -333,7 +333,7 @@ class _SharedBatches:
             return self.kept[k]
         part = self.frames.subset(self.plan[k]).load()
         mine = distributed.shard(part.sizes, distributed.world(), distributed.rank())
-        converted = (self.model.batch(part.subset(mine)) if len(mine) else None, LossTotals.of(part, part.atom_data.get("force_weight")))
+        converted = (self.model.batch(part.subset(mine)) if len(mine) else None, LossTotals.of(part))
         if converted[0] is None or self.cache.keep(converted[0]):
             self.kept[k] = converted
         return converted
