@@ -5,6 +5,7 @@ set by per-source loss weights."""
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -238,3 +239,27 @@ def test_a_student_distils_from_a_published_ensemble_on_sampled_data(sampled, an
     assert not [n for n, m in report.models.items() if m.role == "baseline"]
     labels = run.labels.dataset()
     assert np.allclose(labels.forces, data.subset(np.arange(len(data))).forces, atol=1e-8)  # the run's labels are the sampler's
+
+
+def sample_here(out: str, teachers: str) -> None:
+    """One rank's share of a sampling (run by :func:`ekd.testing.on_ranks`): records the systems it made."""
+    from ekd import distributed
+
+    made, real = [], sampling._candidates
+    sampling._candidates = lambda system, *a: made.append(system.name) or real(system, *a)
+    try:
+        sample(out, f"ani-pretrained:{teachers}", smiles=["O water", "CO methanol"], settings=TINY, show_progress=False)
+    finally:
+        sampling._candidates = real
+    (Path(out) / f"made-{distributed.rank()}.json").write_text(json.dumps(made))
+
+
+def test_two_ranks_share_the_systems_and_sample_what_one_rank_does(sampled, ani1x, tmp_path, monkeypatch):
+    from ekd.testing import on_ranks
+
+    _, data = sampled
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # (spawned ranks import this module)
+    on_ranks(2, "test_sample:sample_here", str(tmp_path), str(ani1x))
+    made = [json.loads((tmp_path / f"made-{rank}.json").read_text()) for rank in range(2)]
+    assert made == [["water", "water+water", "methanol+methanol"], ["methanol", "water+methanol"]]
+    assert np.array_equal(Dataset.read(tmp_path / "sampled.h5").positions, data.positions)
