@@ -10,7 +10,7 @@
    domain), beside the ensemble and each of its members.
 3. ``embedded``: the control a user has without sampling: ANI students distilled from the same
    ensemble on ekd's embedded set (``embedded:ccsdt``, teacher energies), same budget.
-4. ``md``: MD stability on S66 dimers (every 4th of the 66), 300 K and 600 K, of each backend's
+4. ``md``: MD stability on S66 dimers (every 6th of the 66), 300 K and 600 K, of each backend's
    first student and the ensemble.
 
 Each finished piece is a row of ``benchmarks/results/sample_s66.json`` (resumes; runs live in
@@ -48,7 +48,7 @@ SAMPLING = {"replicas": 3, "md_steps": 200, "record_every": 20, "rattles": 16, "
             "exclude": [str(S66)]}
 #: students' epochs per backend (reduced budget on 2 cores; early stopping may end them sooner)
 EPOCHS = {"ani": 60, "mace": 15, "nequip": 15}
-MD = {"steps": 500, "every": 4}  # 0.25 ps from every 4th S66 dimer
+MD = {"steps": 500, "every": 6}  # 0.25 ps from every 6th S66 dimer (11 of 66)
 
 
 def load(path: Path = RESULTS) -> dict:

@@ -193,8 +193,9 @@ def _sample_systems(out: Path, systems: list[_System], ensemble: Ensemble, setti
         bar.advance(len(mine) - len(todo))
         for system in todo:
             bar.update(0, system.name)
-            rng = np.random.default_rng([settings.seed, zlib.crc32(system.name.encode())])
+            started, rng = time.perf_counter(), np.random.default_rng([settings.seed, zlib.crc32(system.name.encode())])
             frames, counts = _filtered(system, _candidates(system, ensemble, settings, rng), settings, rng)
+            counts["seconds"] = round(time.perf_counter() - started, 2)
             _write_part(_part_path(out, system), system, frames, {"hash": digests[system.name], "counts": counts})
             bar.update(1, system.name)
     distributed.barrier()
@@ -312,6 +313,7 @@ def _assemble(out: Path, parts: list[Path], seeds: list[Seed], ensemble: Ensembl
         "gate": {"max_force_spread_eV_per_A": threshold, "rule": settings.max_force_spread, "action": settings.gated},
         "conformations": len(data),
         "seconds": round(seconds, 1),
+        "sampling_seconds": round(sum(c.get("seconds", 0.0) for c in counts.values()), 1),
     }
     data = data.with_metadata(source=str(out / "sampled.h5"), level_of_theory=summary["level_of_theory"], energy_labels="teachers",
                               sampled={k: summary[k] for k in ("settings", "seeds", "teachers", "software", "gate", "gated", "sampled")})
@@ -352,7 +354,7 @@ def _plot_spread(path: Path, spread: np.ndarray, threshold: float | None) -> Non
     axes.hist(spread, bins=bins, color="tab:blue")
     axes.set_xscale("log")
     if threshold is not None:
-        axes.axvline(threshold, color="tab:red", label=f"gate {threshold:g} eV/Å")
+        axes.axvline(threshold, color="tab:red", label=f"gate {threshold:.3g} eV/Å")
         axes.legend()
     axes.set_xlabel("teachers' mean per-atom force spread (eV/Å)")
     axes.set_ylabel("geometries")
@@ -367,7 +369,8 @@ def _describe(summary: dict) -> str:
     removed = {k: sum(c[k] for c in summary["systems"].values()) for k in ("overlap", "broken", "new bond", "near copies")}
     removed["near the exclude files"] = summary["excluded"]
     action = "dropped" if summary["gate"]["action"] == "drop" else "down-weighted"
-    return (f"ekd sample: {len(summary['systems'])} systems, {made} geometries made; left out: "
+    systems = len(summary["systems"])
+    return (f"ekd sample: {systems} system{'s' if systems != 1 else ''}, {made} geometries made; left out: "
             + ", ".join(f"{v} {k}" for k, v in removed.items())
             + f"; {summary['gated']} ({100 * summary['gated_share']:.1f} %) {action} by the spread gate; "
-            f"{summary['conformations']} kept in {summary['seconds']:.0f} s")
+            f"{summary['conformations']} kept; {summary['seconds']:.0f} s (the systems took {summary['sampling_seconds']:.0f} s to sample)")
