@@ -8,7 +8,8 @@
    as the training set, 3 student seeds, scored on all 528 S66x8 conformations (wB97X/6-31G(d)
    forces, relative energies) and on ``ani1x/ani1x_sample.h5`` (20-30-atom molecules, out of
    domain), beside the ensemble and each of its members.
-3. ``embedded``: the control a user has without sampling: ANI students distilled from the same
+3. ``compact``: an ANI student with half the AEV features and smaller networks, for speed.
+   ``embedded``: the control a user has without sampling: ANI students distilled from the same
    ensemble on ekd's embedded set (``embedded:ccsdt``, teacher energies), same budget.
 4. ``md``: MD stability on S66 dimers (every 6th of the 66), 300 K and 600 K, of each backend's
    first student and the ensemble.
@@ -48,6 +49,8 @@ SAMPLING = {"replicas": 3, "md_steps": 200, "record_every": 20, "rattles": 16, "
             "exclude": [str(S66)]}
 #: students' epochs per backend (reduced budget on 2 cores; early stopping may end them sooner)
 EPOCHS = {"ani": 60, "mace": 15, "nequip": 15}
+#: a compact ANI student (192 AEV features instead of 384, networks 96-64-32): for speed
+COMPACT_ANI = {"radial_shifts": 8, "angle_sections": 4, "hidden": [96, 64, 32]}
 MD = {"steps": 500, "every": 6}  # 0.25 ps from every 6th S66 dimer (11 of 66)
 
 
@@ -86,9 +89,9 @@ def _scores(report, name: str) -> dict:
     return out
 
 
-def run_step(work: Path, results: dict, key: str, backend: str, data_path: str | None, energy_labels: str) -> None:
+def run_step(work: Path, results: dict, key: str, backend: str, data_path: str | None, energy_labels: str, options: dict | None = None) -> None:
     config = ekd.RunConfig.load(None, {
-        "data.path": data_path, "teachers.spec": TEACHERS, "student.backend": backend, "student.seeds": 3,
+        "data.path": data_path, "teachers.spec": TEACHERS, "student.backend": backend, "student.seeds": 3, "student.options": options or {},
         "student.energy_labels": energy_labels, "epochs": EPOCHS[backend], "size": "small",
         "evaluate.files": [str(S66), str(ANI1X)],
     })
@@ -98,7 +101,7 @@ def run_step(work: Path, results: dict, key: str, backend: str, data_path: str |
     students = [n for n, m in report.models.items() if m.role == "student"]
     members = [n for n, m in report.models.items() if m.role == "teacher"]
     results["rows"][key] = {
-        "backend": backend, "data": data_path or "embedded", "epochs": EPOCHS[backend], "conformations": len(run.data),
+        "backend": backend, "options": options or {}, "data": data_path or "embedded", "epochs": EPOCHS[backend], "conformations": len(run.data),
         "students": {n: _scores(report, n) for n in students},
         "ensemble": _scores(report, "teacher ensemble"),
         "members": {n: _scores(report, n) for n in members},
@@ -142,7 +145,7 @@ def table(results: dict) -> list[str]:
         if "students" not in row:
             continue
         s = list(row["students"].values())
-        lines.append(f"| {row['backend']} student × {len(s)} | {key} ({row['conformations']} conf., {row['epochs']} epochs) | "
+        lines.append(f"| {row['backend']}{' (compact)' if row.get('options') else ''} student × {len(s)} | {key} ({row['conformations']} conf., {row['epochs']} epochs) | "
                      f"{cell([x['s66x8']['force_mae'] for x in s])} | {cell([x['s66x8']['relative_energy_mae'] for x in s])} | "
                      f"{cell([x['ani1x_sample']['force_mae'] for x in s])} |")
     md = [(k, r) for k, r in rows.items() if k.startswith("md ")]
@@ -154,7 +157,7 @@ def table(results: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", nargs="+", default=["sample", "students", "embedded", "md"])
+    parser.add_argument("--steps", nargs="+", default=["sample", "students", "compact", "embedded", "md"])
     parser.add_argument("--backends", nargs="+", default=["ani", "mace", "nequip"])
     parser.add_argument("--work", type=Path, default=ROOT / "runs/bench-s66")
     args = parser.parse_args()
@@ -164,6 +167,8 @@ def main() -> None:
     for backend in args.backends if "students" in args.steps else []:
         if f"sampled-{backend}" not in results["rows"]:
             run_step(args.work, results, f"sampled-{backend}", backend, str(args.work / "sample/sampled.h5"), "reference")
+    if "compact" in args.steps and "sampled-ani-compact" not in results["rows"]:  # a faster ANI student: half the AEV, smaller networks
+        run_step(args.work, results, "sampled-ani-compact", "ani", str(args.work / "sample/sampled.h5"), "reference", COMPACT_ANI)
     if "embedded" in args.steps and "embedded-ani" not in results["rows"]:
         run_step(args.work, results, "embedded-ani", "ani", "embedded:ccsdt", "teachers")
     if "md" in args.steps:

@@ -9,7 +9,8 @@ For each student (``--students NAME=PATH``) and for the 8-member ANI-1x ensemble
 - **MD steps/s**: ASE Langevin (0.5 fs, 300 K, friction 0.01/fs, seeded), ``--md-steps`` steps
   after ``--warmup`` steps.
 
-Models: each student through :class:`ekd.calculator.EkdCalculator`; the ensemble as ekd runs it
+Models: each student through :class:`ekd.calculator.EkdCalculator` and, for an ANI student, also
+as a user runs it in MD (``ekd export``: a torchani model with its own ``.ase()``); the ensemble as ekd runs it
 (``ani-pretrained:``, float64, every member's forces for the spread) and as torchani runs it
 (``torchani.neurochem.modules_from_info`` → one ``ANI`` whose ``Ensemble`` averages the 8 members
 in one forward pass, float32, ``ANI.ase()``: the mean's forces only). Systems: the largest S66x8
@@ -81,6 +82,16 @@ def torchani_ensemble(dtype: torch.dtype = torch.float32):
         torch.set_default_dtype(default)
     model = ANI(symbols, aev, networks, self_energies, periodic_table_index=True).to(dtype)
     return model.requires_grad_(False).eval()
+
+
+def exported_torchani(model):
+    """The torchani model ``ekd export`` writes for an ANI student, loaded back."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "student.pt"
+        model.export(path)
+        return torch.load(path, weights_only=False).requires_grad_(False).eval()
 
 
 def calls_per_second(atoms: Atoms, calculator, calls: int, warmup: int) -> float:
@@ -164,6 +175,11 @@ def main() -> None:
     models[TORCHANI_ENSEMBLE] = {"api": "torchani.neurochem.NeurochemInfo + modules_from_info -> torchani.arch.ANI (nn.Ensemble of 8), ANI.ase()",
                                  "dtype": "float32", "how": "one forward pass averages the members; forces of the mean only"}
     calculators = {name: (lambda p=p: EkdCalculator(p)) for name, p in predictors.items()}
+    for name, predictor in predictors.items():  # an ANI student as a user runs it in MD: exported, torchani's own calculator
+        if predictor.backend.name == "ani":
+            exported = exported_torchani(predictor)
+            models[f"{name} (exported, torchani)"] = {**models[name], "how": "ekd export → torchani model, its own ASE calculator (.ase())"}
+            calculators[f"{name} (exported, torchani)"] = lambda m=exported: m.ase()
     calculators[EKD_ENSEMBLE] = lambda: EkdCalculator(ensemble)
     calculators[TORCHANI_ENSEMBLE] = lambda: torchani_models["float32"].ase()
 
