@@ -214,7 +214,7 @@ def _assemble(data: Dataset, chunks: list[dict], calculator: str, options: Refer
         "level_of_theory": level,
         "forces": forces,
         "failures": failures,
-        "cpu_seconds": round(sum(e["cpu_seconds"] for e in entries), 2),
+        "cpu_seconds": round(sum(e["cpu_seconds"] for e in entries), 6),
         "diagnostics": [e["diagnostics"] for e in good] if any(e["diagnostics"] for e in good) else [],
     }
     periodic = forces and any("stress" in e for e in good)
