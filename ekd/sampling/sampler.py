@@ -280,8 +280,11 @@ def _filtered(system: _System, made: dict[str, Frames], settings: SampleSettings
 def _assemble(out: Path, parts: list[Path], seeds: list[Seed], ensemble: Ensemble, settings: SampleSettings, teachers: list[dict],
               seconds: float) -> tuple[Dataset, dict]:
     """The sampled dataset: the parts joined, the spread gate applied, provenance recorded."""
-    found = [Dataset.read(p) for p in parts if p.is_file()]
-    counts = {p.stem: _record(p)["counts"] for p in parts}
+    found, counts = [], {}
+    for path in parts:
+        part = Dataset.read(path) if path.is_file() else None
+        counts[path.stem] = (part.metadata if part is not None else _record(path))["counts"]
+        found += [part] if part is not None else []
     if not found:
         raise DataError(f"{out}: sampling kept no geometry (every one overlapped, broke a bond or was a near-copy: see sample.json)")
     data = Dataset.concatenate(found)
