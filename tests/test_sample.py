@@ -155,6 +155,12 @@ def test_bad_seeds_are_refused_before_any_md(teachers, tmp_path, monkeypatch, sm
         sample(tmp_path, teachers, smiles=smiles, settings=TINY, show_progress=False)
 
 
+def test_a_missing_exclude_file_is_refused_before_any_md(teachers, tmp_path, monkeypatch):
+    monkeypatch.setattr(sampling, "langevin", lambda *a, **k: pytest.fail("MD ran"))
+    with pytest.raises(ConfigError, match="sample.exclude: .*nowhere.h5 does not exist"):
+        sample(tmp_path, teachers, smiles=["O water"], settings={**TINY, "exclude": [str(tmp_path / "nowhere.h5")]}, show_progress=False)
+
+
 def test_an_empty_result_is_an_error(teachers, tmp_path):
     with pytest.raises(DataError, match="sampling kept no geometry"):
         sample(tmp_path, teachers, smiles=["O water"], settings={**TINY, "pairs": False, "min_distance": 5.0}, show_progress=False)

@@ -132,6 +132,9 @@ def sample(out: str | os.PathLike, teachers: Ensemble | str | os.PathLike, smile
     seeds = (seeds_from_smiles(entries, settings.seed) if entries else []) + [s for path in structures for s in seeds_from_file(path)]
     if not seeds:
         raise ConfigError("ekd sample: no seed molecules (give SMILES, a SMILES file or a structure file)")
+    for path in settings.exclude:  # (read at the end: checked before any work)
+        if not Path(path).is_file():
+            raise ConfigError(f"sample.exclude: {path} does not exist (a file whose geometries are kept out of the sample)")
     ensemble = teachers if isinstance(teachers, Ensemble) else load_predictor(teachers)
     if not isinstance(ensemble, Ensemble):
         raise ConfigError(f"{teachers}: one model, not an ensemble (sampling needs the teachers' spread)")
