@@ -44,7 +44,7 @@ from ekd.graph import MIN_DISTANCE
 from ekd.model import Model
 from ekd.provenance import sha256_json, sha256_arrays, sha256_file
 from ekd.report import HELD_OUT
-from ekd.sampling.filters import descriptor, distinct
+from ekd.sampling.filters import descriptor, distinct, mean_per_conformation
 from ekd.run import Run
 from ekd.runconfig import RunConfig
 
@@ -143,7 +143,7 @@ def _scores(candidates: Dataset, ensemble: Ensemble, strategy: Strategy) -> np.n
     prediction = ensemble.predict(candidates, forces=strategy == "force_spread")
     if strategy == "energy_spread":
         return prediction.energy_spread
-    return np.bincount(candidates.conformation_index, weights=prediction.force_spread, minlength=len(candidates)) / candidates.sizes
+    return mean_per_conformation(candidates, prediction.force_spread)
 
 
 def _round_summary(run: Run, new: Dataset | None, selected: int, t1_limit: float) -> dict:

@@ -5,11 +5,10 @@ already kept, and the teachers' agreement (the spread gate)."""
 from __future__ import annotations
 
 import numpy as np
-from ase.data import covalent_radii
 
-from ekd.evaluate.md import BOND_FACTOR
+from ekd.evaluate.md import bond_deviation, bonds
 
-__all__ = ["descriptor", "distinct", "intact", "nearest_rms", "spread_per_conformation"]
+__all__ = ["descriptor", "distinct", "intact", "mean_per_conformation", "nearest_rms"]
 
 
 def descriptor(positions: np.ndarray) -> np.ndarray:
@@ -37,38 +36,28 @@ def distinct(descriptors: list[np.ndarray], order: np.ndarray, min_rms: float, c
     return taken
 
 
-def _bonded(numbers: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """(n, n) bool: pairs closer than BOND_FACTOR × the sum of their covalent radii."""
-    radii = covalent_radii[numbers]
-    distances = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
-    bonded = distances < BOND_FACTOR * (radii[:, None] + radii[None])
-    np.fill_diagonal(bonded, False)
-    return bonded
-
-
 def intact(numbers: np.ndarray, seed: np.ndarray, positions: np.ndarray, min_distance: float, max_bond_deviation: float) -> str | None:
     """Why ``positions`` (n, 3) Å fails against the ``seed`` geometry of the same atoms (its
     molecules placed apart or together: its bonds are the ones that must stay), or None:
     ``overlap`` (two atoms closer than ``min_distance``), ``broken`` (a seed bond changed by more
-    than ``max_bond_deviation`` Å) or ``new bond`` (atoms bonded that were not in the seed)."""
+    than ``max_bond_deviation`` Å) or ``new bond`` (atoms bonded that were not in the seed); bonds
+    are the MD-stability criterion's (:func:`ekd.evaluate.md.bonds`)."""
     if not np.all(np.isfinite(positions)):
         return "broken"
-    distances = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
-    np.fill_diagonal(distances, np.inf)
-    if distances.min() < min_distance:
+    i, j = np.triu_indices(len(positions), 1)
+    if np.min(np.linalg.norm(positions[i] - positions[j], axis=-1), initial=np.inf) < min_distance:
         return "overlap"
-    seed_bonds = _bonded(numbers, seed)
-    seed_distances = np.linalg.norm(seed[:, None] - seed[None], axis=-1)
-    if np.any(np.abs(distances - seed_distances)[seed_bonds] > max_bond_deviation):
+    pairs, lengths = bonds(numbers, seed)
+    if bond_deviation(positions, pairs, lengths) > max_bond_deviation:
         return "broken"
-    if np.any(_bonded(numbers, positions) & ~seed_bonds):
+    if set(map(tuple, bonds(numbers, positions)[0].tolist())) - set(map(tuple, pairs.tolist())):
         return "new bond"
     return None
 
 
-def spread_per_conformation(force_spread: np.ndarray) -> np.ndarray:
-    """(F,) eV/Å: the mean over atoms of the teachers' per-atom force spread (F, n)."""
-    return force_spread.mean(axis=1)
+def mean_per_conformation(frames, per_atom: np.ndarray) -> np.ndarray:
+    """(N,) the mean over each conformation's atoms of ``per_atom`` (A,) values, e.g. the teachers' force spread."""
+    return np.bincount(frames.conformation_index, weights=per_atom, minlength=len(frames)) / frames.sizes
 
 
 def nearest_rms(frames, others) -> np.ndarray:

@@ -41,7 +41,7 @@ from ekd.model import energy_level
 from ekd.progress import progress_bar
 from ekd.provenance import package_versions, sha256_arrays, sha256_json, sha256_weights
 from ekd.sampling.dynamics import Frames, labelled, langevin
-from ekd.sampling.filters import descriptor, distinct, intact, nearest_rms, spread_per_conformation
+from ekd.sampling.filters import descriptor, distinct, intact, mean_per_conformation, nearest_rms
 from ekd.sampling.geometry import hessian, placed_pair, rattled, soft_mode_displacements
 from ekd.sampling.seeds import Seed, read_smiles_file, seeds_from_file, seeds_from_smiles
 
@@ -295,7 +295,7 @@ def _assemble(out: Path, parts: list[Path], seeds: list[Seed], ensemble: Ensembl
     data = data.subset(np.flatnonzero(~excluded))
     if not len(data):
         raise DataError(f"{out}: every sampled geometry is within {settings.exclude_rms} Å RMS of the exclude files")
-    spread = np.bincount(data.conformation_index, weights=data.atom_data["force_spread"], minlength=len(data)) / data.sizes
+    spread = mean_per_conformation(data, data.atom_data["force_spread"])
     threshold = _gate(settings, seeds, ensemble)
     above = spread > threshold if threshold is not None else np.zeros(len(data), bool)
     if settings.gated == "drop":
@@ -344,7 +344,7 @@ def _gate(settings: SampleSettings, seeds: list[Seed], ensemble: Ensemble) -> fl
     per-atom force spread at the (relaxed) seeds."""
     if settings.max_force_spread != "auto":
         return settings.max_force_spread
-    at_seeds = [spread_per_conformation(labelled(ensemble, s.numbers, [s.positions]).force_spread)[0] for s in seeds]
+    at_seeds = [labelled(ensemble, s.numbers, [s.positions]).force_spread.mean() for s in seeds]
     return float(settings.spread_factor * np.median(at_seeds))
 
 
