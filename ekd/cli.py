@@ -207,6 +207,7 @@ def run_options(command):
         click.option("--mix", "mix_specs", multiple=True, help="Also train on this file, PATH or PATH:WEIGHT (its loss weight; repeat), e.g. sampled.h5:0.5."),
         click.option("--test", "test_path", help="Held-out test set file (default: a data.test_fraction cut of --data, or the file the data name)."),
         click.option("--teacher", "teacher_spec", help="Teachers: backend[:count][,backend[:count]...], e.g. ani:4,mace:2."),
+        click.option("--init-from", "init_from", help="Start the teachers from these models and fine-tune them: ani-pretrained:PATH or ekd models (a run's teachers folder)."),
         click.option("--student", "student_backend", help="Student backend name."),
         click.option("--epochs", type=click.IntRange(min=1), help="Epoch bound of every model (teachers, students, baselines)."),
         click.option("--jobs", type=click.IntRange(min=1), help="Trainings side by side (default: one per CPU core, up to two where that leaves none idle)."),
@@ -233,7 +234,7 @@ def _mixed(specs: tuple[str, ...]) -> list[dict] | None:
     return entries or None
 
 
-def _config(out, config_path, data_path, mix_specs, test_path, teacher_spec, student_backend, epochs, jobs, eval_paths, size, stress_weight, stream, **extra):
+def _config(out, config_path, data_path, mix_specs, test_path, teacher_spec, init_from, student_backend, epochs, jobs, eval_paths, size, stress_weight, stream, **extra):
     """The run configuration: the given YAML (or the saved config in ``out``) with the flags on top."""
     from ekd.runconfig import RunConfig
 
@@ -242,6 +243,7 @@ def _config(out, config_path, data_path, mix_specs, test_path, teacher_spec, stu
         "data.mix": _mixed(mix_specs),
         "data.test_path": test_path,
         "teachers.spec": teacher_spec,
+        "teachers.init_from": init_from,
         "student.backend": student_backend,
         "epochs": epochs,
         "jobs": jobs,

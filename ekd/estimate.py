@@ -93,7 +93,7 @@ def run_estimate(directory: Path, inputs: RunInputs, labelled: PerConformation |
     (``teach``, ``students`` or ``students and baselines``; 0 when finished); the students are
     timed on their ``labelled`` data, or before labelling on the same conformations unlabelled."""
     timed, config = {}, inputs.config
-    teach = teacher_jobs(directory / "teachers", config, [m for m in inputs.members if not m.pretrained], *inputs.energy_only)
+    teach = teacher_jobs(directory / "teachers", config, [m for m in inputs.members if not m.pretrained], *inputs.energy_only, inputs.published)
     parts = [(labelled if labelled is not None else inputs.data).subset(index) for index in inputs.split_index[:2]]
     jobs = student_jobs(directory, config, *parts, {}) + (student_jobs(directory, config, *inputs.energy_only, {}, baseline=True) if config.student.baseline else [])
     return {"teach": stage_seconds(teach, config.jobs, timed),

@@ -41,8 +41,11 @@ _SET_ELSEWHERE = {
     "val_fraction": "data.val_fraction",
     "test_fraction": "data.test_fraction",
     "seed": "teachers.seed and student.seed",
-    "init_from": "warm_start (a previous run directory)",
+    "init_from": "teachers.init_from (published or saved models) or warm_start (a previous run directory)",
 }
+#: teachers' own defaults over the shared ``train`` when they start from existing models
+#: (``teachers.init_from``): a lower learning rate keeps what the start models know (docs/fine-tune.md)
+FINE_TUNE_TRAIN = {"lr": 1e-4}
 
 
 class MixedSource(pydantic.BaseModel):
@@ -105,6 +108,11 @@ class TeacherSection(pydantic.BaseModel):
     variations: dict[str, list[dict]] | None = None
     options: dict[str, dict] = {}  # backend name -> options
     train: dict = {}  # TrainConfig fields for teachers
+    # start every trained teacher from existing models, fine-tuned on this run's energies (their
+    # reference energies refit first): a published ensemble (ani-pretrained:PATH; teacher k starts
+    # from member k, cycling) or ekd models (a model.pt or a folder of them, e.g. a run's teachers);
+    # the teachers keep the start models' architecture. None: random weights (docs/fine-tune.md)
+    init_from: str | None = None
     # a trained teacher whose best validation loss exceeds this times the median of its backend's
     # members (at least three) is a failed training, not diversity: the labels leave it out
     outlier_factor: float | None = pydantic.Field(3.0, gt=1)
@@ -228,7 +236,8 @@ class RunConfig(pydantic.BaseModel):
         """Training options of one role: shared ``train`` below the role's own ``train``
         (``periodic``: the data hold periodic cells, which changes the students' defaults)."""
         student_defaults = PERIODIC_STUDENT_TRAIN if periodic else STUDENT_TRAIN
-        own = {"teachers": self.teachers.train, "student": {**student_defaults, **self.student.train}, "baseline": self.student.baseline_train}[role]
+        teachers = {**FINE_TUNE_TRAIN, **self.teachers.train} if self.teachers.init_from else self.teachers.train
+        own = {"teachers": teachers, "student": {**student_defaults, **self.student.train}, "baseline": self.student.baseline_train}[role]
         values = {**self.train, **own, "seed": seed}
         if self.epochs is not None:
             values["epochs"] = self.epochs
@@ -276,7 +285,8 @@ class RunConfig(pydantic.BaseModel):
 
 
 def _resolve_paths(values: dict, base: Path) -> dict:
-    """``values`` with relative ``data.path``, ``data.test_path``, ``data.mix`` paths, ``evaluate.files`` and published-teacher paths made
+    """``values`` with relative ``data.path``, ``data.test_path``, ``data.mix`` paths, ``evaluate.files``, published-teacher and
+    ``teachers.init_from`` paths made
     absolute against ``base``."""
     absolute = lambda p: str(p) if Path(str(p)).is_absolute() or str(p).startswith(EMBEDDED_PREFIX) else str((base / str(p)).resolve())  # noqa: E731
     values = {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
@@ -290,6 +300,9 @@ def _resolve_paths(values: dict, base: Path) -> dict:
         values["warm_start"] = absolute(values["warm_start"])
     if isinstance(evaluate, dict) and isinstance(evaluate.get("files"), list):
         evaluate["files"] = [absolute(p) if isinstance(p, str) else p for p in evaluate["files"]]
+    if isinstance(teachers, dict) and isinstance(teachers.get("init_from"), str):
+        name, sep, rest = teachers["init_from"].partition(":")
+        teachers["init_from"] = f"{name}:{absolute(rest)}" if name.endswith(PRETRAINED) and rest else absolute(teachers["init_from"])
     if isinstance(teachers, dict) and isinstance(teachers.get("spec"), str):
         parts = []
         for part in teachers["spec"].split(","):

@@ -18,6 +18,7 @@ from ekd.data.energy_units import check_energy_units
 from ekd.ensemble import load_pretrained
 from ekd.errors import ConfigError, DataError
 from ekd.model import Model
+from ekd.pipeline.starts import start_models
 from ekd.provenance import sha256_source
 from ekd.runconfig import DataSection, RunConfig, TeacherMember, parse_teacher_spec
 
@@ -99,6 +100,10 @@ def resolve_inputs(config: RunConfig, data: Dataset | None = None) -> RunInputs:
         return len(published[backend, path])
 
     evaluation = {Path(p).stem: Dataset.read(p) for p in config.evaluate.files}
+    members = parse_teacher_spec(config.teachers, published_size, config.sized_options)
+    for models in start_models(config, published).values():  # (a start model that cannot be is an error now, before any training)
+        for model in models:
+            data.check_elements(model.species, f"the start model {model.path or model.info['pretrained'].get('name')} (teachers.init_from)")
     return RunInputs(
         config=config,
         data=data,
@@ -107,7 +112,7 @@ def resolve_inputs(config: RunConfig, data: Dataset | None = None) -> RunInputs:
         energy_only=(train.without_forces(), validation.without_forces()),
         held_out=held_out,
         evaluation=evaluation,
-        members=parse_teacher_spec(config.teachers, published_size, config.sized_options),
+        members=members,
         published=published,
         energy_source=config.energy_source(data.energy is not None),
         notes=mix_notes + _overlaps(data, (train, validation), test if held_out is None else None, evaluation),

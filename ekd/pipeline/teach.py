@@ -19,16 +19,14 @@ from ekd.ensemble import Ensemble, load_pretrained
 from ekd.errors import ConfigError, DataError
 from ekd.model import CHECKPOINT_FORMAT, Model
 from ekd.parallel import TrainJob, run_jobs
+from ekd.pipeline.starts import Published, member_starts, start_models
 from ekd.pipeline.warm_start import warm_started
 from ekd.progress import ProgressCallback
-from ekd.provenance import sha256_json
+from ekd.provenance import sha256_file, sha256_json
 from ekd.runconfig import RunConfig, TeacherMember, parse_teacher_spec
 from ekd.stages import Stage
 
 __all__ = ["Teachers", "failed_teachers", "teacher_jobs", "train_ensemble", "trained_teachers"]
-
-Published = dict[tuple[str, str], list[Model]]
-
 
 @dataclasses.dataclass(repr=False, eq=False)
 class Teachers(Ensemble):
@@ -55,19 +53,29 @@ class Teachers(Ensemble):
         return f"Teachers({len(self)} members: {', '.join(f'{n} ({m.backend.name})' for n, m in zip(self.names, self.models))}{left_out})"
 
 
-def teacher_jobs(out: Path, config: RunConfig, members: list[TeacherMember], train_part: PerConformation, validation: PerConformation) -> list[TrainJob]:
-    """One resumable training per (trained) member in ``out/<member name>``, on energies only."""
+def teacher_jobs(out: Path, config: RunConfig, members: list[TeacherMember], train_part: PerConformation, validation: PerConformation,
+                 published: Published | None = None) -> list[TrainJob]:
+    """One resumable training per (trained) member in ``out/<member name>``, on energies only,
+    from random weights or, with ``teachers.init_from``, from its start model (whose
+    architecture it keeps); ``published``: the ensembles already loaded, by (backend, path)."""
     train_part, validation = train_part.without_forces(), validation.without_forces()
+    starts = member_starts(out, members, start_models(config, published if published is not None else {}))
     jobs = []
     for m in members:
         train_config, start = warm_started(config, config.train_config("teachers", seed=m.seed), "teachers", m.name)
+        options = m.options
+        if m.name in starts:  # the start's architecture, with the options the user set checked against it
+            model, path = starts[m.name]
+            options = {**model.options.model_dump(), **config.teachers.options.get(m.backend, {})}
+            if start is None:
+                train_config, start = train_config.model_copy(update={"init_from": str(path)}), sha256_file(path)
         subset = train_part
         if config.teachers.subset_fraction < 1:
             keep = np.random.default_rng(m.seed).permutation(len(train_part))[: max(1, round(config.teachers.subset_fraction * len(train_part)))]
             subset = train_part.subset(np.sort(keep))
         stage = Stage(out / m.name, sha256_json("teacher", CHECKPOINT_FORMAT, dataclasses.asdict(m), train_config.hashed(), start, subset.sha256(), validation.sha256()))
         info = {"role": "teacher", "member": dataclasses.asdict(m), "data_sha256": train_part.metadata.get("sha256"), "level_of_theory": train_part.metadata.get("level_of_theory")}
-        jobs.append(TrainJob(stage, m.backend, subset, validation, train_config, m.options, info))
+        jobs.append(TrainJob(stage, m.backend, subset, validation, train_config, options, info))
     return jobs
 
 
@@ -110,7 +118,7 @@ def trained_teachers(out: Path, config: RunConfig, members: list[TeacherMember],
                      published: Published) -> Teachers:
     """The :class:`Teachers` of ``members`` in ``out``, each checkpoint loaded once; refused
     when a member is not trained yet or was made with other settings or data."""
-    jobs = teacher_jobs(out, config, [m for m in members if not m.pretrained], train_part, validation)
+    jobs = teacher_jobs(out, config, [m for m in members if not m.pretrained], train_part, validation, published)
     return _loaded(out, config, _stages(out, members, jobs, published), (train_part, validation))
 
 
@@ -164,6 +172,6 @@ def train_ensemble(
         for m in (m for m in members if m.pretrained):
             _install_pretrained(out, m, published[m.backend, m.pretrained][m.pretrained_member], train_part)
     distributed.barrier()
-    jobs = teacher_jobs(out, config, [m for m in members if not m.pretrained], train_part, validation)
+    jobs = teacher_jobs(out, config, [m for m in members if not m.pretrained], train_part, validation, published)
     run_jobs(jobs, config.jobs, show_progress, "teach", on_progress)
     return _loaded(out, config, _stages(out, members, jobs, published), (train_part, validation))

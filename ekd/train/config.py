@@ -21,6 +21,8 @@ class TrainConfig(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
     #: settings that change how fast a training runs, not what it computes: never hashed
     NOT_HASHED: ClassVar[frozenset[str]] = frozenset({"batch_cache_mb"})
+    #: settings added after runs were made, left out of the hash at these defaults (those runs resume)
+    ADDED: ClassVar[dict] = {"freeze": []}
 
     epochs: int = pydantic.Field(400, ge=1, description="upper bound; early stopping usually ends sooner")
     batch_size: int = pydantic.Field(32, ge=1)
@@ -42,11 +44,14 @@ class TrainConfig(pydantic.BaseModel):
     seed: int = 0
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "auto"
-    # warm start: a model.pt of the same backend, options and elements whose weights start the
-    # training (its file's hash is part of what a checkpoint must match to be resumed)
+    # fine-tuning: an ekd model.pt whose architecture and weights start the training, its
+    # reference energies refit to the training data first (ekd.train.start); its file's hash is
+    # part of what a checkpoint must match to be resumed
     init_from: str | None = None
+    freeze: list[str] = pydantic.Field([], description="fnmatch patterns of parameter names kept as they start (e.g. '*.layers.0.*')")
 
     def hashed(self, *exclude: str) -> dict:
         """The settings that decide what a training computes (a stage's or checkpoint's hash),
         less ``exclude``."""
-        return self.model_dump(exclude=set(self.NOT_HASHED) | set(exclude))
+        values = self.model_dump(exclude=set(self.NOT_HASHED) | set(exclude))
+        return {k: v for k, v in values.items() if not (k in self.ADDED and v == self.ADDED[k])}

@@ -36,11 +36,12 @@ from ekd.data.frames import PerConformation
 from ekd.graph import check_geometries
 from ekd import distributed
 from ekd.errors import ConfigError, DataError, Preempted, TrainingDiverged
-from ekd.model import Model, to_voigt
+from ekd.model import Model, resolve_device, to_voigt
 from ekd.progress import progress_bar
 from ekd.provenance import sha256_file, sha256_json
 from ekd.train.config import TrainConfig
 from ekd.train.loss import LossTotals, ekd_loss
+from ekd.train.start import freeze, load_start, started_from
 from ekd.backend import Backend, Batch, Statistics, validate_options
 from ekd.plugins import get_backend
 
@@ -167,20 +168,30 @@ class _Training:
 
 def _start(backend: str, train_frames: PerConformation, val_frames: PerConformation, out_dir: Path,
            config: TrainConfig, options: dict | None, info: dict | None) -> _Training:
-    """A fresh run: the model (warm-started from ``config.init_from`` if set), its EMA,
+    """A fresh run: the model (built from the data's statistics, or started from
+    ``config.init_from`` with its reference energies refit), its frozen parameters, EMA,
     optimizer, plateau scheduler and the state before the first epoch."""
-    model = build_from_data(backend, train_frames, val_frames, options, config)
-    model.info = {**(info or {}), "train_config": config.model_dump(), "ranks": distributed.world()}
-    inputs_sha256 = _inputs_sha256(model.backend.name, model.options.model_dump(mode="json"), config, train_frames, val_frames)
     if config.init_from:
-        _warm_start(model, Path(config.init_from))
+        start = load_start(config.init_from, backend if isinstance(backend, str) else backend.name, options, device=resolve_device(config.device))
+        val_frames.check_elements(start.species, f"init_from {config.init_from}")
+        model = started_from(start, train_frames, config.seed, getattr(torch, config.dtype), config.device)
+    else:
+        model = build_from_data(backend, train_frames, val_frames, options, config)
+    model.info = {**(info or {}), **model.info, "train_config": config.model_dump(), "ranks": distributed.world()}
+    inputs_sha256 = _inputs_sha256(model.backend.name, model.options.model_dump(mode="json"), config, train_frames, val_frames)
+    freeze(model, config.freeze)
     ema = _Ema(model.module, config.ema_decay)
-    optimizer = torch.optim.AdamW(model.module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(_trained(model), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
     )
     state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "bad_epochs": 0, "history": []}
     return _Training(model, ema, optimizer, scheduler, config, out_dir, inputs_sha256, state, distributed.is_main())
+
+
+def _trained(model: Model) -> list[torch.nn.Parameter]:
+    """The parameters the optimizer moves (all but the frozen ones)."""
+    return [p for p in model.module.parameters() if p.requires_grad]
 
 
 def _resume(run: _Training) -> None:
@@ -376,15 +387,6 @@ def _preemption():
             signal.signal(number, handler)
 
 
-def _warm_start(model: Model, path: Path) -> None:
-    """Start ``model`` from the weights of the model at ``path`` (same backend, options, elements)."""
-    start = Model.load(path, device=model.device)
-    if (start.backend.name, start.options, start.species) != (model.backend.name, model.options, model.species):
-        raise ConfigError(f"init_from {path}: a '{start.backend.name}' model of elements {start.species}; a warm start needs the same backend, "
-                          f"options and elements as the model trained ('{model.backend.name}', {model.species})")
-    model.module.load_state_dict(start.module.state_dict())
-
-
 def build_from_data(backend: str | Backend, train_frames: PerConformation, val_frames: PerConformation, options: dict | None, config: TrainConfig) -> Model:
     """A new model for this training: its statistics measured on ``train_frames`` before it is
     built (as upstream trainers do), species from both parts, seed, dtype and device from ``config``."""
@@ -414,7 +416,7 @@ def optimizer_step(model: Model, batch: Batch | None, optimizer: torch.optim.Opt
     if torch.isfinite(total):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        parameters = list(model.module.parameters())
+        parameters = _trained(model)
         distributed.sync_gradients(parameters)
         torch.nn.utils.clip_grad_norm_(parameters, config.clip_grad)
         optimizer.step()
