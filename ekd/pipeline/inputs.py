@@ -86,10 +86,15 @@ def resolve_inputs(config: RunConfig, data: Dataset | None = None) -> RunInputs:
     data, mix_notes = _mixed(config, data)
     if data.energy is None and config.student.energy_labels == "reference":
         raise DataError(f"{data.metadata.get('source')}: no reference energies (student.energy_labels: teachers labels energies too)")
-    own = data.metadata.get("held_out")
+    own, held_out_notes = data.metadata.get("held_out"), ()
     if own and not config.data.test_path and not given:  # the file the data name as their held-out set (embedded:ccsdt)
         path = Path(config.data.path) if config.data.path else DEFAULT_DATASET
-        config = config.model_copy(update={"data": config.data.model_copy(update={"test_path": str(resolve(path).parent / own)})})
+        named = resolve(path).parent / own
+        if named.is_file():
+            config = config.model_copy(update={"data": config.data.model_copy(update={"test_path": str(named)})})
+        else:  # (a part of such data saved elsewhere)
+            held_out_notes = (f"{data.metadata.get('source')}: the data name {own} as their held-out set, and it is not beside them; "
+                              "the test set is a data.test_fraction cut (data.test_path names the file)",)
     held_out = _held_out(config, data)
     split_index = data.split_indices(config.data.fractions, by=config.data.split, seed=config.data.seed)
     train, validation, test = (data.subset(index) for index in split_index)
@@ -115,7 +120,7 @@ def resolve_inputs(config: RunConfig, data: Dataset | None = None) -> RunInputs:
         members=members,
         published=published,
         energy_source=config.energy_source(data.energy is not None),
-        notes=mix_notes + _overlaps(data, (train, validation), test if held_out is None else None, evaluation),
+        notes=mix_notes + held_out_notes + _overlaps(data, (train, validation), test if held_out is None else None, evaluation),
     )
 
 

@@ -180,6 +180,20 @@ class BackendConformance:
         np.testing.assert_array_equal(after.forces, before.forces)
         assert loaded.backend.name == model.backend.name and loaded.options == model.options
 
+    def test_a_saved_model_restarted_by_init_from_reproduces_its_outputs(self, backend, model, frames, tmp_path):
+        """Fine-tuning (``init_from``) starts where the saved model is: the same forces, and
+        energies moved only by its reference energies refit to the new data (Σ_Z n_Z·Δ_Z)."""
+        from ekd.train.start import load_start, started_from
+
+        model.save(tmp_path / "model.pt")
+        restarted = started_from(load_start(tmp_path / "model.pt", backend.name), labelled_molecules(2), seed=1, dtype=torch.float64, device="cpu")
+        shift = np.array([restarted.info["init_from"]["reference_shift_eV"][z] for z in model.species])
+        before, after = model.predict(frames), restarted.predict(frames)
+        assert np.abs(shift).max() > 1e-3  # (the new data's energies are not the model's: the check below is not vacuous)
+        np.testing.assert_allclose(after.forces, before.forces, rtol=0, atol=self.atol)
+        np.testing.assert_allclose(after.energy, before.energy + frames.composition(model.species) @ shift, rtol=0, atol=self.atol * 100)
+        assert restarted.statistics.avg_num_neighbors == model.statistics.avg_num_neighbors
+
     def test_same_seed_same_model_other_seed_other_model(self, backend, model, frames):
         again, other = self.build(backend, seed=0), self.build(backend, seed=1)
         energy = model.predict(frames, forces=False).energy
