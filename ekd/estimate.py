@@ -104,6 +104,7 @@ def describe_sizes(config: RunConfig, members: list[TeacherMember]) -> str:
     """One line: the model size chosen and each trained backend's options at that size."""
     size = config.resolved_size()
     why = {"small": "sized for a CPU", "upstream": "the libraries' own sizes"}[size]
-    backends = sorted({m.backend for m in members if not m.pretrained} | {config.student.backend})
-    sized = "; ".join(f"{b}: {config.sized_options(b, {}) or 'its defaults'}" for b in backends)
-    return f"ekd: model size {size} ({why}; size: small|upstream overrides, your options win): {sized}"
+    started = " (the teachers keep their start models' architecture: teachers.init_from)" if config.teachers.init_from else ""
+    teachers = set() if started else {m.backend for m in members if not m.pretrained}
+    sized = "; ".join(f"{b}: {config.sized_options(b, {}) or 'its defaults'}" for b in sorted(teachers | {config.student.backend}))
+    return f"ekd: model size {size} ({why}; size: small|upstream overrides, your options win): {sized}{started}"

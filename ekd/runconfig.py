@@ -10,6 +10,7 @@ are relative to that file's folder; the effective config is saved as ``RUN_DIR/c
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Callable, Literal
@@ -31,6 +32,10 @@ _STRICT = pydantic.ConfigDict(extra="forbid")
 #: students' own defaults (over the shared ``train``): they learn from the teachers' forces and
 #: converge in far fewer epochs than energy-only models (docs/sweep.md)
 STUDENT_TRAIN = {"force_weight": 0.1, "epochs": 50}
+#: students train for at least this many optimizer steps: on small data (fewer than 2,000 batches
+#: in 50 epochs: under ~1,300 training conformations at batch size 32) their epoch bound rises, as
+#: 50 epochs of a few batches leave them far from converged (measured in docs/fine-tune.md)
+STUDENT_MIN_STEPS = 2000
 #: on periodic data a student's energies, which set its equation of state (lattice constant, bulk
 #: modulus), still fall long after its forces have converged: students keep the shared epoch bound
 #: (early stopping ends them), measured in docs/periodic.md
@@ -232,15 +237,21 @@ class RunConfig(pydantic.BaseModel):
             node[leaf] = value
         return validate(cls, _resolve_paths(values, Path.cwd()), "config")
 
-    def train_config(self, role: Literal["teachers", "student", "baseline"], seed: int = 0, periodic: bool = False) -> TrainConfig:
+    def train_config(self, role: Literal["teachers", "student", "baseline"], seed: int = 0, periodic: bool = False,
+                     conformations: int | None = None) -> TrainConfig:
         """Training options of one role: shared ``train`` below the role's own ``train``
-        (``periodic``: the data hold periodic cells, which changes the students' defaults)."""
+        (``periodic``: the data hold periodic cells, which changes the students' defaults;
+        ``conformations``: the training split's size, which raises the students' own epoch bound
+        on small data to :data:`STUDENT_MIN_STEPS` optimizer steps)."""
         student_defaults = PERIODIC_STUDENT_TRAIN if periodic else STUDENT_TRAIN
         teachers = {**FINE_TUNE_TRAIN, **self.teachers.train} if self.teachers.init_from else self.teachers.train
         own = {"teachers": teachers, "student": {**student_defaults, **self.student.train}, "baseline": self.student.baseline_train}[role]
         values = {**self.train, **own, "seed": seed}
         if self.epochs is not None:
             values["epochs"] = self.epochs
+        elif role == "student" and not periodic and conformations and "epochs" not in self.student.train:
+            batches = math.ceil(conformations / values.get("batch_size", TrainConfig().batch_size))
+            values["epochs"] = max(values["epochs"], math.ceil(STUDENT_MIN_STEPS / batches))
         if role != "student":
             values.update(force_weight=0.0, stress_weight=0.0)  # teachers and baselines never see forces or stresses
         return validate(TrainConfig, values, {"teachers": "teachers.train", "student": "student.train", "baseline": "student.baseline_train"}[role])

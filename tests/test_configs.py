@@ -35,6 +35,7 @@ def test_role_training_settings_merge_and_student_defaults_survive_partial_overr
 def test_students_of_periodic_data_keep_the_shared_epoch_bound_unless_told(tmp_path):
     from ekd.data import Dataset
     from ekd.pipeline import student_jobs
+    from ekd.data import load_default
     from ekd.testing import periodic_cells, test_molecules
 
     def student_epochs(data, **overrides):
@@ -42,7 +43,10 @@ def test_students_of_periodic_data_keep_the_shared_epoch_bound_unless_told(tmp_p
         return {job.config.epochs for job in student_jobs(tmp_path, config, data, data, {})}
 
     molecules, cells = test_molecules(), periodic_cells()
-    assert student_epochs(molecules) == {50}  # STUDENT_TRAIN: forces converge fast
+    assert student_epochs(load_default()) == {50}  # STUDENT_TRAIN: forces converge fast (50 batches an epoch: 2,500 steps)
+    assert len(molecules) <= 32 and student_epochs(molecules) == {2000}  # one batch an epoch: raised to 2,000 steps (STUDENT_MIN_STEPS)
+    assert student_epochs(molecules, **{"train": {"epochs": 300, "batch_size": 4}}) == {-(-2000 // -(-len(molecules) // 4))}
+    assert student_epochs(molecules, **{"student.train": {"epochs": 80}}) == student_epochs(molecules, epochs=80) == {80}  # a bound you set wins
     assert student_epochs(cells) == {300}  # energies (the equation of state) take the full bound
     mixed = Dataset.concatenate([molecules, cells])
     assert student_epochs(mixed) == {300}

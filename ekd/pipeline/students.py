@@ -37,7 +37,7 @@ def student_jobs(out: Path, config: RunConfig, train_part: PerConformation, vali
     jobs = []
     for k in range(config.student.seeds):
         seed = config.student.seed + k
-        train_config, start = warm_started(config, config.train_config(role, seed=seed, periodic=periodic), f"{role}s", f"seed-{seed}")
+        train_config, start = warm_started(config, config.train_config(role, seed=seed, periodic=periodic, conformations=len(train_part)), f"{role}s", f"seed-{seed}")
         inputs = sha256_json(role, CHECKPOINT_FORMAT, config.student.backend, config.student_options, None if baseline else config.student.weighting,
                              train_config.hashed(), start, *(p.sha256() for p in parts))
         stage = Stage(out / f"{role}s" / f"seed-{seed}", inputs)
