@@ -36,7 +36,7 @@ import numpy as np
 
 import ekd
 from ekd._io import atomic_path
-from ekd.data import Dataset, read
+from ekd.data import Dataset
 from ekd.data.embedded import resolve
 from ekd.ensemble import load_predictor
 from ekd.evaluate.comp6 import comp6_metrics, comp6_errors, refit_offsets

@@ -15,7 +15,7 @@ from ekd.model import Model
 from ekd.runconfig import RunConfig
 from ekd.testing import labelled_molecules
 from ekd.train import TrainConfig, train
-from ekd.train.start import load_start, started_from
+from ekd.train.start import started_from
 
 pytest.importorskip("ekd_ani")
 
