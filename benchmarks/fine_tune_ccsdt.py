@@ -185,8 +185,8 @@ def table(results: dict) -> list[str]:
     for (method, student, size), found in sorted(groups.items(), key=lambda item: (item[0][2], item[0][1], item[0][0])):
         pick = lambda part: [r[part]["force_mae"] for _, r in found if r.get(part)]  # noqa: E731
         md = [rows[f"md {k}"]["student"]["fraction_stable"] for k, _ in found if f"md {k}" in rows and "student" in rows[f"md {k}"]]
-        lines.append(f"| {method} | {student} | {size} | {_cell(pick('ensemble'))} | {_cell(pick('student'))} | {_cell(pick('baseline'))} | "
-                     f"{_cell(md)} |" + (f" (n={len(found)})" if len(found) != 3 else ""))
+        seeds = "" if len(found) == 3 else f" ({len(found)} seed{'s' if len(found) > 1 else ''})"
+        lines.append(f"| {method} | {student} | {size}{seeds} | {_cell(pick('ensemble'))} | {_cell(pick('student'))} | {_cell(pick('baseline'))} | {_cell(md)} |")
     settings = [(k.removeprefix("settings "), r) for k, r in rows.items() if k.startswith("settings ")]
     if settings:
         lines += ["", "| one ANI-1x member fine-tuned | force MAE | epochs (best) |", "|---|---|---|"]
