@@ -8,7 +8,7 @@ same for every method) and seeds 0, 1, 2 (subset, teachers' and student's seeds)
   energy-only baseline beside it;
 * ``ft-4`` / ``ft-8``: 4 / 8 ANI teachers fine-tuned from the published ANI-1x members (their
   architecture, learning rate 1e-4: the fine-tuning defaults), the same student and baseline;
-* ``mace``: a MACE student (15 epochs) from the scratch-4 and ft-4 teachers of the same run
+* ``mace``: a MACE student at the defaults from the scratch-4 and ft-4 teachers of the same run
   (teachers and labels reused);
 * the published ANI-1x and ANI-1ccx ensembles as they are (forces do not depend on their energy
   reference);
@@ -51,7 +51,6 @@ DATA = resolve("embedded:ccsdt")
 HELD_OUT = DATA.parent / "ekd_ref_ccsdt_ccpvdz_held_out.h5"
 METHODS = {"scratch-4": {"teachers.spec": "ani:4"}, "ft-4": {"teachers.spec": "ani:4", "teachers.init_from": ANI1X},
            "ft-8": {"teachers.spec": "ani:8", "teachers.init_from": ANI1X}}
-MACE_EPOCHS = 15  # the MACE student's budget on 2 cores (early stopping may end it sooner)
 MD = MDSettings(steps=1000, temperature_K=1000.0)
 
 
@@ -104,8 +103,6 @@ def run_one(work: Path, results: dict, method: str, size: int, seed: int, studen
         return key
     overrides = {"data.path": str(subset_file(work, size, seed)), "data.test_path": str(HELD_OUT), "data.seed": seed, "teachers.seed": 100 + 10 * seed, "student.seed": 200 + seed,
                  "student.seeds": 1, "student.baseline": student == "ani", "student.backend": student, "size": "small", **METHODS[method]}
-    if student != "ani":
-        overrides["student.train"] = {"epochs": MACE_EPOCHS}
     started = time.perf_counter()
     directory = work / "runs" / f"{method}-{size}-seed{seed}"
     run = ekd.distill(ekd.RunConfig.load(None, overrides), out=directory, show_progress=False)
