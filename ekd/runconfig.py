@@ -311,15 +311,16 @@ def _resolve_paths(values: dict, base: Path) -> dict:
         values["warm_start"] = absolute(values["warm_start"])
     if isinstance(evaluate, dict) and isinstance(evaluate.get("files"), list):
         evaluate["files"] = [absolute(p) if isinstance(p, str) else p for p in evaluate["files"]]
+
+    def published(part: str, other: Callable[[str], str]) -> str:
+        """``part`` with the path of a published ensemble (``ani-pretrained:PATH``) made absolute; anything else ``other(part)``."""
+        name, _, rest = part.strip().partition(":")
+        return f"{name}:{absolute(rest)}" if name.endswith(PRETRAINED) and rest else other(part.strip())
+
     if isinstance(teachers, dict) and isinstance(teachers.get("init_from"), str):
-        name, sep, rest = teachers["init_from"].partition(":")
-        teachers["init_from"] = f"{name}:{absolute(rest)}" if name.endswith(PRETRAINED) and rest else absolute(teachers["init_from"])
+        teachers["init_from"] = published(teachers["init_from"], absolute)  # (else a folder of ekd models)
     if isinstance(teachers, dict) and isinstance(teachers.get("spec"), str):
-        parts = []
-        for part in teachers["spec"].split(","):
-            name, sep, rest = part.strip().partition(":")
-            parts.append(f"{name}:{absolute(rest)}" if name.endswith(PRETRAINED) and rest else part.strip())
-        teachers["spec"] = ",".join(parts)
+        teachers["spec"] = ",".join(published(part, lambda p: p) for part in teachers["spec"].split(","))
     return values
 
 

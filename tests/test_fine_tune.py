@@ -153,3 +153,10 @@ def test_teachers_start_from_the_published_members_in_turn_and_from_a_previous_r
     assert [m.info["init_from"]["path"] for m in second.models] == [str(tmp_path / f"run/teachers/0{k}-ani/model.pt") for k in range(2)]
     assert second.models[0].options == teachers.models[0].options
     assert not all(torch.equal(v, first[k]) for k, v in second.models[0].module.state_dict().items())  # trained on from there
+
+
+def test_a_relative_start_resolves_against_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    here = tmp_path.resolve()
+    assert RunConfig.load(None, {"teachers.init_from": "runs/a/teachers"}).teachers.init_from == str(here / "runs/a/teachers")
+    assert RunConfig.load(None, {"teachers.init_from": "ani-pretrained:models/x"}).teachers.init_from == f"ani-pretrained:{here / 'models/x'}"
