@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Install ekd and its backends into a virtual environment (default ./.venv).
 #
-#   ./install.sh                 core + all backends (ani, mace, nequip) + the example plugin
+#   ./install.sh                 core + all backends (ani, mace, nequip, hippynn) + the example plugin
 #   ./install.sh core            ekd core only
-#   ./install.sh core ani        core + one backend; any subset of: ani mace nequip example
+#   ./install.sh core ani        core + one backend; any subset of: ani mace nequip hippynn example
 #
 # EKD_VENV=DIR puts the environment elsewhere; EKD_PYTHON picks the interpreter (default python3).
 # Each backend installs alone with its own pins (ekd-mace brings mace-torch and its e3nn 0.4.4).
@@ -21,14 +21,15 @@ TORCHANI_PIN="torchani==2.9.0"
 NEQUIP_PIN="nequip==0.19.1"          # unpinned, pip resolves to the old 0.6 API
 E3NN_PIN="e3nn>=0.6,<0.7"
 MACE_PIN="mace-torch==0.3.16"
+HIPPYNN_PIN="hippynn==0.1.3"        # needs only torch and numpy
 MACE_RUNTIME_DEPS=(opt_einsum torch-ema prettytable matscipy torchmetrics python-hostlist
                    configargparse GitPython tqdm lmdb orjson matplotlib pandas)
 
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(core ani mace nequip example)
+[ ${#parts[@]} -eq 0 ] && parts=(core ani mace nequip hippynn example)
 want() { local p; for p in "${parts[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 for p in "${parts[@]}"; do
-  case "$p" in core|ani|mace|nequip|example) ;; *) echo "install.sh: unknown part '$p' (expected core, ani, mace, nequip, example)" >&2; exit 2;; esac
+  case "$p" in core|ani|mace|nequip|hippynn|example) ;; *) echo "install.sh: unknown part '$p' (expected core, ani, mace, nequip, hippynn, example)" >&2; exit 2;; esac
 done
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
@@ -44,6 +45,7 @@ mace_beside_nequip=false
 want mace && want nequip && mace_beside_nequip=true
 backend_reqs=()
 want ani && backend_reqs+=("$TORCHANI_PIN" -e plugins/ekd-ani)
+want hippynn && backend_reqs+=("$HIPPYNN_PIN" -e plugins/ekd-hippynn)
 want nequip && backend_reqs+=("$NEQUIP_PIN" "$E3NN_PIN" -e plugins/ekd-nequip)
 if want mace; then
   if $mace_beside_nequip; then backend_reqs+=("$E3NN_PIN" "${MACE_RUNTIME_DEPS[@]}"); else backend_reqs+=("$MACE_PIN" -e plugins/ekd-mace); fi
@@ -62,10 +64,11 @@ checks="import ekd, torch; assert torch.__version__.startswith('2.13.0'), torch.
 want ani && checks+="; import torchani"
 want nequip && checks+="; import nequip"
 want mace && checks+="; import mace.modules"
+want hippynn && checks+="; import hippynn"
 if want nequip; then
   checks+="; import e3nn; assert e3nn.__version__.startswith('0.6.'), 'e3nn ' + e3nn.__version__ + ' is not 0.6.x'"
 fi
-for plugin in ani mace nequip; do
+for plugin in ani mace nequip hippynn; do
   want "$plugin" && checks+="; from ekd.plugins import get_backend; get_backend('$plugin')"
 done
 if ! out=$("$VENV/bin/python" -W ignore -c "$checks" 2>&1); then

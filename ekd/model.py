@@ -220,7 +220,7 @@ class Model:
             "species": self.species,
             "statistics": self.statistics.to_dict(),
             "dtype": str(self.dtype).removeprefix("torch."),
-            "state_dict": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
+            "state_dict": {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in self.module.state_dict().items()},  # (a module's extra state as it is)
             "versions": package_versions(),
             "info": self.info,
         }

@@ -16,7 +16,7 @@ from importlib import metadata
 
 __all__ = ["package_versions", "sha256_arrays", "sha256_file", "sha256_json", "sha256_source", "sha256_weights"]
 
-_TRACKED_PACKAGES = ("ekd", "numpy", "h5py", "ase", "torch", "torchani", "mace-torch", "nequip", "e3nn")
+_TRACKED_PACKAGES = ("ekd", "numpy", "h5py", "ase", "torch", "torchani", "mace-torch", "nequip", "e3nn", "hippynn")
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
@@ -58,10 +58,11 @@ def sha256_source(data) -> str:
 
 
 def sha256_weights(module) -> str:
-    """sha256 of a torch module's tensors (its ``state_dict``, in order)."""
+    """sha256 of a torch module's ``state_dict``, in order: its tensors' bytes, and any extra
+    (non-tensor) state as JSON."""
     digest = hashlib.sha256()
-    for tensor in module.state_dict().values():
-        digest.update(tensor.detach().cpu().numpy().tobytes())
+    for value in module.state_dict().values():
+        digest.update(value.detach().cpu().numpy().tobytes() if hasattr(value, "detach") else json.dumps(value, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
 

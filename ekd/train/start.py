@@ -65,7 +65,7 @@ def started_from(start: Model, frames: PerConformation, seed: int, dtype: torch.
     unshifted = Model.build(start.backend, start.species, start.statistics, start.options, seed=seed, dtype=dtype, device=device)
     # the tensors that hold the reference energies are the ones that differ between the two builds
     own, other = model.module.state_dict(), unshifted.module.state_dict()
-    shifted = {k for k in own if not torch.equal(own[k], other[k])}
+    shifted = {k for k in own if not (torch.equal(own[k], other[k]) if isinstance(own[k], torch.Tensor) else own[k] == other[k])}
     weights = start.module.state_dict()
     model.module.load_state_dict({k: own[k] if k in shifted else weights[k] for k in own})
     model.info["init_from"] = {"path": str(start.path) if start.path else None, "sha256": sha256_file(start.path) if start.path else None,
