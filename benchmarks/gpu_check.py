@@ -3,7 +3,7 @@ float64 gives the same energies, forces and (periodic) stresses on CUDA as on th
 relative), forces that are −dE/dx on CUDA (finite differences), batched = one at a time; then a
 2-epoch `ekd run` per backend (teachers and student of that backend, --size upstream) on CUDA.
 
-    python benchmarks/gpu_check.py [--backends ani mace nequip] [--device cuda]
+    python benchmarks/gpu_check.py [--backends ani mace nequip hippynn] [--device cuda]
 
 Prints a table and writes benchmarks/results/gpu_check.json (one row per backend and check).
 Without a CUDA device it says so and exits 1; ``--device cpu`` runs the same checks CPU against

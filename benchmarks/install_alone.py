@@ -1,7 +1,8 @@
 """Each backend plugin installs alone: a fresh environment with ekd and one backend trains an epoch.
 
-For each of ``./install.sh core ani``, ``core mace``, ``core nequip`` and a plain
-``pip install -e . -e plugins/ekd-mace`` (MACE with its own e3nn pin), in a new virtual
+For each of ``./install.sh core ani``, ``core mace``, ``core nequip``, ``core hippynn`` and a
+plain ``pip install -e . -e plugins/ekd-mace`` (MACE with its own e3nn pin) or ``-e
+plugins/ekd-hippynn``, in a new virtual
 environment under ``--work``: which backends load (exactly the one installed), the e3nn version,
 and one training epoch of that backend on 64 conformations of the embedded set. Prints a table
 and writes ``benchmarks/results/install_alone.json``. Needs the package registry (or pip's cache).
@@ -26,6 +27,8 @@ WAYS = {
     "mace": ["install.sh", "core", "mace"],
     "nequip": ["install.sh", "core", "nequip"],
     "mace (plain pip)": ["pip", "-e", ".", "-e", "plugins/ekd-mace"],
+    "hippynn": ["install.sh", "core", "hippynn"],
+    "hippynn (plain pip)": ["pip", "-e", ".", "-e", "plugins/ekd-hippynn"],
 }
 
 

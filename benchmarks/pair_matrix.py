@@ -1,6 +1,8 @@
 """Every teacher → student pair at ekd's defaults, with the baseline and the force-trained limit.
 
-For each pair of {ani, mace, nequip} (and the mixed ensemble ``ani:2,mace:1,nequip:1`` → ani)
+For each pair of {ani, mace, nequip} (and the mixed ensemble ``ani:2,mace:1,nequip:1`` → ani), and
+HIP-NN's pairs (hippynn → hippynn, ani → hippynn, hippynn → ani, hippynn → mace and the mixed
+``ani:2,hippynn:2`` → hippynn),
 runs ``ekd run --teacher T --student S --baseline --eval S66x8`` at the defaults in its own
 folder, and once per student architecture trains the limit EKD approaches: the same architecture
 and budget on the reference forces (3 seeds). Resumable: finished stages are skipped, and pairs
@@ -36,7 +38,9 @@ from ekd.report import HELD_OUT, PERIODIC_METRICS, materials_summary, summary_ta
 ROOT = Path(__file__).resolve().parents[1]
 S66X8 = ROOT.parent / "shared/data/comp6/s66x8_wb97x6-31gd.h5"
 BACKENDS = ("ani", "mace", "nequip")
-PAIRS = {f"{t}-{s}": (t, s) for t in BACKENDS for s in BACKENDS} | {"mixed-ani": ("ani:2,mace:1,nequip:1", "ani")}
+HIPNN_PAIRS = (("hippynn", "hippynn"), ("ani", "hippynn"), ("hippynn", "ani"), ("hippynn", "mace"))  # HIP-NN, the EKD paper's architecture
+PAIRS = ({f"{t}-{s}": (t, s) for t in BACKENDS for s in BACKENDS} | {"mixed-ani": ("ani:2,mace:1,nequip:1", "ani")}
+         | {f"{t}-{s}": (t, s) for t, s in HIPNN_PAIRS} | {"mixed-hippynn": ("ani:2,hippynn:2", "hippynn")})
 
 
 def limit(student: str, work: Path, config: ekd.RunConfig) -> list[float]:

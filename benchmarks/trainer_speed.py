@@ -1,12 +1,14 @@
 """Seconds per epoch and peak memory of ekd's trainer against the backends' own trainers.
 
-What: for each backend (MACE, NequIP) and mode (energy only; energy + forces) three trainers train
+What: for each backend (MACE, NequIP, HIP-NN) and mode (energy only; energy + forces) three trainers train
 the same model on the same data with batch size 32 in float32 on one CPU thread:
 
 * ``ekd``: :func:`ekd.train.train`, which converts every batch once (tensors, neighbour edges and
   the backend's inputs) and keeps the converted batches in memory for all epochs;
-* the backend's own trainer, ``mace_run_train`` (mace-torch 0.3.16) or ``nequip-train`` (nequip
-  0.19, Lightning), given the same hyperparameters, E0s / energy shifts and neighbour normalisation;
+* the backend's own trainer, ``mace_run_train`` (mace-torch 0.3.16), ``nequip-train`` (nequip
+  0.19, Lightning) or ``hippynn.experiment.setup_and_train`` (hippynn 0.1.3, on a hippynn
+  ``Database`` of the same arrays, padded), given the same hyperparameters, E0s / energy shifts
+  and neighbour normalisation;
 * ``hand loop``: a minimal PyTorch loop over the same ekd model that builds every batch anew at
   every step (no cache, plain Adam, no EMA): what ekd's cache buys.
 
@@ -54,13 +56,14 @@ FORCE_WEIGHT = 0.1
 MODES = ("energy", "energy+forces")
 TRAINERS = ("ekd", "native", "hand")
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-NATIVE = {"mace": "mace_run_train", "nequip": "nequip-train"}
+NATIVE = {"mace": "mace_run_train", "nequip": "nequip-train", "hippynn": "hippynn.experiment"}
 
 #: how each trainer composes its batches: (short label for the table, full description)
 BATCHES = {
     "ekd": ("converted once, cached", "ekd converts each batch once before epoch 1 (Batch.from_frames: tensors and neighbour edges, plus the backend's convert) and keeps them in memory; epochs reuse them in a new order, their composition fixed; validation in batches of 256 (the others: 32)"),
     "mace": ("AtomicData once, PyG collate/step", "mace_run_train builds one AtomicData (with its neighbour list) per conformation once; a torch_geometric DataLoader shuffles and collates new batches every epoch (drop_last=True)"),
     "nequip": ("Lightning: NL + collate/step", "nequip's ASEDataModule keeps the parsed structures; every access runs its transforms again (type mapping, neighbour list) and the DataLoader collates new shuffled batches every epoch"),
+    "hippynn": ("padded arrays, DataLoader + pair finder/step", "hippynn's Database holds the conformations padded to the largest (species 0 for no atom); its DataLoader shuffles and collates batches every epoch and the model's OpenPairIndexer finds the pairs of every batch at every step; after each epoch it evaluates the validation split and 10 % of the training split (its default fraction_train_eval)"),
     "hand": ("Batch.from_frames/step", "the hand loop calls model.batch(part) (Batch.from_frames + the backend's convert) for every batch of every epoch, conformations shuffled per epoch; nothing cached"),
 }
 
@@ -69,8 +72,9 @@ IMPORTS = {
     "ekd": "import torch, ekd.train, ekd.plugins; ekd.plugins.get_backend('{backend}'); import {library}",
     "mace": "import torch, mace.cli.run_train",
     "nequip": "import torch, nequip.scripts.train",
+    "hippynn": "import torch, hippynn.experiment",
 }
-LIBRARY = {"mace": "mace.modules", "nequip": "nequip.model"}
+LIBRARY = {"mace": "mace.modules", "nequip": "nequip.model", "hippynn": "hippynn.networks"}
 
 
 # data and the model's settings ------------------------------------------------------------------
@@ -106,13 +110,15 @@ def resolved_options(backend: str) -> dict:
     return validate_options(get_backend(backend), sized).model_dump()
 
 
-def data_statistics(options: dict, train, validation):
+def data_statistics(backend: str, options: dict, train, validation):
     """(species, ekd's statistics of the training split): the E0s and avg_num_neighbors every
     trainer is given."""
     from ekd.backend import Statistics
+    from ekd.plugins import get_backend
 
+    found = get_backend(backend)
     species = sorted(set(train.elements) | set(validation.elements))
-    return species, Statistics.of(train, species, options["r_max"])
+    return species, Statistics.of(train, species, found.cutoff(found.Options(**options)))
 
 
 def write_extxyz(frames, path: Path) -> None:
@@ -155,7 +161,7 @@ def run_hand(spec: dict) -> dict:
 
     train_frames, val_frames = frames_for(spec["mode"], spec["conformations"])
     config = train_config(spec["mode"], spec["epochs"])
-    species, statistics_ = data_statistics(spec["options"], train_frames, val_frames)
+    species, statistics_ = data_statistics(spec["backend"], spec["options"], train_frames, val_frames)
     model = Model.build(spec["backend"], species, statistics_, spec["options"], seed=config.seed, dtype=torch.float32, device="cpu")
     optimizer = torch.optim.Adam(model.module.parameters(), lr=config.lr)
     on_forces = config.force_weight > 0
@@ -184,12 +190,71 @@ def run_hand(spec: dict) -> dict:
     return {"epoch_seconds": seconds}
 
 
+def run_hippynn(spec: dict) -> dict:
+    """hippynn's own training loop (``setup_and_train``) on the same HIP-NN, data and settings:
+    its Database of padded arrays, its pair finder, E0 by its ``hierarchical_energy_initialization``
+    (ekd's fit), Adam and a plateau schedule; epoch seconds from its metric tracker. Runs in the
+    current directory (hippynn writes its files there)."""
+    import numpy as np
+    import torch
+
+    import hippynn
+    from hippynn.databases import Database
+    from hippynn.experiment import SetupParams, assemble_for_training, setup_and_train
+    from hippynn.experiment.controllers import PatienceController, RaiseBatchSizeOnPlateau
+    from hippynn.graphs import inputs, loss, networks, physics, targets
+    from hippynn.pretraining import hierarchical_energy_initialization
+
+    hippynn.settings.PROGRESS, hippynn.settings.WARN_LOW_DISTANCES = None, False
+    train_frames, val_frames = frames_for(spec["mode"], spec["conformations"])
+    config, options, on_forces = train_config(spec["mode"], spec["epochs"]), spec["options"], spec["mode"] != "energy"
+    species_list = data_statistics(spec["backend"], options, train_frames, val_frames)[0]
+    torch.manual_seed(config.seed)
+    species, positions = inputs.SpeciesNode(db_name="Z"), inputs.PositionsNode(db_name="R")
+    network_kwargs = {key: options[key] for key in ("n_features", "n_sensitivities", "dist_soft_min", "dist_soft_max", "dist_hard_max",
+                                                     "n_atom_layers", "n_interaction_layers", "sensitivity_type", "resnet")}
+    network = networks.Hipnn("HIPNN", (species, positions), module_kwargs={**network_kwargs, "possible_species": [0, *species_list]})
+    henergy = targets.HEnergyNode("HEnergy", network)
+    henergy.mol_energy.db_name = "T"
+    train_loss = loss.MSELoss.of_node(henergy)
+    if on_forces:
+        forces = physics.GradientNode("forces", (henergy, positions), sign=-1)
+        forces.db_name = "F"
+        train_loss = train_loss + FORCE_WEIGHT * loss.MSELoss.of_node(forces)
+    training_modules, db_info = assemble_for_training(train_loss, {"Loss": train_loss})
+
+    frames = [train_frames, val_frames, val_frames]  # (hippynn tests on a third split after training: the validation one again)
+    widest = max(int(part.sizes.max()) for part in frames)
+    arrays = {"Z": [], "R": [], "T": [], "F": []}
+    for part in frames:
+        for n in range(len(part)):
+            rows = part.atoms_of(n)
+            pad = widest - int(part.sizes[n])
+            arrays["Z"].append(np.pad(part.numbers[rows], (0, pad)))
+            arrays["R"].append(np.pad(part.positions[rows], ((0, pad), (0, 0))))
+            arrays["T"].append([part.energy[n]])
+            arrays["F"].append(np.pad(part.forces[rows], ((0, pad), (0, 0))) if part.forces is not None else np.zeros((widest, 3)))
+    arr_dict = {"Z": np.array(arrays["Z"], dtype=np.int64), **{k: np.array(arrays[k], dtype=np.float32) for k in ("R", "T", "F")}}
+    database = Database(arr_dict, **db_info, seed=config.seed, pin_memory=False, quiet=True)
+    database.make_explicit_split("train", torch.arange(len(train_frames)))
+    database.make_explicit_split("valid", torch.arange(len(train_frames), len(train_frames) + len(val_frames)))
+    database.split_the_rest("test")
+    hierarchical_energy_initialization(henergy, database, trainable_after=False)
+
+    optimizer = torch.optim.Adam(training_modules.model.parameters(), lr=config.lr)
+    scheduler = RaiseBatchSizeOnPlateau(optimizer=optimizer, max_batch_size=BATCH_SIZE, patience=config.lr_patience, factor=config.lr_factor)
+    controller = PatienceController(optimizer=optimizer, scheduler=scheduler, batch_size=BATCH_SIZE, eval_batch_size=BATCH_SIZE,
+                                    max_epochs=spec["epochs"], stopping_key="Loss", termination_patience=spec["epochs"] + 1)
+    metrics = setup_and_train(training_modules=training_modules, database=database, setup_params=SetupParams(controller=controller, device="cpu"))
+    return {"epoch_seconds": list(metrics.epoch_times)}
+
+
 def run_worker(spec_path: Path) -> None:
     import torch
 
     torch.set_num_threads(1)
     spec = json.loads(spec_path.read_text())
-    result = {"ekd": run_ekd, "hand": run_hand}[spec["trainer"]](spec)
+    result = {"ekd": run_ekd, "hand": run_hand, "hippynn": run_hippynn}[spec["trainer"]](spec)
     (Path(spec["dir"]) / "result.json").write_text(json.dumps(result))
 
 
@@ -202,7 +267,7 @@ def ekd_cache(backend: str, options: dict, mode: str, conformations: int | None,
 
     train_frames, val_frames = frames_for(mode, conformations)
     config = train_config(mode, epochs)
-    species, statistics_ = data_statistics(options, train_frames, val_frames)
+    species, statistics_ = data_statistics(backend, options, train_frames, val_frames)
     model = Model.build(backend, species, statistics_, options, dtype=torch.float32)
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -212,7 +277,8 @@ def ekd_cache(backend: str, options: dict, mode: str, conformations: int | None,
     storages = {}
     for batch in batches:
         tensors = [v for v in vars(batch).values() if isinstance(v, torch.Tensor)]
-        tensors += [v for v in (batch.inputs or {}).values() if isinstance(v, torch.Tensor)]
+        inputs = batch.inputs.values() if isinstance(batch.inputs, dict) else [batch.inputs]  # (a backend's inputs: a dict or one tensor)
+        tensors += [v for v in inputs if isinstance(v, torch.Tensor)]
         for tensor in tensors:  # count each storage once (the backend's inputs share some with the batch)
             storage = tensor.untyped_storage()
             storages[storage.data_ptr()] = storage.nbytes()
@@ -375,12 +441,12 @@ def baseline_mb(family: str, backend: str, work: Path) -> float:
     return peak_rss_mb([sys.executable, "-c", statement], work / f"import-{family}-{backend}.log")
 
 
-def run_own(trainer: str, backend: str, mode: str, run_dir: Path, args, options: dict) -> tuple[float, list[float], dict]:
-    """ekd or the hand loop in a worker subprocess of this script: (peak MB, epoch seconds, setup)."""
+def run_own(trainer: str, backend: str, mode: str, run_dir: Path, args, options: dict, cwd: Path = ROOT) -> tuple[float, list[float], dict]:
+    """ekd, the hand loop or hippynn's loop in a worker subprocess of this script: (peak MB, epoch seconds, setup)."""
     spec = {"trainer": trainer, "backend": backend, "mode": mode, "epochs": args.epochs, "conformations": args.conformations, "options": options, "dir": str(run_dir)}
     spec_path = run_dir / "spec.json"
     spec_path.write_text(json.dumps(spec))
-    peak = peak_rss_mb([sys.executable, str(Path(__file__).resolve()), "--worker", str(spec_path)], run_dir / "run.log", cwd=ROOT)
+    peak = peak_rss_mb([sys.executable, str(Path(__file__).resolve()), "--worker", str(spec_path)], run_dir / "run.log", cwd=cwd)
     config = train_config(mode, args.epochs)
     setup = {"options": options, "train_config": config.model_dump()} if trainer == "ekd" else {"options": options, "optimizer": f"Adam(lr={config.lr})", "loss": "ekd.train.ekd_loss"}
     return peak, json.loads((run_dir / "result.json").read_text())["epoch_seconds"], setup
@@ -390,6 +456,9 @@ def run_native(backend: str, mode: str, run_dir: Path, args, files: dict, option
     """mace_run_train or nequip-train as a user runs it: (peak MB, epoch seconds, setup)."""
     import yaml
 
+    if backend == "hippynn":  # a python script on hippynn's experiment API, as its examples train
+        peak, seconds, _ = run_own("hippynn", backend, mode, run_dir, args, options, cwd=run_dir)
+        return peak, seconds, {"script": "benchmarks/trainer_speed.py: run_hippynn", "options": options}
     if backend == "mace":
         command = mace_command(run_dir, files, options, statistics_, mode, args.epochs)
         peak = peak_rss_mb(command, run_dir / "run.log", cwd=run_dir)
@@ -406,6 +475,8 @@ def loss_note(trainer: str, backend: str, mode: str) -> str:
     forces = mode != "energy"
     if trainer == "native" and backend == "mace":
         return "weighted: E 1, F 0.1; AdamW(amsgrad), EMA" if forces else "weighted: E 1, F 0 (forces still computed); AdamW(amsgrad), EMA"
+    if trainer == "native" and backend == "hippynn":
+        return "MSE of E + 0.1 MSE of F; Adam, no EMA" if forces else "MSE of E; Adam, no EMA"
     if trainer == "native":
         return "E 1, F 0.1 (coeffs normalised to sum 1); AdamW, EMA" if forces else "EnergyOnlyLoss, no force graph; AdamW, EMA"
     optimiser = "AdamW, EMA" if trainer == "ekd" else "Adam, no EMA"
@@ -461,7 +532,7 @@ def print_table(rows: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backends", nargs="+", choices=sorted(NATIVE), default=["mace", "nequip"])
+    parser.add_argument("--backends", nargs="+", choices=sorted(NATIVE), default=["mace", "nequip"])  # hippynn: --out results/trainer_speed_hippynn.json
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--trainers", nargs="+", choices=TRAINERS, default=list(TRAINERS))
     parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is left out of the median")
@@ -485,7 +556,7 @@ def main() -> None:
     rows, baselines = [], {}
     for backend in args.backends:
         options = resolved_options(backend)
-        statistics_ = data_statistics(options, train, validation)[1]
+        statistics_ = data_statistics(backend, options, train, validation)[1]
         for trainer in args.trainers:
             family = backend if trainer == "native" else "ekd"
             if (family, backend) not in baselines:

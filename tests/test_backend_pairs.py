@@ -12,7 +12,7 @@ from ekd.evaluate.comp6 import comp6_errors, comp6_metrics
 from ekd.plugins import backends, get_backend
 from ekd.runconfig import RunConfig
 
-FIRST_PARTY = [name for name in ("ani", "mace", "nequip") if name in backends()]
+FIRST_PARTY = [name for name in ("ani", "mace", "nequip", "hippynn") if name in backends()]
 
 
 def write_slice(frames, per_group, path):
@@ -78,7 +78,7 @@ def test_teacher_student_pair_runs_end_to_end(tmp_path, data_path, teacher, stud
 def test_teacher_student_pair_runs_on_periodic_cells(tmp_path, metals_path, teacher, student):
     """Teachers label forces and stresses of periodic cells (slabs among them); the student
     trains on both and is scored in meV/atom, meV/Å and GPa against EMT. Each backend teaches
-    once and learns once (ani → mace → nequip → ani): the stages meet only through the labels."""
+    once and learns once (ani → mace → nequip → hippynn → ani): the stages meet only through the labels."""
     run = ekd.distill(tiny_config(metals_path, f"{teacher}:1", student, **{"student.train": {"stress_weight": 1.0}}), out=tmp_path, show_progress=False)
     check_labels_are_the_teachers_mean(run)
     (teacher_model,) = run.teachers.models
