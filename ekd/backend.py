@@ -186,7 +186,7 @@ class Statistics:
 
 @runtime_checkable
 class Backend(Protocol):
-    """The contract of a model backend (ANI, MACE, NequIP, or yours).
+    """The contract of a model backend (ANI, MACE, NequIP, HIP-NN, or yours).
 
     Attributes:
         name: short unique name used on the command line (``--backend ani``).
