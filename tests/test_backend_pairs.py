@@ -93,12 +93,12 @@ def test_teacher_student_pair_runs_on_periodic_cells(tmp_path, metals_path, teac
 
 @pytest.mark.slow
 def test_mixed_ensemble_labels_forces(tmp_path, data_path):
-    if FIRST_PARTY != ["ani", "mace", "nequip"]:
-        pytest.skip("needs all three first-party backends")
-    run = ekd.Run(tmp_path, tiny_config(data_path, "ani:2,mace:1,nequip:1", "ani"), show_progress=False)
+    if FIRST_PARTY != ["ani", "mace", "nequip", "hippynn"]:
+        pytest.skip("needs all four first-party backends")
+    run = ekd.Run(tmp_path, tiny_config(data_path, "ani:2,mace:1,nequip:1,hippynn:1", "ani"), show_progress=False)
     run.teach()
     labels = run.label()
-    assert [t.backend for t in labels.teachers] == ["ani", "ani", "mace", "nequip"]
-    assert labels.member_forces.shape == (4, labels.data.n_atoms, 3)
+    assert [t.backend for t in labels.teachers] == ["ani", "ani", "mace", "nequip", "hippynn"]
+    assert labels.member_forces.shape == (5, labels.data.n_atoms, 3)
     check_labels_are_the_teachers_mean(run)
     assert np.all(labels.force_spread > 0)
