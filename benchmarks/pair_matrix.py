@@ -222,7 +222,7 @@ def main() -> None:
         s66 = f"{r['s66x8_student_over_baseline']:.2f}" if r["s66x8_student_over_baseline"] else "-"
         print(f"{name:<12}{r['teacher_ensemble_force_mae']:>9.2f}{s['mean']:>9.2f} ± {s['std']:<4.2f}{b['mean']:>9.2f} ± {b['std']:<4.2f}"
               f"{r['student_over_baseline']:>7.2f}{'*' if r['difference_exceeds_spread'] else ' '}{gap:>10}{s66:>7}{r['wall_seconds'] / 60:>9.1f}")
-    print("force MAE in kcal/mol/Å on the held-out PySCF forces; * the difference exceeds the seed spread")
+    print("force MAE in kcal/mol/Å on the held-out PySCF forces; * the difference (either way) exceeds the seed spread")
 
 
 if __name__ == "__main__":

@@ -86,8 +86,8 @@ class SeedSpread:
 @dataclasses.dataclass(frozen=True)
 class Headline:
     """What EKD achieved on one dataset: the students' force MAE against the energy-only
-    baselines' (kcal/mol/Å) and whether the difference exceeds the larger seed spread (None
-    with one seed of either: there is no spread to compare)."""
+    baselines' (kcal/mol/Å) and whether the difference, either way, exceeds the larger seed
+    spread (None with one seed of either: there is no spread to compare)."""
 
     student_force_mae: SeedSpread
     baseline_force_mae: SeedSpread | None = None
@@ -101,7 +101,7 @@ class Headline:
             student_force_mae=student,
             baseline_force_mae=baseline,
             student_over_baseline=student.mean / baseline.mean if baseline else None,
-            difference_exceeds_spread=bool(baseline.mean - student.mean > max(student.std, baseline.std)) if baseline and min(student.n, baseline.n) > 1 else None,
+            difference_exceeds_spread=bool(abs(baseline.mean - student.mean) > max(student.std, baseline.std)) if baseline and min(student.n, baseline.n) > 1 else None,
             student_over_teacher_ensemble=student.mean / ensemble if ensemble else None,
         )
 
@@ -242,7 +242,8 @@ class Report:
             lines += ["", f"**{dataset}**: student force MAE {s.mean:.2f} ± {s.std:.2f} (n={s.n})"]
             if h.baseline_force_mae is not None:
                 b = h.baseline_force_mae
-                verdict = {True: "the difference exceeds the seed spread", False: "the difference does not exceed the seed spread",
+                better = "better" if s.mean < b.mean else "worse"
+                verdict = {True: f"the student is {better} beyond the seed spread", False: "the difference does not exceed the seed spread",
                            None: "a single seed: no spread to compare (student.seeds: 3 gives one)"}[h.difference_exceeds_spread]
                 lines[-1] += f", energy-only baseline {b.mean:.2f} ± {b.std:.2f} (n={b.n}); student/baseline = {h.student_over_baseline:.2f}; {verdict}"
             if h.student_over_teacher_ensemble is not None:

@@ -81,6 +81,8 @@ def test_the_headline_is_students_over_baselines_and_judged_by_the_spread():
     assert headline.student_over_baseline == pytest.approx(1.1 / 2.2) and headline.difference_exceeds_spread
     assert headline.student_over_teacher_ensemble == pytest.approx(1.1)
     assert not ekd.Headline.of(student, ekd.SeedSpread.of([1.1, 1.5]), None).difference_exceeds_spread  # 0.2 < spread 0.28
+    worse = ekd.Headline.of(ekd.SeedSpread.of([4.7, 4.8]), ekd.SeedSpread.of([3.4, 3.5]), None)  # a student worse than its baseline is flagged too
+    assert worse.difference_exceeds_spread and worse.student_over_baseline > 1
     assert ekd.Headline.of(student, None, None).student_over_baseline is None
 
 
