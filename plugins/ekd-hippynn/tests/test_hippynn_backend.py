@@ -79,6 +79,21 @@ def test_the_first_energy_term_is_the_reference_energies_and_stays_fixed():
     assert abs(model.predict(atom, forces=False).energy[0] - REFERENCE[8]) < 0.1  # the higher terms start decayed (1e-2, 1e-4)
 
 
+def test_training_leaves_the_first_energy_term_at_the_fit(tmp_path):
+    """ekd's trainer moves every weight but E0, which stays ekd's per-element fit of the training energies."""
+    from ekd.testing import labelled_molecules
+    from ekd.train import TrainConfig, train
+
+    data = labelled_molecules(4).without_forces()
+    config = TrainConfig(epochs=3, batch_size=8, dtype="float64", device="cpu", ema_decay=0.0)
+    result = train("hippynn", data.subset(range(0, 20, 2)), data.subset(range(1, 20, 2)), tmp_path, config, get_backend("hippynn").tiny, show_progress=False)
+    trained = Model.load(tmp_path / "model.pt", device="cpu")
+    fit = [trained.statistics.reference_energies[z] for z in trained.species]
+    np.testing.assert_array_equal(trained.module.energy.layers[0].weight.detach().numpy()[0], fit)
+    untrained = build()
+    assert result.best_val_loss > 0 and not np.allclose(trained.module.energy.layers[1].weight.detach().numpy(), untrained.module.energy.layers[1].weight.detach().numpy())
+
+
 def test_options_name_the_bad_distance_order():
     with pytest.raises(ConfigError, match="dist_soft_min < dist_soft_max <= dist_hard_max"):
         build(dist_soft_max=7.0, dist_hard_max=6.5)
