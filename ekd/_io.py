@@ -28,3 +28,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_named_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Like :func:`atomic_path`, but the temporary path has ``path``'s own file name (in a
+    temporary folder beside it), for writers that check or extend the name (``*.nequip.zip``)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent) as folder:
+        staged = Path(folder) / target.name
+        yield staged
+        os.replace(staged, target)

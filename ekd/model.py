@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from ekd._io import atomic_path
+from ekd._io import atomic_named_path, atomic_path
 from ekd.backend import Backend, BackendOptions, Batch, Converts, Exportable, Periodic, Statistics, validate_options
 from ekd.data import Dataset
 from ekd.data.frames import VOIGT
@@ -273,8 +273,8 @@ class Model:
         """Write the model in its backend's native format (for the backend's own tools)."""
         if not isinstance(self.backend, Exportable):
             raise BackendError(f"backend '{self.backend.name}' has no native export format")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.backend.export(self.module, Path(path))
+        with atomic_named_path(path) as staged:  # (nothing half-written is left at ``path``)
+            self.backend.export(self.module, staged)
 
     def calculator(self):
         """An ASE calculator (energy in eV, forces in eV/Å) running this model."""

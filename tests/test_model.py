@@ -57,3 +57,26 @@ def test_ase_calculator_matches_predict():
     prediction = model.predict(frames)
     assert atoms.get_potential_energy() == pytest.approx(prediction.energy[0])
     np.testing.assert_allclose(atoms.get_forces(), prediction.forces)
+
+
+def test_an_export_that_fails_leaves_nothing_and_one_that_succeeds_keeps_its_file_name(tmp_path, monkeypatch):
+    """Backends write under the target's own name (they check suffixes such as '.nequip.zip')
+    into a staging folder; only a finished file is moved to the target."""
+    model = tiny()
+    names = []
+
+    def export(module, path, fail=False):
+        names.append(path.name)
+        path.write_text("half" if fail else "whole")
+        if fail:
+            raise RuntimeError("disk full")
+
+    monkeypatch.setattr(model.backend, "export_suffix", ".x.pt", raising=False)
+    monkeypatch.setattr(model.backend, "export", lambda module, path: export(module, path, fail=True), raising=False)
+    with pytest.raises(RuntimeError, match="disk full"):
+        model.export(tmp_path / "out/model.x.pt")
+    assert list((tmp_path / "out").iterdir()) == []
+    monkeypatch.setattr(model.backend, "export", export, raising=False)
+    model.export(tmp_path / "out/model.x.pt")
+    assert names == ["model.x.pt", "model.x.pt"] and [p.name for p in (tmp_path / "out").iterdir()] == ["model.x.pt"]
+    assert (tmp_path / "out/model.x.pt").read_text() == "whole"

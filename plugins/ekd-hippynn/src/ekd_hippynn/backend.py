@@ -115,9 +115,10 @@ class HipnnBackend:
         return HipnnModel(network, energy, options.tensor_order)
 
     def convert(self, model: HipnnModel, batch: Batch) -> torch.Tensor:
-        """(A, S) one-hot species in the order of the model's species (hippynn's encoding)."""
+        """(A, S) one-hot species in the order of the model's species (hippynn's encoding), in the
+        model's dtype (converted once per batch, not at every step)."""
         species = model.network.species_set[1:]
-        return torch.nn.functional.one_hot(batch.element_index(species), len(species)).bool()
+        return torch.nn.functional.one_hot(batch.element_index(species), len(species)).to(model.energy.layers[0].weight.dtype)
 
     def energy(self, model: HipnnModel, batch: Batch) -> torch.Tensor:
         centre, neighbour = batch.edge_index
@@ -139,14 +140,11 @@ class HipnnBackend:
         species, positions = graphs.inputs.SpeciesNode(db_name="species"), graphs.inputs.PositionsNode(db_name="coordinates")
         network = getattr(graphs.networks, NETWORKS[module.tensor_order])("HIPNN", (species, positions), module=module.network)
         energy = graphs.targets.HEnergyNode("HEnergy", network, module=module.energy)
-        graph = graphs.GraphModule([species, positions], [energy.mol_energy])
-        part = path.with_name(path.name + ".part")
-        torch.save(graph, part)
-        part.replace(path)
+        torch.save(graphs.GraphModule([species, positions], [energy.mol_energy]), path)
 
 
 def _hippynn(name: str = ""):
-    """hippynn or its submodule ``name`` (e.g. ``"networks"``), imported without the warnings its
+    """hippynn or its submodule ``name`` (e.g. ``"networks.hipnn"``), imported without the warnings its
     import raises on a CPU (no numba/cupy/triton kernels: hippynn then uses plain PyTorch ones)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
