@@ -33,9 +33,8 @@ def test_role_training_settings_merge_and_student_defaults_survive_partial_overr
 
 
 def test_students_of_periodic_data_keep_the_shared_epoch_bound_unless_told(tmp_path):
-    from ekd.data import Dataset
+    from ekd.data import Dataset, load_default
     from ekd.pipeline import student_jobs
-    from ekd.data import load_default
     from ekd.testing import periodic_cells, test_molecules
 
     def student_epochs(data, **overrides):
